@@ -1,0 +1,59 @@
+"""tether's exceptions: each names what was wrong, so the CLI can print one line."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class TetherError(Exception):
+    """Base of every error tether raises on purpose."""
+
+
+class InvalidSessionId(TetherError, ValueError):
+    """A session id that could escape the sessions folder or is not a plain name."""
+
+
+class SessionNotFound(TetherError, LookupError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"no session with id {session_id!r}")
+        self.session_id = session_id
+
+    def __str__(self) -> str:  # LookupError would repr() the args
+        return self.args[0]
+
+
+class SessionExists(TetherError, ValueError):
+    """create_session with an id that is already taken."""
+
+
+class SessionCorrupt(TetherError):
+    """A session file that cannot be read; the message names the file."""
+
+    def __init__(self, path: Any, reason: str) -> None:
+        super().__init__(f"session file {path} is corrupt: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class ConfigError(TetherError, ValueError):
+    """Bad configuration; the message names the key or file."""
+
+
+class UnknownModel(TetherError, ValueError):
+    """A model name that is neither configured nor known to litellm."""
+
+
+class ImportFormatError(TetherError, ValueError):
+    """import_session was given something that is not a session."""
+
+
+class ContextOverflow(TetherError, ValueError):
+    """The new message alone does not fit the model's context window."""
+
+
+class AllModelsFailed(TetherError):
+    """Every model in the chain failed; `attempts` says how, one per try."""
+
+    def __init__(self, message: str, attempts: list[Any] | None = None, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.attempts = list(attempts or [])
+        self.session_id = session_id

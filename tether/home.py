@@ -1,0 +1,35 @@
+"""Where tether keeps its files: one home directory, overridable for tests and apps."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "TETHER_HOME"
+
+
+def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """An explicit `home` wins, then $TETHER_HOME, then the platform's user data dir.
+
+    Code that passes a path means it; the environment variable is how users and
+    test fixtures redirect everything else.
+    """
+    if home is not None:
+        path = Path(home)
+    elif os.environ.get(ENV_VAR):
+        path = Path(os.environ[ENV_VAR])
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_data_dir("tether", appauthor=False))
+    return path.expanduser()
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create a private (0700) directory, tightening it if it already exists."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError:
+        pass
+    return path

@@ -1,0 +1,155 @@
+"""Session data: what is stored, exported and returned to apps.
+
+Every model keeps fields it does not know (`extra="allow"`), so a file written by a
+newer tether survives a round trip through an older one.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .ids import new_id
+
+SCHEMA_VERSION = 1
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Record(BaseModel):
+    """Base: keeps unknown fields and gives the typed to_dict/from_dict pair."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
+        return cls.model_validate(data)
+
+
+class Usage(Record):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Message(Record):
+    id: str = Field(default_factory=new_id)
+    role: Role
+    content: str
+    timestamp: datetime = Field(default_factory=utcnow)
+    name: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    # "ok"; "unanswered" (a user turn no model answered yet); "interrupted" (a partial answer)
+    status: str = "ok"
+    pinned: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # token-count cache, keyed "<encoding>:<content hash>": a count is reused only for the text it was made from
+    tokens: dict[str, int] = Field(default_factory=dict)
+
+    def content_hash(self) -> str:
+        return hashlib.blake2b(self.content.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+
+
+class SessionEvent(Record):
+    """Something that happened to a session besides a message: a pin change, a fallback, an error."""
+
+    type: str
+    at: datetime = Field(default_factory=utcnow)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Totals(Record):
+    messages: int = 0
+    turns: int = 0  # answered assistant messages
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, message: Message) -> None:
+        self.messages += 1
+        if message.role == "assistant":
+            self.turns += 1
+        if message.usage:
+            self.prompt_tokens += message.usage.prompt_tokens
+            self.completion_tokens += message.usage.completion_tokens
+            self.total_tokens += message.usage.total_tokens
+        if message.cost_usd:
+            self.cost_usd += message.cost_usd
+
+    @classmethod
+    def of(cls, messages: list[Message]) -> "Totals":
+        t = cls()
+        for m in messages:
+            t.add(m)
+        return t
+
+
+SessionStatus = Literal["active", "archived", "closed"]
+
+# Header fields a change record may set (everything but id, messages, events, totals).
+HEADER_FIELDS = frozenset(
+    {"title", "updated_at", "user_id", "metadata", "context", "system", "pinned_model", "pin_reason", "status"}
+)
+
+
+class Session(Record):
+    schema_version: int = SCHEMA_VERSION
+    id: str = Field(default_factory=new_id)
+    title: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    user_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+    system: str | None = None
+    pinned_model: str | None = None
+    pin_reason: str | None = None
+    status: SessionStatus = "active"
+    messages: list[Message] = Field(default_factory=list)
+    events: list[SessionEvent] = Field(default_factory=list)
+    totals: Totals = Field(default_factory=Totals)
+
+    def header_dict(self) -> dict[str, Any]:
+        """The session without its messages and events (what a file's header record holds)."""
+        d = self.model_dump(mode="json", exclude={"messages", "events", "totals"}, exclude_none=True)
+        return d
+
+    def summary(self) -> "SessionSummary":
+        return SessionSummary(
+            id=self.id,
+            title=self.title,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            user_id=self.user_id,
+            status=self.status,
+            pinned_model=self.pinned_model,
+            message_count=len(self.messages),
+            totals=self.totals.model_copy(),
+        )
+
+
+class SessionSummary(Record):
+    """One row of a listing: enough to choose a session without opening its transcript."""
+
+    id: str
+    title: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    user_id: str | None = None
+    status: str = "active"
+    pinned_model: str | None = None
+    message_count: int = 0
+    totals: Totals = Field(default_factory=Totals)
