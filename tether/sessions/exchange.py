@@ -57,7 +57,7 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
     source = "input"
     if isinstance(data_or_path, dict):
         return _from_document(data_or_path, source)
-    if isinstance(data_or_path, Path) or (isinstance(data_or_path, str) and not data_or_path.lstrip().startswith("{")):
+    if isinstance(data_or_path, Path) or (isinstance(data_or_path, str) and not data_or_path.lstrip()[:1] in ("{", "[") and "\n" not in data_or_path):
         path = Path(data_or_path)
         source = str(path)
         try:

@@ -102,7 +102,9 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
 
     try:
         data = path.read_bytes()
-    except PermissionError as e:
+    except FileNotFoundError:
+        raise
+    except OSError as e:
         raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
     records, _ = split_records(data, path)
     try:

@@ -37,6 +37,18 @@ def private_dir(path: Path) -> Path:
     return path
 
 
+def message_record(message: Message) -> dict[str, Any]:
+    """Defaults are left out of the file: a short line per message keeps loads fast."""
+    return {"type": "message", "message": message.model_dump(mode="json", exclude_defaults=True)}
+
+
+def session_records(session: Session) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = [{"type": "header", "session": session.header_dict()}]
+    records += [message_record(m) for m in session.messages]
+    records += [{"type": "event", "event": e.to_dict()} for e in session.events]
+    return records
+
+
 def dumps(record: dict[str, Any]) -> bytes:
     line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
     try:
@@ -230,11 +242,8 @@ class JsonlStore(SessionStore):
     # -- writing --------------------------------------------------------------------
     def create(self, session: Session) -> None:
         path = self.path(session.id)
-        records = [{"type": "header", "session": session.header_dict()}]
-        records += [{"type": "message", "message": m.to_dict()} for m in session.messages]
-        records += [{"type": "event", "event": e.to_dict()} for e in session.events]
         with self.lock(session.id):
-            write_atomic(path, b"".join(dumps(r) for r in records), exclusive=True)
+            write_atomic(path, b"".join(dumps(r) for r in session_records(session)), exclusive=True)
 
     def append(self, session_id: str, *records: dict[str, Any]) -> None:
         """Append whole lines under the session's lock, repairing a torn tail first."""
@@ -256,11 +265,13 @@ class JsonlStore(SessionStore):
                 os.close(fd)
 
     def append_message(self, session_id: str, message: Message) -> None:
-        self.append(session_id, {"type": "message", "message": message.to_dict()})
+        self.append(session_id, message_record(message))
 
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
-        clean = Message.model_validate({"role": "user", "content": "", **fields}).to_dict()
-        self.append(session_id, {"type": "edit", "id": message_id, "fields": {k: clean[k] for k in fields if k in clean}})
+        if "id" in fields:
+            raise ValueError("a message's id cannot be changed")
+        clean = Message.model_validate({"role": "user", "content": "", **fields}).model_dump(mode="json")
+        self.append(session_id, {"type": "edit", "id": message_id, "fields": {k: clean.get(k, fields[k]) for k in fields}})
 
     def remove_message(self, session_id: str, message_id: str) -> None:
         self.append(session_id, {"type": "remove", "id": message_id})
@@ -285,7 +296,10 @@ class JsonlStore(SessionStore):
         with self.lock(session_id):
             fold = self.read_fold(session_id)
             data = b"".join(dumps(r) for r in fold.records())
-            write_atomic(self.path(session_id), data)
+            path = self.path(session_id)
+            write_atomic(path, data)
+            for stale in self.root.glob(f".{path.name}.*.tmp"):  # left by a rewrite that was killed
+                stale.unlink(missing_ok=True)
 
     def delete(self, session_id: str) -> bool:
         path = self.path(session_id)
@@ -298,11 +312,8 @@ class JsonlStore(SessionStore):
 
     def replace(self, session: Session) -> None:
         """Write a whole session over any existing one (import with overwrite)."""
-        records = [{"type": "header", "session": session.header_dict()}]
-        records += [{"type": "message", "message": m.to_dict()} for m in session.messages]
-        records += [{"type": "event", "event": e.to_dict()} for e in session.events]
         with self.lock(session.id):
-            write_atomic(self.path(session.id), b"".join(dumps(r) for r in records))
+            write_atomic(self.path(session.id), b"".join(dumps(r) for r in session_records(session)))
 
     # -- listing --------------------------------------------------------------------
     def session_files(self) -> Iterator[tuple[str, os.stat_result]]:
