@@ -20,6 +20,10 @@ class Policy:
     relevance: bool = True          # fill the rest with earlier turns ranked against the query
     truncate_share: float = 0.5     # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16         # below this many tokens a cut message says nothing useful
+    k1: float = 1.2                 # BM25 term-frequency saturation
+    b: float = 0.75                 # BM25 length normalisation
+    neighbour_weight: float = 0.0   # share of a message's score given to its neighbours
+    unit: str = "pair"              # "pair": whole turns; "message": single messages
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Policy":
@@ -94,8 +98,8 @@ class _Picker:
         return list(range(s, e))
 
 
-def select(h: History, budget: int, policy: Policy, ranked_groups: list[int] | None = None) -> Selection:
-    """Choose indices of h under budget; ranked_groups are turn groups, most relevant first."""
+def select(h: History, budget: int, policy: Policy, ranked: list[list[int]] | None = None) -> Selection:
+    """Choose indices of h under budget; ranked are units (lists of indices), most relevant first."""
     p = _Picker(h, budget, policy)
     if not len(h) or budget <= 0:
         return Selection([], {}, {})
@@ -118,13 +122,12 @@ def select(h: History, budget: int, policy: Policy, ranked_groups: list[int] | N
         g -= 1
     oldest_recent = g + 1
     # 4. relevance fill
-    if ranked_groups:
-        for rg in ranked_groups:
-            if rg >= oldest_recent:
-                continue
+    if ranked:
+        start = h.groups[oldest_recent][0] if oldest_recent < ngroups else len(h)
+        for unit in ranked:
             if p.budget - p.used < 8:
                 break
-            p.add(p.group(rg))
+            p.add([i for i in unit if i < start])
     # 5. leftover goes to recency again
     while g >= 0 and p.budget - p.used >= 8:
         p.add(p.group(g))

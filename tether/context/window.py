@@ -179,9 +179,9 @@ def build_window(
     h = History.of(items, enc)
     ranked = None
     if policy.relevance and query_text and len(h) > 1:
-        from .relevance import rank_groups
+        from .ranking import rank_units
 
-        ranked = rank_groups(h, query_text, policy)
+        ranked = rank_units(h, query_text, policy)
     sel = select(h, hist_budget, policy, ranked)
 
     chosen_set = set(sel.chosen)
