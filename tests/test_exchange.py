@@ -1,0 +1,150 @@
+"""Export and import: JSON round trip (property-based), Markdown, Oblix files, tether .jsonl files."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import tether
+from tether.errors import ImportFormatError, SessionExists
+from tether.sessions import Message, Session
+
+OBLIX_FILE = {
+    "id": "5f0c6d1e-8a2b-4c3d-9e4f-0a1b2c3d4e5f",
+    "title": "Trip planning",
+    "created_at": "2025-03-01T10:00:00.123456",
+    "updated_at": "2025-03-01T10:05:00.654321",
+    "messages": [
+        {"id": "a1", "role": "user", "content": "Where should I go?", "timestamp": "2025-03-01T10:00:01.000001"},
+        {"id": "a2", "role": "assistant", "content": "Lisbon.", "timestamp": "2025-03-01T10:00:03.000002"},
+    ],
+    "context": {"budget": "low"},
+    "metadata": {"source": "oblix"},
+}
+
+
+def test_oblix_file_imports_unchanged(tmp_path):
+    c = tether.Tether()
+    path = tmp_path / "oblix.json"
+    path.write_text(json.dumps(OBLIX_FILE))
+    sid = c.import_session(str(path))
+    assert sid == OBLIX_FILE["id"]
+    s = c.load_session(sid)
+    assert s.title == "Trip planning" and s.context == {"budget": "low"} and s.metadata == {"source": "oblix"}
+    assert [(m.id, m.role, m.content) for m in s.messages] == [("a1", "user", "Where should I go?"), ("a2", "assistant", "Lisbon.")]
+    assert c.list_sessions()[0].message_count == 2
+    exported = json.loads(c.export_session(sid))
+    for key in ("id", "title", "created_at", "updated_at", "messages", "context", "metadata"):
+        assert key in exported
+    assert list(exported)[:7] == ["id", "title", "created_at", "updated_at", "messages", "context", "metadata"]
+    assert {"id", "role", "content", "timestamp"} <= set(exported["messages"][0])
+
+
+def test_import_existing_id_refuses_unless_overwrite(tmp_path):
+    c = tether.Tether()
+    c.import_session(OBLIX_FILE)
+    with pytest.raises(SessionExists, match=OBLIX_FILE["id"]):
+        c.import_session(OBLIX_FILE)
+    changed = {**OBLIX_FILE, "title": "New"}
+    c.import_session(changed, overwrite=True)
+    assert c.load_session(OBLIX_FILE["id"]).title == "New"
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"title": "no id"}, "'id'"),
+        ({"id": "../evil", "messages": []}, "invalid session id"),
+        ({"id": "x", "messages": [{"content": "no role"}]}, "message 0"),
+        ({"id": "x", "messages": [{"role": "alien", "content": "c"}]}, "messages.0.role"),
+        ("not json at all {", "not JSON|cannot read"),
+        ([1, 2], "not a session"),
+    ],
+)
+def test_bad_imports_name_the_problem(bad, match):
+    c = tether.Tether()
+    data = json.dumps(bad) if isinstance(bad, list) else bad
+    with pytest.raises(ImportFormatError, match=match):
+        c.import_session(data)
+    assert c.list_sessions() == []
+
+
+def test_missing_import_file_named(tmp_path):
+    with pytest.raises(ImportFormatError, match="nope.json"):
+        tether.Tether().import_session(tmp_path / "nope.json")
+
+
+def test_tether_jsonl_file_imports(tmp_path):
+    c = tether.Tether()
+    sid = c.create_session(title="orig")
+    c.add_message(sid, "user", "hello")
+    raw = (c.home / "sessions" / f"{sid}.jsonl").read_bytes()
+    c.delete_session(sid)
+    (tmp_path / "s.jsonl").write_bytes(raw)
+    assert c.import_session(tmp_path / "s.jsonl") == sid
+    assert [m.content for m in c.load_session(sid).messages] == ["hello"]
+
+
+def test_markdown_export_has_every_turn():
+    c = tether.Tether()
+    sid = c.create_session(title="Notes", system="Be brief", model="gpt-x")
+    c.add_message(sid, "user", "What is **2+2**?")
+    c.add_message(sid, "assistant", "4", model="gpt-x", status="interrupted")
+    md = c.export_session(sid, format="markdown")
+    assert md.startswith("# Notes")
+    assert "Be brief" in md and "What is **2+2**?" in md and "## assistant (gpt-x) [interrupted]" in md
+    with pytest.raises(ValueError, match="yaml"):
+        c.export_session(sid, format="yaml")  # type: ignore[arg-type]
+
+
+text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
+json_scalar = st.none() | st.booleans() | st.integers(-10**6, 10**6) | text
+json_value = st.recursive(json_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(text, c, max_size=3), max_leaves=8)
+stamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc))
+messages = st.builds(
+    Message,
+    role=st.sampled_from(["user", "assistant", "system", "tool"]),
+    content=text,
+    timestamp=stamps,
+    name=st.none() | text,
+    model=st.none() | text,
+    cost_usd=st.none() | st.floats(0, 10, allow_nan=False),
+    latency_ms=st.none() | st.floats(0, 1e6, allow_nan=False),
+    status=st.sampled_from(["ok", "unanswered", "interrupted"]),
+    pinned=st.booleans(),
+    metadata=st.dictionaries(text, json_value, max_size=3),
+)
+sessions = st.builds(
+    Session,
+    id=st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,20}", fullmatch=True),
+    title=st.none() | text,
+    created_at=stamps,
+    updated_at=stamps,
+    user_id=st.none() | text,
+    metadata=st.dictionaries(text, json_value, max_size=3),
+    context=st.dictionaries(text, json_value, max_size=3),
+    system=st.none() | text,
+    pinned_model=st.none() | text,
+    status=st.sampled_from(["active", "archived", "closed"]),
+    messages=st.lists(messages, max_size=6),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(session=sessions)
+def test_json_export_import_roundtrip(session, tmp_path_factory):
+    c = tether.Tether(home=tmp_path_factory.mktemp("h"))
+    c.import_session(session.model_dump(mode="json"))
+    doc = c.export_session(session.id)
+    c.delete_session(session.id)
+    c.import_session(doc)
+    back = c.load_session(session.id)
+    expected = session.model_dump(mode="json", exclude={"totals"})
+    # updated_at means "last used": it is never earlier than the newest message
+    expected["updated_at"] = max([session.updated_at] + [m.timestamp for m in session.messages]).isoformat().replace("+00:00", "Z")
+    assert back.model_dump(mode="json", exclude={"totals"}) == expected
+    assert back.totals.messages == len(session.messages)
+    assert json.loads(c.export_session(session.id)) == json.loads(doc)

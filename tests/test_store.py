@@ -1,0 +1,352 @@
+"""The JSON Lines store: round trips, torn/corrupt files, hostile ids, permissions, the index."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+import tether
+from tether.errors import InvalidSessionId, SessionCorrupt, SessionExists, SessionNotFound
+from tether.sessions import new_id
+from tether.sessions.jsonl import JsonlStore
+
+
+@pytest.fixture
+def client(tether_home):
+    return tether.Tether()
+
+
+def sessions_dir(client):
+    return client.home / "sessions"
+
+
+def test_create_add_load_list_roundtrip(client):
+    sid = client.create_session(title="t", context={"k": [1, 2]}, system="sys", user_id="u1", metadata={"m": 1})
+    assert client.current_session_id == sid
+    client.add_message(sid, "user", "hello", name="ann")
+    client.add_message(sid, "assistant", "hi", model="m1", usage={"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}, cost_usd=0.25, latency_ms=12.5)
+    s = client.load_session(sid)
+    assert [m.content for m in s.messages] == ["hello", "hi"]
+    assert s.messages[0].name == "ann" and s.messages[1].model == "m1"
+    assert (s.title, s.context, s.system, s.user_id, s.metadata) == ("t", {"k": [1, 2]}, "sys", "u1", {"m": 1})
+    assert s.totals.total_tokens == 7 and s.totals.cost_usd == 0.25 and s.totals.messages == 2
+    [row] = client.list_sessions()
+    assert (row.id, row.title, row.message_count, row.totals.total_tokens) == (sid, "t", 2, 7)
+    assert s.schema_version == tether.sessions.SCHEMA_VERSION
+    with open(sessions_dir(client) / f"{sid}.jsonl") as f:
+        assert json.loads(f.readline())["session"]["schema_version"] == 1
+
+
+def test_list_orders_by_last_use_and_filters(client):
+    a = client.create_session(title="a", user_id="u1")
+    b = client.create_session(title="b", user_id="u2")
+    c = client.create_session(title="c", user_id="u1")
+    client.add_message(a, "user", "bump a")  # a is now the most recently used
+    assert [r.id for r in client.list_sessions()] == [a, c, b]
+    assert [r.id for r in client.list_sessions(user_id="u1")] == [a, c]
+    assert [r.id for r in client.list_sessions(limit=1)] == [a]
+    client.update_session(b, status="archived")
+    assert [r.id for r in client.list_sessions(status="archived")] == [b]
+    assert b not in [r.id for r in client.list_sessions(status="active")]
+
+
+def test_rename_delete_clear_history(client):
+    sid = client.create_session(title="old")
+    client.add_message(sid, "user", "x")
+    client.rename_session(sid, "new")
+    assert client.load_session(sid).title == "new"
+    assert client.list_sessions()[0].title == "new"
+    client.clear_history(sid)
+    s = client.load_session(sid)
+    assert s.messages == [] and s.title == "new"
+    assert client.list_sessions()[0].message_count == 0
+    assert client.delete_session(sid) is True
+    assert client.delete_session(sid) is False
+    assert client.list_sessions() == []
+    with pytest.raises(SessionNotFound, match=sid):
+        client.load_session(sid)
+    with pytest.raises(SessionNotFound):
+        client.add_message(sid, "user", "lost?")
+
+
+def test_get_history_limit_and_message_edit(client):
+    sid = client.create_session()
+    ids = [client.add_message(sid, "user", f"m{i}").id for i in range(5)]
+    assert [m.content for m in client.get_history(sid, limit=2)] == ["m3", "m4"]
+    client.update_message(sid, ids[1], content="edited", pinned=True, status="unanswered")
+    m = client.load_session(sid).messages[1]
+    assert (m.content, m.pinned, m.status) == ("edited", True, "unanswered")
+    client.store.remove_message(sid, ids[0])
+    assert [m.id for m in client.get_history(sid)] == ids[1:]
+    assert client.list_sessions()[0].message_count == 4
+
+
+def test_bad_role_and_duplicate_id(client):
+    sid = client.create_session(session_id="fixed-id")
+    with pytest.raises(ValueError, match="role"):
+        client.add_message(sid, "wizard", "x")
+    with pytest.raises(SessionExists, match="fixed-id"):
+        client.create_session(session_id="fixed-id")
+
+
+HOSTILE = [
+    "../x", "../../etc/passwd", "/etc/passwd", "a/b", "a\\b", "", ".", "..", ".hidden", "x" * 129,
+    "a\x00b", "a b", " a", "a\n", "é", "%2e%2e", "~", "con:", "a*", "$(rm)", "a;b",
+]
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+def test_hostile_ids_rejected_before_any_file_is_touched(client, tmp_path, bad):
+    victim = client.home / "x.jsonl"  # where '../x' would land
+    victim.write_text("precious")
+    before = sorted(os.listdir(sessions_dir(client)))
+    for op in (
+        lambda: client.create_session(session_id=bad),
+        lambda: client.load_session(bad),
+        lambda: client.delete_session(bad),
+        lambda: client.add_message(bad, "user", "x"),
+        lambda: client.rename_session(bad, "t"),
+        lambda: client.export_session(bad),
+    ):
+        with pytest.raises(InvalidSessionId):
+            op()
+    assert victim.read_text() == "precious"
+    assert sorted(os.listdir(sessions_dir(client))) == before
+
+
+def test_invalid_session_id_is_a_value_error():
+    assert issubclass(InvalidSessionId, ValueError)
+    with pytest.raises(ValueError, match="invalid session id"):
+        tether.sessions.validate_id("../evil")
+    with pytest.raises(InvalidSessionId, match="string"):
+        tether.sessions.validate_id(5)
+
+
+def test_good_user_ids_accepted(client):
+    for sid in ("a", "A-b_c.d", "x" * 128, "0", "123e4567-e89b-12d3-a456-426614174000"):
+        assert client.create_session(session_id=sid) == sid
+
+
+def test_generated_ids_are_short_sortable_and_unique():
+    ids = [new_id() for _ in range(5000)]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 14 and i.isalnum() for i in ids)
+
+
+def test_permissions_private_even_with_open_umask(client):
+    old = os.umask(0)
+    try:
+        sid = client.create_session()
+        client.add_message(sid, "user", "secret")
+        client.list_sessions()
+        client.store.compact(sid)
+    finally:
+        os.umask(old)
+    d = sessions_dir(client)
+    for p in (client.home, d, d / ".locks"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o700, p
+    for p in list(d.iterdir()) + list((d / ".locks").iterdir()):
+        if p.is_file():
+            assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+
+
+def test_existing_loose_folder_is_tightened(tether_home):
+    (tether_home / "sessions").mkdir(parents=True, mode=0o755)
+    os.chmod(tether_home / "sessions", 0o755)
+    tether.Tether()
+    assert stat.S_IMODE((tether_home / "sessions").stat().st_mode) == 0o700
+
+
+def test_torn_last_line_ignored_then_repaired(client):
+    sid = client.create_session()
+    client.add_message(sid, "user", "kept")
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    with open(path, "ab") as f:
+        f.write(b'{"type":"message","message":{"id":"torn","role":"user","cont')
+    assert [m.content for m in client.load_session(sid).messages] == ["kept"]
+    assert client.list_sessions()[0].message_count == 1
+    client.add_message(sid, "assistant", "after")
+    assert [m.content for m in client.load_session(sid).messages] == ["kept", "after"]
+    assert b"torn" not in path.read_bytes()
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_corrupt_file_named_in_error_and_skipped_by_listing(client):
+    good = client.create_session(title="good")
+    bad = client.create_session(title="bad")
+    client.add_message(bad, "user", "x")
+    path = sessions_dir(client) / f"{bad}.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    lines[0] = b"{not json"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(SessionCorrupt) as e:
+        client.load_session(bad)
+    assert str(path) in str(e.value) and "line 1" in str(e.value)
+    assert [r.id for r in client.list_sessions()] == [good]
+    assert bad in client.store.problems and str(path) in client.store.problems[bad]
+
+
+@pytest.mark.parametrize("content", [b"", b"[]\n", b'{"type":"message","message":{}}\n', b'{"type":"header","session":{"id":"x","created_at":"not a date"}}\n'])
+def test_structurally_broken_files(client, content):
+    path = sessions_dir(client) / "broken.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(SessionCorrupt, match="broken.jsonl"):
+        client.load_session("broken")
+    assert client.list_sessions() == []
+
+
+def test_unreadable_file_reported(client):
+    ok = client.create_session()
+    (sessions_dir(client) / "dir.jsonl").mkdir()  # a name that cannot be read as a file
+    with pytest.raises(SessionCorrupt, match="dir.jsonl"):
+        client.load_session("dir")
+    assert [r.id for r in client.list_sessions()] == [ok]
+
+
+def test_index_rebuilt_when_missing_or_garbage(client):
+    ids = [client.create_session(title=f"s{i}") for i in range(3)]
+    client.add_message(ids[0], "user", "x")
+    index = sessions_dir(client) / ".index.json"
+    first = client.list_sessions()
+    index.unlink()
+    assert client.list_sessions() == first
+    index.write_text("garbage{")
+    assert client.list_sessions() == first
+    assert json.loads(index.read_text())["version"] == 1
+
+
+def test_index_extends_incrementally_without_rereading_old_lines(client):
+    sid = client.create_session(title="t")
+    client.add_message(sid, "user", "one")
+    assert client.list_sessions()[0].message_count == 1
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    # Overwrite the already-indexed bytes in place (same inode, same length) with junk:
+    # a listing that re-read the whole file would now fail; one that reads only new lines works.
+    data = path.read_bytes()
+    with open(path, "r+b") as f:
+        f.write(b" " * (len(data) - 1))
+    client.store.append(sid, {"type": "message", "message": {"id": "m2", "role": "assistant", "content": "two", "timestamp": "2099-01-01T00:00:00Z"}})
+    [row] = client.list_sessions()
+    assert row.message_count == 2 and row.updated_at.year == 2099 and row.title == "t"
+
+
+def test_index_follows_header_updates_and_compaction(client):
+    sid = client.create_session(title="a")
+    client.list_sessions()
+    client.rename_session(sid, "b")
+    client.store.update_header(sid, {"pinned_model": "gpt-x"})
+    row = client.list_sessions()[0]
+    assert (row.title, row.pinned_model) == ("b", "gpt-x")
+    client.store.compact(sid)
+    assert client.list_sessions()[0].title == "b"
+    assert client.load_session(sid).pinned_model == "gpt-x"
+
+
+def test_compaction_keeps_state_and_unknown_records(client):
+    sid = client.create_session()
+    mids = [client.add_message(sid, "user", f"m{i}").id for i in range(4)]
+    client.update_message(sid, mids[0], content="edited")
+    client.store.remove_message(sid, mids[1])
+    client.rename_session(sid, "renamed")
+    client.store.append(sid, {"type": "from-the-future", "payload": [1, 2]})
+    before = client.load_session(sid)
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    n_before = len(path.read_bytes().splitlines())
+    client.store.compact(sid)
+    after = client.load_session(sid)
+    assert after.model_dump() == before.model_dump()
+    lines = path.read_bytes().splitlines()
+    assert len(lines) < n_before
+    assert any(b"from-the-future" in ln for ln in lines)
+
+
+def test_load_compacts_files_with_many_dead_records(client):
+    sid = client.create_session()
+    mid = client.add_message(sid, "user", "x").id
+    for i in range(300):
+        client.update_message(sid, mid, content=f"v{i}")
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    assert len(path.read_bytes().splitlines()) > 300
+    assert client.load_session(sid).messages[0].content == "v299"
+    assert len(path.read_bytes().splitlines()) == 2
+    assert client.load_session(sid).messages[0].content == "v299"
+
+
+def test_unknown_fields_survive_roundtrip(client):
+    sid = client.create_session()
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    lines = path.read_bytes().splitlines()
+    header = json.loads(lines[0])
+    header["session"]["future_field"] = {"x": 1}
+    path.write_bytes(json.dumps(header).encode() + b"\n")
+    client.store.append(sid, {"type": "message", "message": {"id": "m1", "role": "user", "content": "c", "mood": "happy"}})
+    s = client.load_session(sid)
+    assert s.model_extra["future_field"] == {"x": 1}
+    assert s.messages[0].model_extra["mood"] == "happy"
+    client.store.compact(sid)
+    s2 = client.load_session(sid)
+    assert s2.model_extra["future_field"] == {"x": 1} and s2.messages[0].model_extra["mood"] == "happy"
+    assert json.loads(client.export_session(sid))["future_field"] == {"x": 1}
+
+
+def test_unencodable_text_is_stored_not_corrupting(client):
+    sid = client.create_session()
+    client.add_message(sid, "user", "bad \udc80 surrogate and ok ✓")
+    client.add_message(sid, "user", "next")
+    msgs = client.load_session(sid).messages
+    assert msgs[0].content == "bad \udc80 surrogate and ok ✓" and msgs[1].content == "next"
+
+
+def test_home_resolution(tmp_path, tether_home, monkeypatch):
+    assert tether.Tether().home == tether_home
+    explicit = tmp_path / "explicit"
+    assert tether.Tether(home=explicit).home == explicit
+    monkeypatch.delenv("TETHER_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert tether.Tether().home == tmp_path / "xdg" / "tether"
+
+
+def test_session_operations_do_not_import_litellm(tether_home):
+    code = (
+        "import sys, tether\n"
+        "c = tether.Tether()\n"
+        "s = c.create_session(title='t')\n"
+        "c.add_message(s, 'user', 'hi'); c.load_session(s); c.list_sessions(); c.rename_session(s, 'u')\n"
+        "c.export_session(s); c.export_session(s, 'markdown'); c.import_session(c.export_session(s).replace(s, 'c2'))\n"
+        "c.get_history(s); c.clear_history(s); c.delete_session(s)\n"
+        "assert 'litellm' not in sys.modules, 'litellm imported'\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "TETHER_HOME": str(tether_home)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_store_interface_is_implemented():
+    from tether.sessions import SessionStore
+
+    assert issubclass(JsonlStore, SessionStore)
+
+
+async def test_async_client_same_api(tether_home):
+    c = tether.AsyncTether()
+    sid = await c.create_session(title="async")
+    await c.add_message(sid, "user", "q")
+    m = await c.add_message(sid, "assistant", "a")
+    await c.update_message(sid, m.id, status="interrupted")
+    await c.rename_session(sid, "renamed")
+    s = await c.load_session(sid)
+    assert [x.content for x in s.messages] == ["q", "a"] and s.messages[1].status == "interrupted"
+    assert [r.title for r in await c.list_sessions()] == ["renamed"]
+    assert [x.content for x in await c.get_history(sid, limit=1)] == ["a"]
+    doc = await c.export_session(sid)
+    assert await c.import_session(doc.replace(sid, "copy")) == "copy"
+    await c.clear_history(sid)
+    assert (await c.load_session(sid)).messages == []
+    assert await c.delete_session(sid) is True
+    assert c.current_session_id is None

@@ -1,0 +1,203 @@
+"""The client: tether's public entry point for apps.
+
+`Tether` is synchronous; `AsyncTether` offers the same names as coroutines, running
+the file I/O in a worker thread so an event loop never blocks on disk. Session
+operations never import litellm.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from . import _env
+from .errors import SessionNotFound
+from .home import ensure_dir, resolve_home
+from .sessions import Message, Session, SessionStore, SessionSummary
+from .sessions.exchange import export_json, export_markdown, parse_import
+from .sessions.jsonl import JsonlStore
+from .sessions.models import HEADER_FIELDS
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+class Tether:
+    """Sessions, context windows and model routing behind one object."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        config: dict[str, Any] | str | os.PathLike[str] | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
+        _env.setup()
+        self.home: Path = ensure_dir(resolve_home(home))
+        self.store: SessionStore = store if store is not None else JsonlStore(self.home / "sessions")
+        self._config_source = config
+        self.current_session_id: str | None = None
+
+    # -- sessions -----------------------------------------------------------------
+    def create_session(
+        self,
+        title: str | None = None,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> str:
+        """Create a session and make it the current one; returns its id."""
+        fields: dict[str, Any] = {
+            "title": title, "context": context or {}, "system": system,
+            "user_id": user_id, "metadata": metadata or {},
+        }
+        if model:
+            fields["pinned_model"] = model
+            fields["pin_reason"] = "explicit"
+        if session_id is not None:
+            fields["id"] = session_id
+        session = Session(**fields)
+        self.store.create(session)
+        self.current_session_id = session.id
+        return session.id
+
+    def load_session(self, session_id: str) -> Session:
+        return self.store.load(session_id)
+
+    def list_sessions(
+        self, limit: int | None = None, user_id: str | None = None, status: str | None = None
+    ) -> list[SessionSummary]:
+        """Most recently used first."""
+        return self.store.list(limit=limit, user_id=user_id, status=status)
+
+    def delete_session(self, session_id: str) -> bool:
+        deleted = self.store.delete(session_id)
+        if self.current_session_id == session_id:
+            self.current_session_id = None
+        return deleted
+
+    def rename_session(self, session_id: str, title: str) -> None:
+        self.store.update_header(session_id, {"title": title})
+
+    def update_session(self, session_id: str, **fields: Any) -> None:
+        """Change title, system, context, metadata, user_id or status (active/archived/closed)."""
+        bad = set(fields) - (HEADER_FIELDS - {"updated_at", "pinned_model", "pin_reason"})
+        if bad:
+            raise ValueError(f"update_session cannot change: {', '.join(sorted(bad))}")
+        self.store.update_header(session_id, fields)
+
+    def add_message(self, session_id: str, role: str, content: str, **fields: Any) -> Message:
+        """Append one message; it is on disk when this returns."""
+        if role not in _ROLES:
+            raise ValueError(f"invalid role {role!r}: expected one of {', '.join(_ROLES)}")
+        if not isinstance(content, str):
+            raise TypeError(f"message content must be a string, got {type(content).__name__}")
+        message = Message(role=role, content=content, **fields)  # type: ignore[arg-type]
+        self.store.append_message(session_id, message)
+        return message
+
+    def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:
+        self.store.update_message(session_id, message_id, fields)
+
+    def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
+        messages = self.store.load(session_id).messages
+        return messages[-limit:] if limit else messages
+
+    def clear_history(self, session_id: str) -> None:
+        self.store.clear(session_id)
+
+    def export_session(self, session_id: str, format: Literal["json", "markdown", "md"] = "json") -> str:
+        session = self.store.load(session_id)
+        if format == "json":
+            return export_json(session)
+        if format in ("markdown", "md"):
+            return export_markdown(session)
+        raise ValueError(f"unknown export format {format!r}: use 'json' or 'markdown'")
+
+    def import_session(self, data_or_path: str | bytes | Path | dict[str, Any], *, overwrite: bool = False) -> str:
+        """Import a tether export, an Oblix session file or a tether .jsonl file; returns the id."""
+        session = parse_import(data_or_path)
+        if overwrite:
+            replace = getattr(self.store, "replace", None)
+            if replace is not None:
+                replace(session)
+                return session.id
+            self.store.delete(session.id)
+        self.store.create(session)
+        return session.id
+
+    def session_exists(self, session_id: str) -> bool:
+        return self.store.exists(session_id)
+
+    def require_session(self, session_id: str) -> None:
+        if not self.store.exists(session_id):
+            raise SessionNotFound(session_id)
+
+
+class AsyncTether:
+    """The same API as `Tether`, awaitable; disk work runs in a thread."""
+
+    def __init__(
+        self,
+        home: str | os.PathLike[str] | None = None,
+        config: dict[str, Any] | str | os.PathLike[str] | None = None,
+        store: SessionStore | None = None,
+    ) -> None:
+        self.sync = Tether(home=home, config=config, store=store)
+
+    @property
+    def home(self) -> Path:
+        return self.sync.home
+
+    @property
+    def store(self) -> SessionStore:
+        return self.sync.store
+
+    @property
+    def current_session_id(self) -> str | None:
+        return self.sync.current_session_id
+
+    @current_session_id.setter
+    def current_session_id(self, value: str | None) -> None:
+        self.sync.current_session_id = value
+
+    async def create_session(self, *args: Any, **kwargs: Any) -> str:
+        return await asyncio.to_thread(self.sync.create_session, *args, **kwargs)
+
+    async def load_session(self, session_id: str) -> Session:
+        return await asyncio.to_thread(self.sync.load_session, session_id)
+
+    async def list_sessions(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
+        return await asyncio.to_thread(self.sync.list_sessions, limit, user_id, status)
+
+    async def delete_session(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.delete_session, session_id)
+
+    async def rename_session(self, session_id: str, title: str) -> None:
+        await asyncio.to_thread(self.sync.rename_session, session_id, title)
+
+    async def update_session(self, session_id: str, **fields: Any) -> None:
+        await asyncio.to_thread(self.sync.update_session, session_id, **fields)
+
+    async def add_message(self, session_id: str, role: str, content: str, **fields: Any) -> Message:
+        return await asyncio.to_thread(self.sync.add_message, session_id, role, content, **fields)
+
+    async def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:
+        await asyncio.to_thread(self.sync.update_message, session_id, message_id, **fields)
+
+    async def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
+        return await asyncio.to_thread(self.sync.get_history, session_id, limit)
+
+    async def clear_history(self, session_id: str) -> None:
+        await asyncio.to_thread(self.sync.clear_history, session_id)
+
+    async def export_session(self, session_id: str, format: Literal["json", "markdown", "md"] = "json") -> str:
+        return await asyncio.to_thread(self.sync.export_session, session_id, format)
+
+    async def import_session(self, data_or_path: str | bytes | Path | dict[str, Any], *, overwrite: bool = False) -> str:
+        return await asyncio.to_thread(self.sync.import_session, data_or_path, overwrite=overwrite)
+
+    async def session_exists(self, session_id: str) -> bool:
+        return await asyncio.to_thread(self.sync.session_exists, session_id)

@@ -1,0 +1,129 @@
+"""Export and import: one JSON document per session (Oblix's shape plus tether's fields), and Markdown.
+
+Import accepts tether exports, plain Oblix session files unchanged, and tether's own
+JSON Lines session files, so users can move sessions in from the peer tether is
+modelled on without a conversion step.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import ImportFormatError
+from .ids import validate_id
+from .models import Session, Totals
+
+EXPORT_FORMAT = "tether.session"
+
+
+def export_dict(session: Session) -> dict[str, Any]:
+    """Oblix's keys first (id, title, created_at, updated_at, messages, context, metadata), then tether's."""
+    d = session.model_dump(mode="json", exclude_none=True)
+    d["messages"] = [
+        {k: v for k, v in m.items() if k != "tokens"} for m in d.get("messages", [])
+    ]  # token caches are derived data
+    front = {k: d.pop(k) for k in ("id", "title", "created_at", "updated_at", "messages", "context", "metadata") if k in d}
+    front.setdefault("title", None)
+    return {**front, "format": EXPORT_FORMAT, **d}
+
+
+def export_json(session: Session) -> str:
+    return json.dumps(export_dict(session), ensure_ascii=False, indent=2)
+
+
+def export_markdown(session: Session) -> str:
+    lines = [f"# {session.title or 'Untitled session'}", ""]
+    meta = [f"- id: `{session.id}`", f"- created: {session.created_at.isoformat(timespec='seconds')}"]
+    if session.pinned_model:
+        meta.append(f"- model: `{session.pinned_model}`")
+    t = session.totals
+    meta.append(f"- messages: {t.messages}, tokens: {t.total_tokens}, cost: ${t.cost_usd:.6f}")
+    lines += meta + [""]
+    if session.system:
+        lines += ["## system", "", session.system, ""]
+    if session.context:
+        lines += ["## context", "", "```json", json.dumps(session.context, indent=2, ensure_ascii=False), "```", ""]
+    for m in session.messages:
+        who = m.role + (f" ({m.model})" if m.model else "") + (f" [{m.status}]" if m.status != "ok" else "")
+        lines += [f"## {who} · {m.timestamp.isoformat(timespec='seconds')}", "", m.content, ""]
+    return "\n".join(lines)
+
+
+def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
+    """A Session from an export document, an Oblix file, a tether .jsonl file, or their text."""
+    source = "input"
+    if isinstance(data_or_path, dict):
+        return _from_document(data_or_path, source)
+    if isinstance(data_or_path, Path) or (isinstance(data_or_path, str) and not data_or_path.lstrip()[:1] in ("{", "[") and "\n" not in data_or_path):
+        path = Path(data_or_path)
+        source = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise ImportFormatError(f"cannot read {path}: {e.strerror or e}") from None
+    else:
+        raw = data_or_path.encode() if isinstance(data_or_path, str) else data_or_path
+    try:
+        return _from_document(json.loads(raw), source)
+    except ValueError as first:
+        if isinstance(first, ImportFormatError):
+            raise
+        if b'"type":"header"' in raw[:200].replace(b" ", b""):
+            return _from_jsonl(raw, source)
+        raise ImportFormatError(f"{source} is not JSON: {first}") from None
+
+
+def _from_jsonl(raw: bytes, source: str) -> Session:
+    from ..errors import SessionCorrupt
+    from .jsonl import Fold, split_records
+
+    try:
+        records, _ = split_records(raw, Path(source))
+        return Fold(Path(source), records).session(Path(source))
+    except (SessionCorrupt, KeyError, TypeError, AttributeError) as e:
+        raise ImportFormatError(f"{source} is not a readable tether session file: {e}") from None
+
+
+def _from_document(doc: Any, source: str) -> Session:
+    if not isinstance(doc, dict) or not isinstance(doc.get("messages", []), list) or "id" not in doc:
+        raise ImportFormatError(f"{source} is not a session: expected an object with 'id' and 'messages'")
+    try:
+        validate_id(str(doc["id"]))
+    except ValueError as e:
+        raise ImportFormatError(f"{source}: {e}") from None
+    d = {k: v for k, v in doc.items() if k not in ("format", "totals")}
+    d["id"] = str(doc["id"])
+    if d.get("context") is None:
+        d["context"] = {}
+    if d.get("metadata") is None:
+        d["metadata"] = {}
+    msgs = []
+    for i, m in enumerate(d.get("messages") or []):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ImportFormatError(f"{source}: message {i} needs 'role' and 'content'")
+        m = dict(m)
+        if m.get("content") is None:
+            m["content"] = ""
+        if m.get("id") is not None:
+            m["id"] = str(m["id"])
+        else:
+            m.pop("id", None)
+        if m.get("timestamp") is None:
+            m.pop("timestamp", None)
+        msgs.append(m)
+    d["messages"] = msgs
+    if d.get("created_at") is None:
+        d.pop("created_at", None)
+    if d.get("updated_at") is None:
+        d.pop("updated_at", None)
+    try:
+        session = Session.model_validate(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        raise ImportFormatError(f"{source}: invalid value at {where}: {err.get('msg')}") from None
+    session.totals = Totals.of(session.messages)
+    return session

@@ -1,0 +1,153 @@
+"""The listing index: one small JSON file of session summaries beside the transcripts.
+
+Listing must not open every transcript. Each entry remembers the file's inode, size
+and how many bytes it has folded in; a file that only grew (the common case: new
+messages) is brought up to date by reading just the new lines. A file whose inode
+changed (compacted, imported) or that saw edits/removals is re-read whole. The
+index is a cache: deleting it only costs one rebuild.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock, Timeout
+from pydantic import TypeAdapter
+
+from ..errors import SessionCorrupt
+from .models import SessionSummary, Totals
+
+if TYPE_CHECKING:
+    from .jsonl import JsonlStore
+
+log = logging.getLogger("tether.sessions")
+
+INDEX_VERSION = 1
+_summaries = TypeAdapter(list[SessionSummary])
+_SUMMARY_HEADER = ("title", "user_id", "status", "pinned_model", "updated_at")
+
+
+class SessionIndex:
+    def __init__(self, store: "JsonlStore") -> None:
+        self.store = store
+        self.path = store.root / ".index.json"
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_bytes())
+            if data.get("version") == INDEX_VERSION and isinstance(data.get("entries"), dict):
+                return data["entries"]
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, AttributeError) as e:
+            log.warning("rebuilding unreadable session index %s: %s", self.path, e)
+        return {}
+
+    def _write(self, entries: dict[str, Any]) -> None:
+        from .jsonl import write_atomic
+
+        lock = FileLock(str(self.store.locks / ".index.lock"), timeout=5, mode=0o600)
+        try:
+            with lock:
+                payload = json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":"))
+                write_atomic(self.path, payload.encode())
+        except (Timeout, OSError) as e:  # the index is a cache; the next listing retries
+            log.warning("could not write session index %s: %s", self.path, e)
+
+    def refresh(self) -> dict[str, Any]:
+        """Bring every entry up to date with the files; returns the entries."""
+        entries = self._read()
+        fresh: dict[str, Any] = {}
+        changed = False
+        problems: dict[str, str] = {}
+        for sid, st in self.store.session_files():
+            entry = entries.get(sid)
+            if entry and entry.get("ino") == st.st_ino and entry.get("size") == st.st_size:
+                fresh[sid] = entry
+                continue
+            changed = True
+            path = self.store.root / f"{sid}.jsonl"
+            try:
+                new = None
+                if entry and entry.get("ino") == st.st_ino and st.st_size > entry.get("off", 0):
+                    new = _extend(entry, path)
+                fresh[sid] = new or _full(path, st)
+            except SessionCorrupt as e:
+                problems[sid] = str(e)
+                log.warning("%s", e)
+            except FileNotFoundError:
+                continue
+        if changed or set(entries) != set(fresh):
+            self._write(fresh)
+        self.store.problems = problems
+        return fresh
+
+    def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
+        rows = [e["s"] for e in self.refresh().values()]
+        if user_id is not None:
+            rows = [r for r in rows if r.get("user_id") == user_id]
+        if status is not None:
+            rows = [r for r in rows if r.get("status", "active") == status]
+        rows.sort(key=lambda r: (r.get("updated_at") or "", r.get("id") or ""), reverse=True)
+        if limit is not None:
+            rows = rows[: max(0, limit)]
+        return _summaries.validate_python(rows)
+
+
+def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
+    from .jsonl import Fold, split_records
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
+    records, _ = split_records(data, path)
+    try:
+        fold = Fold(path, records)
+    except (KeyError, TypeError, AttributeError) as e:
+        raise SessionCorrupt(path, f"malformed record ({type(e).__name__})") from None
+    summary = fold.summary()
+    try:
+        SessionSummary.model_validate(summary)
+    except ValueError as e:
+        raise SessionCorrupt(path, f"invalid header ({e.__class__.__name__})") from None
+    return {"s": summary, "ino": st.st_ino, "size": len(data), "off": data.rfind(b"\n") + 1}
+
+
+def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
+    """Fold only the lines appended since the entry was made; None if that is not enough."""
+    from .jsonl import split_records, summary_add_message
+
+    off = entry["off"]
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if off > 0:
+            f.seek(off - 1)
+            if f.read(1) != b"\n":
+                return None
+        tail = f.read()
+    try:
+        records, _ = split_records(tail, path)
+    except SessionCorrupt:
+        return None
+    s = dict(entry["s"])
+    totals = Totals.model_validate(s["totals"])
+    for rec in records:
+        kind = rec.get("type")
+        if kind == "message":
+            m = rec.get("message") or {}
+            summary_add_message(totals, m)
+            if (m.get("timestamp") or "") > (s.get("updated_at") or ""):
+                s["updated_at"] = m["timestamp"]
+        elif kind == "update":
+            s.update({k: v for k, v in (rec.get("fields") or {}).items() if k in _SUMMARY_HEADER})
+        elif kind != "event":
+            return None  # edits, removals, clears change totals: re-read the file
+    s["totals"] = totals.model_dump()
+    s["message_count"] = totals.messages
+    return {"s": s, "ino": st.st_ino, "size": off + len(tail), "off": off + tail.rfind(b"\n") + 1}
