@@ -47,8 +47,9 @@ class Prepared:
     """What a window builder returns: the litellm messages and the window object."""
 
     messages: list[dict[str, Any]]
-    tokens: int
+    tokens: int  # whole prompt, as counted by the window builder
     window: Any = None
+    history_tokens: int = 0  # the part a rebuild can shrink
 
 
 # builds the messages for one model; budget=None means "the model's full budget"
@@ -165,9 +166,9 @@ class Router:
                 c = classify(value)
                 attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
                 if c.kind == "context_overflow":
-                    if not shrunk:
+                    if not shrunk and prepared.history_tokens > 0:
                         shrunk = True
-                        budget = max(1, int(prepared.tokens * SHRINK))
+                        budget = int(prepared.history_tokens * SHRINK)
                         continue
                     overflowed = True
                     break
