@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _env
 from .errors import SessionNotFound
@@ -18,6 +18,11 @@ from .sessions import Message, Session, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
 from .sessions.jsonl import JsonlStore
 from .sessions.models import HEADER_FIELDS
+
+if TYPE_CHECKING:
+    from .router.config import ConfigReport, RouterConfig
+    from .turn_stream import AsyncStream, Stream
+    from .turns import ChatResult, Turns
 
 _ROLES = ("system", "user", "assistant", "tool")
 
@@ -36,6 +41,7 @@ class Tether:
         self.store: SessionStore = store if store is not None else JsonlStore(self.home / "sessions")
         self._config_source = config
         self.current_session_id: str | None = None
+        self._turns: Turns | None = None
 
     # -- sessions -----------------------------------------------------------------
     def create_session(
@@ -135,6 +141,73 @@ class Tether:
         if not self.store.exists(session_id):
             raise SessionNotFound(session_id)
 
+    # -- routing and turns (tether/turns.py does the work) ------------------------------
+    @property
+    def turns(self) -> Turns:
+        """Loaded on first use, so a bad config does not stop session management."""
+        if self._turns is None:
+            from .router.config import load_config
+            from .turns import Turns
+
+            cfg = load_config(self.home, self._config_source)
+            self._turns = Turns(self.store, cfg)
+        return self._turns
+
+    @property
+    def config(self) -> RouterConfig:
+        """The validated router config (raises ConfigError naming the bad key)."""
+        return self.turns.config
+
+    def config_report(self) -> ConfigReport:
+        """Where the config is, whether it validates, the effective default model; never raises."""
+        from .router.config import inspect_config
+
+        return inspect_config(self.home, self._config_source)
+
+    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
+        """Subscribe to "message", "fallback", "pin_changed" or "error"; returns an unsubscribe function."""
+        return self.turns.events.on(event, callback)
+
+    def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
+        """One turn: save the prompt, route it (pinned model first, then fallbacks), save the answer."""
+        ts = self.turns.start(prompt, session_id, model)
+        self.current_session_id = ts.session.id
+        return self.turns.run(ts, params)
+
+    def execute(self, prompt: str, **params: Any) -> ChatResult:
+        """A turn on the current session (created on first use), as in Oblix."""
+        return self.chat_once(prompt, session_id=self.current_session_id, **params)
+
+    def stream(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> Stream:
+        """Like chat_once but yields text pieces; see tether.turn_stream for restarts and close()."""
+        from .turn_stream import Stream
+
+        ts = self.turns.start(prompt, session_id, model)
+        self.current_session_id = ts.session.id
+        return Stream(self.turns, ts, params)
+
+    def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
+        """Answer the last unanswered user message in place (no duplicate)."""
+        ts = self.turns.start_retry(session_id or self._current())
+        return self.turns.run(ts, params)
+
+    def pin_model(self, session_id: str, model: str) -> str:
+        """Pin a session to a model (config name or litellm string); recorded as a pin_changed event."""
+        return self.turns.pin_model(session_id, model)
+
+    def models(self) -> list[dict[str, Any]]:
+        """Configured models with context window, price per token and circuit-breaker state."""
+        return self.turns.models()
+
+    def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
+        """The context window (tether.context.Window) the next turn would send."""
+        return self.turns.preview_window(session_id, prompt, model)
+
+    def _current(self) -> str:
+        if self.current_session_id is None:
+            raise ValueError("no current session: pass session_id")
+        return self.current_session_id
+
 
 class AsyncTether:
     """The same API as `Tether`, awaitable; disk work runs in a thread."""
@@ -201,3 +274,43 @@ class AsyncTether:
 
     async def session_exists(self, session_id: str) -> bool:
         return await asyncio.to_thread(self.sync.session_exists, session_id)
+
+    # -- routing and turns -----------------------------------------------------------
+    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
+        return self.sync.on(event, callback)
+
+    @property
+    def config(self) -> RouterConfig:
+        return self.sync.config
+
+    async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
+        turns = self.sync.turns
+        ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
+        self.sync.current_session_id = ts.session.id
+        return await turns.arun(ts, params)
+
+    async def execute(self, prompt: str, **params: Any) -> ChatResult:
+        return await self.chat_once(prompt, session_id=self.sync.current_session_id, **params)
+
+    async def stream(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> AsyncStream:
+        """`async for piece in await t.stream(...)`: the prompt is on disk when this returns."""
+        from .turn_stream import AsyncStream
+
+        turns = self.sync.turns
+        ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
+        self.sync.current_session_id = ts.session.id
+        return AsyncStream(turns, ts, params)
+
+    async def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
+        turns = self.sync.turns
+        ts = await asyncio.to_thread(turns.start_retry, session_id or self.sync._current())
+        return await turns.arun(ts, params)
+
+    async def pin_model(self, session_id: str, model: str) -> str:
+        return await asyncio.to_thread(self.sync.pin_model, session_id, model)
+
+    async def models(self) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.sync.models)
+
+    async def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
+        return await asyncio.to_thread(self.sync.preview_window, session_id, prompt, model)

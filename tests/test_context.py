@@ -1,0 +1,162 @@
+"""Behaviour of tether.context: budgets, pairs, oversized messages, caches, import cost."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tether.context import Window, build_window, count_tokens, encoding_for, model_limits
+from tether.context.tokens import message_tokens
+from tether.errors import ContextOverflow
+from tether.sessions import Message
+
+
+def conv(n_pairs: int, words: int = 20, prefix: str = "m") -> list[dict]:
+    out = []
+    for i in range(n_pairs):
+        out.append({"id": f"{prefix}{2*i}", "role": "user", "content": f"question {i} " + "alpha " * words})
+        out.append({"id": f"{prefix}{2*i+1}", "role": "assistant", "content": f"answer {i} " + "beta " * words})
+    return out
+
+
+def ids(w: Window) -> list[str]:
+    return [m["id"] if isinstance(m, dict) else m.id for m in w.messages]
+
+
+def test_import_does_not_pull_litellm() -> None:
+    code = "import sys, tether.context; assert 'litellm' not in sys.modules, 'litellm imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("model,enc", [
+    ("gpt-4o-mini", "o200k_base"), ("openai/gpt-4.1", "o200k_base"), ("gpt-4", "cl100k_base"),
+    ("gpt-3.5-turbo", "cl100k_base"), ("anthropic/claude-sonnet-4-5", "cl100k_base"),
+    ("ollama/llama3", "cl100k_base"), (None, "cl100k_base"), ("o3-mini", "o200k_base"),
+])
+def test_encoding_per_family(model: str | None, enc: str) -> None:
+    assert encoding_for(model) == enc
+
+
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-4", "anthropic/claude-sonnet-4-5", None])
+@pytest.mark.parametrize("budget", [50, 300, 1000])
+def test_explicit_budget_honoured_by_model_tokenizer(model: str | None, budget: int) -> None:
+    hist = conv(60)
+    w = build_window(hist, "question 3 alpha", budget_tokens=budget, model=model)
+    enc = encoding_for(model)
+    assert w.budget == budget
+    assert w.tokens == sum(message_tokens(m, enc) for m in w.messages) <= budget
+    assert w.dropped == len(hist) - len(w.messages) == len(w.dropped_ids)
+    assert w.messages, "a window with budget left must not be empty"
+
+
+def test_chronological_and_same_objects() -> None:
+    hist = conv(30)
+    w = build_window(hist, "question 2", budget_tokens=400)
+    pos = [hist.index(m) for m in w.messages]
+    assert pos == sorted(pos)
+    assert all(any(m is h for h in hist) for m in w.messages)
+
+
+def test_pairs_kept_and_no_orphan_assistant_start() -> None:
+    hist = conv(40)
+    for budget in (60, 130, 200, 333, 500, 777):
+        w = build_window(hist, "question 5 alpha", budget_tokens=budget)
+        roles = [m["role"] for m in w.messages]
+        assert roles and roles[0] == "user", budget
+        got = set(ids(w))
+        for m in w.messages:  # every chosen question has its answer and vice versa
+            k = int(m["id"][1:])
+            partner = f"m{k+1}" if k % 2 == 0 else f"m{k-1}"
+            assert partner in got, (budget, m["id"])
+
+
+def test_model_derived_budget_subtracts_parts() -> None:
+    w = build_window(conv(5), "hi", model="gpt-4o-mini", system="be brief", context={"user": "ann"})
+    p = w.parts
+    assert p["window"] == model_limits("gpt-4o-mini").max_input_tokens == 128000
+    assert p["reply_reserve"] > 0 and p["margin"] > 0 and p["system"] > 0 and p["context"] > 0
+    assert w.budget == p["window"] - p["reply_reserve"] - p["system"] - p["context"] - p["query"] - p["margin"] - p["markers"]
+    assert w.dropped == 0
+
+
+def test_context_window_and_reply_overrides() -> None:
+    w = build_window(conv(50), "q", model="gpt-4o-mini", context_window=2000, max_output_tokens=500)
+    assert w.parts["window"] == 2000 and w.parts["reply_reserve"] == 500
+    assert w.tokens <= w.budget < 1500
+    assert w.dropped > 0
+
+
+def test_unknown_model_gets_default_window() -> None:
+    lim = model_limits("no-such-provider/no-such-model")
+    assert not lim.known and lim.max_input_tokens > 0
+
+
+def test_oversized_message_is_shortened_not_dropped() -> None:
+    big = "word " * 5000 + "THE END"
+    hist = conv(3) + [{"id": "big", "role": "user", "content": big}]
+    w = build_window(hist, "what about it?", budget_tokens=500)
+    assert "big" in ids(w) and w.truncated_ids == ["big"]
+    short = next(m for m in w.messages if m["id"] == "big")
+    assert short["content"].startswith("word") and short["content"].endswith("THE END")
+    assert "omitted" in short["content"]
+    assert hist[-1]["content"] == big, "the caller's message must not be modified"
+    assert w.tokens <= 500
+
+
+def test_oversized_message_object_copy_keeps_id() -> None:
+    m = Message(role="assistant", content="x " * 3000)
+    w = build_window([Message(role="user", content="paste"), m], "and?", budget_tokens=300)
+    assert m.id in [x.id for x in w.messages]
+    assert w.tokens <= 300 and m.content == "x " * 3000
+
+
+def test_query_larger_than_window_is_clear_error() -> None:
+    with pytest.raises(ContextOverflow) as e:
+        build_window(conv(2), "word " * 10000, model="gpt-4")
+    assert "8192" in str(e.value) and "gpt-4" in str(e.value)
+    with pytest.raises(ContextOverflow):
+        build_window([], "word " * 3000, context_window=1000)
+
+
+def test_to_messages_order_and_markers() -> None:
+    hist = conv(20)
+    w = build_window(hist, "question 1", budget_tokens=150, system="sys", context={"k": "v"})
+    msgs = w.to_messages()
+    assert msgs[0]["role"] == "system" and "sys" in msgs[0]["content"] and "k: v" in msgs[0]["content"]
+    assert "left out" in msgs[0]["content"]
+    assert msgs[-1] == {"role": "user", "content": "question 1"}
+    assert [m["content"] for m in msgs[1:-1]] == [m["content"] for m in w.messages]
+
+
+def test_count_tokens_message_list_has_overhead() -> None:
+    msgs = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
+    assert count_tokens(msgs, "gpt-4o") == count_tokens("hello", "gpt-4o") + count_tokens("hi", "gpt-4o") + 2 * 4 + 3
+
+
+def test_message_token_cache_invalidated_on_edit() -> None:
+    m = Message(role="user", content="short text")
+    n1 = message_tokens(m, "cl100k_base")
+    assert any(k.startswith("cl100k_base:") for k in m.tokens)
+    m.content = "a much longer text than before, with many more tokens in it"
+    n2 = message_tokens(m, "cl100k_base")
+    assert n2 > n1
+    assert list(m.tokens) == [f"cl100k_base:{m.content_hash()}"]
+
+
+def test_pinned_message_always_kept() -> None:
+    hist = conv(50)
+    hist[4]["pinned"] = True
+    w = build_window(hist, "unrelated zzz", budget_tokens=200)
+    assert "m4" in ids(w)
+
+
+def test_empty_history_and_zero_budget() -> None:
+    assert build_window([], "hi", budget_tokens=100).messages == []
+    w = build_window(conv(3), "hi", budget_tokens=0)
+    assert w.messages == [] and w.dropped == 6
+
+
+def test_unknown_policy_option_rejected() -> None:
+    with pytest.raises(TypeError):
+        build_window(conv(2), "q", budget_tokens=100, no_such_knob=1)

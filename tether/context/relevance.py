@@ -1,0 +1,154 @@
+"""BM25 relevance of earlier messages to the new message, with an incremental index.
+
+The index for a session is cached (keyed by its first message) and extended as
+messages are appended, so a turn costs only the new messages' tokenization.
+Statistics are computed for exactly the history passed in (postings are sorted
+by position, so a prefix is a bisect away): results never depend on the cache.
+"""
+from __future__ import annotations
+
+import math
+import re
+from bisect import bisect_left
+from collections import OrderedDict
+from functools import lru_cache
+from typing import Any
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are aren't as at be because been before being below
+between both but by can could did didn't do does doesn't doing don't down during each few for from further
+had has have having he he'd he'll he's her here here's hers herself him himself his how how's i i'd i'll i'm
+i've if in into is isn't it it's its itself let's me more most my myself no nor not of off on once only or
+other ought our ours ourselves out over own same she she'd she'll she's should so some such than that
+that's the their theirs them themselves then there there's these they they'd they'll they're they've this
+those through to too under until up very was wasn't we we'd we'll we're we've were weren't what what's when
+when's where where's which while who who's whom why why's with won't would you you'd you'll you're you've
+your yours yourself yourselves s t d ll m re ve just also will shall may might must yes yeah oh ok okay
+hey hi hello wow really so thanks thank
+""".split())
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    """PyStemmer's English stemmer, or None (then words are only lower-cased)."""
+    try:
+        import Stemmer
+
+        return Stemmer.Stemmer("english")
+    except ImportError:  # pragma: no cover - PyStemmer is a dependency
+        return None
+
+
+_stem_cache: dict[str, str] = {}
+
+
+def terms(text: str) -> list[str]:
+    """Lower-cased, stop-word-free, stemmed words of a text."""
+    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    out: list[str] = []
+    miss = [w for w in words if w not in _stem_cache]
+    if miss:
+        st = _stemmer()
+        stems = st.stemWords(miss) if st else miss
+        if len(_stem_cache) > 500_000:
+            _stem_cache.clear()
+        _stem_cache.update(zip(miss, stems))
+    for w in words:
+        out.append(_stem_cache.get(w, w))
+    return out
+
+
+class Index:
+    """Inverted index over a growing list of messages; postings sorted by position."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.contents: list[str] = []
+        self.doclen: list[int] = []
+        self.cumlen: list[int] = [0]
+        self.post_docs: dict[str, list[int]] = {}
+        self.post_tf: dict[str, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def append(self, mid: str, text: str) -> None:
+        d = len(self.ids)
+        ts = terms(text)
+        self.ids.append(mid)
+        self.contents.append(text)
+        self.doclen.append(len(ts))
+        self.cumlen.append(self.cumlen[-1] + len(ts))
+        tf: dict[str, int] = {}
+        for t in ts:
+            tf[t] = tf.get(t, 0) + 1
+        for t, c in tf.items():
+            docs = self.post_docs.get(t)
+            if docs is None:
+                self.post_docs[t] = [d]
+                self.post_tf[t] = [c]
+            else:
+                docs.append(d)
+                self.post_tf[t].append(c)
+
+    def matches(self, ids: list[str], contents: list[str]) -> int:
+        """How many leading messages of the given history this index holds unchanged."""
+        n = min(len(ids), len(self.ids))
+        mine_i, mine_c = self.ids, self.contents
+        for k in range(n):
+            if mine_i[k] != ids[k] or not (mine_c[k] is contents[k] or mine_c[k] == contents[k]):
+                return k
+        return n
+
+    def scores(self, qterms: list[str], n: int, k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
+        """BM25 of the first n documents for the query terms (only non-zero scores)."""
+        if n <= 0:
+            return {}
+        avgdl = max(self.cumlen[n] / n, 1e-9)
+        out: dict[int, float] = {}
+        qtf: dict[str, int] = {}
+        for t in qterms:
+            qtf[t] = qtf.get(t, 0) + 1
+        doclen = self.doclen
+        for t, qc in qtf.items():
+            docs = self.post_docs.get(t)
+            if not docs:
+                continue
+            df = bisect_left(docs, n)
+            if df == 0:
+                continue
+            idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+            tfs = self.post_tf[t]
+            w = idf * qc
+            for j in range(df):
+                d = docs[j]
+                tf = tfs[j]
+                out[d] = out.get(d, 0.0) + w * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doclen[d] / avgdl))
+        return out
+
+
+_INDEXES: "OrderedDict[tuple[str, str], Index]" = OrderedDict()
+_MAX_INDEXES = 16
+
+
+def index_for(ids: list[str], contents: list[str]) -> Index:
+    """The cached index of this session, extended (or rebuilt after an edit) to cover the history."""
+    if not ids:
+        return Index()
+    key = (ids[0], contents[0])
+    idx = _INDEXES.get(key)
+    if idx is not None:
+        _INDEXES.move_to_end(key)
+        held = idx.matches(ids, contents)
+        if held < min(len(idx), len(ids)):
+            idx = None  # an edit or deletion: rebuild
+    if idx is None:
+        idx = Index()
+        _INDEXES[key] = idx
+        while len(_INDEXES) > _MAX_INDEXES:
+            _INDEXES.popitem(last=False)
+    for k in range(len(idx), len(ids)):
+        idx.append(ids[k], contents[k])
+    return idx

@@ -1,0 +1,157 @@
+"""The selection policy: which history messages go into the window.
+
+Order of claims on the budget: pinned messages, the most recent whole turn,
+then a recency share of recent whole turns, then a relevance fill of earlier
+turns ranked against the new message, then any leftover to recency again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .items import History
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Tunable knobs of the selection; defaults are what the benchmarks were tuned with."""
+
+    recency_share: float = 0.35     # of the history budget, for the newest whole turns
+    relevance: bool = True          # fill the rest with earlier turns ranked against the query
+    truncate_share: float = 0.5     # a message longer than the whole budget is cut to this share of it
+    min_truncated: int = 16         # below this many tokens a cut message says nothing useful
+    k1: float = 1.2                 # BM25 term-frequency saturation
+    b: float = 0.75                 # BM25 length normalisation
+    neighbour_weight: float = 0.0   # share of a message's score given to its neighbours
+    unit: str = "pair"              # "pair": whole turns; "message": single messages
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "Policy":
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown context policy option(s): {', '.join(sorted(unknown))}")
+        return cls(**options)
+
+
+@dataclass
+class Selection:
+    chosen: list[int]               # indices into the history, ascending
+    sizes: dict[int, int]           # tokens per chosen index (after any truncation)
+    truncated: dict[int, int]       # index -> token target for messages to shorten
+
+
+class _Picker:
+    """Book-keeping of what is chosen and how much budget is left."""
+
+    def __init__(self, h: History, budget: int, policy: Policy) -> None:
+        self.h = h
+        self.budget = budget
+        self.used = 0
+        self.chosen: set[int] = set()
+        self.sizes: dict[int, int] = {}
+        self.truncated: dict[int, int] = {}
+        cut = max(policy.min_truncated, int(budget * policy.truncate_share))
+        self.cut_to = min(cut, budget)
+        self.min_cut = policy.min_truncated
+
+    def size(self, i: int) -> int:
+        """A message's cost; one longer than the whole budget is counted at its cut size."""
+        n = self.h.tokens[i]
+        return n if n <= self.budget else self.cut_to
+
+    def add(self, idx: list[int], limit: int | None = None) -> bool:
+        """Add all of idx (not yet chosen) if they fit under limit (default: the budget)."""
+        limit = self.budget if limit is None else limit
+        new = [i for i in idx if i not in self.chosen]
+        cost = sum(self.size(i) for i in new)
+        if self.used + cost > limit:
+            return False
+        for i in new:
+            self.chosen.add(i)
+            self.sizes[i] = self.size(i)
+            if self.h.tokens[i] > self.budget:
+                self.truncated[i] = self.cut_to
+        self.used += cost
+        return True
+
+    def add_cut(self, idx: list[int]) -> bool:
+        """Add idx with its longest message shortened so the whole fits; False if it cannot."""
+        new = [i for i in idx if i not in self.chosen]
+        if not new:
+            return True
+        longest = max(new, key=self.size)
+        rest = sum(self.size(i) for i in new if i != longest)
+        target = self.budget - self.used - rest
+        if target < self.min_cut or target >= self.size(longest):
+            return False
+        for i in new:
+            self.chosen.add(i)
+            self.sizes[i] = target if i == longest else self.size(i)
+            if i == longest or self.h.tokens[i] > self.budget:
+                self.truncated[i] = self.sizes[i]
+        self.used += rest + target
+        return True
+
+    def group(self, g: int) -> list[int]:
+        s, e = self.h.groups[g]
+        return list(range(s, e))
+
+
+def select(h: History, budget: int, policy: Policy, ranked: list[list[int]] | None = None) -> Selection:
+    """Choose indices of h under budget; ranked are units (lists of indices), most relevant first."""
+    p = _Picker(h, budget, policy)
+    if not len(h) or budget <= 0:
+        return Selection([], {}, {})
+    # 1. pinned messages, whatever their age (cut if oversized)
+    for i, pin in enumerate(h.pinned):
+        if pin:
+            p.add([i])
+    # 2. the newest turn: whole if it fits, else its newest messages that fit
+    ngroups = len(h.groups)
+    last = ngroups - 1
+    if not p.add(p.group(last)) and not p.add_cut(p.group(last)):
+        for i in reversed(p.group(last)):
+            p.add([i])
+    # 3. recency share: further whole turns, newest first
+    rec_limit = int(budget * policy.recency_share)
+    g = last - 1
+    while g >= 0 and p.used < rec_limit:
+        if not p.add(p.group(g), rec_limit):
+            break
+        g -= 1
+    oldest_recent = g + 1
+    # 4. relevance fill
+    if ranked:
+        start = h.groups[oldest_recent][0] if oldest_recent < ngroups else len(h)
+        for unit in ranked:
+            if p.budget - p.used < 8:
+                break
+            p.add([i for i in unit if i < start])
+    # 5. leftover goes to recency again
+    while g >= 0 and p.budget - p.used >= 8:
+        p.add(p.group(g))
+        g -= 1
+    chosen = sorted(p.chosen)
+    chosen = _no_orphan_start(h, chosen, p)
+    return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
+
+
+def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
+    """A window must not open on an assistant reply whose question was left out."""
+    while chosen:
+        first = chosen[0]
+        if h.roles[first] in ("user", "system"):
+            break
+        start = h.groups[h.group_of[first]][0]
+        if start == first:  # the history itself opens here
+            break
+        if p.add(list(range(start, first))):
+            return sorted(p.chosen)
+        if h.pinned[first]:
+            break
+        p.chosen.discard(first)
+        p.used -= p.sizes.pop(first)
+        p.truncated.pop(first, None)
+        chosen = chosen[1:]
+    return chosen

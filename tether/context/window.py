@@ -1,0 +1,226 @@
+"""`build_window`: the history a model is sent, within the budget, every time.
+
+Pure apart from reading tokenizer files: the only state kept between calls is
+caches (token counts, the relevance index), which never change the result.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.errors import ContextOverflow
+
+from . import budget as _budget
+from .items import History
+from .select import Policy, select
+from .tokens import (
+    TOKENS_PER_REPLY, _text_tokens, encoding_for, message_tokens, overhead_tokens, truncate_text,
+)
+
+# Every chat model has at least this window, so a query this small cannot
+# overflow it and litellm need not be imported just to check.
+_SURELY_FITS = 2048
+OMITTED_NOTE = "[Only part of the earlier conversation is shown; {n} earlier messages were left out.]"
+ORPHAN_MARKER = "[earlier conversation omitted]"
+_NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def render_context(context: dict[str, Any] | str | None) -> str:
+    """The session context dict as a short block the model can read."""
+    if not context:
+        return ""
+    if isinstance(context, str):
+        return context
+    lines = ["Session context:"]
+    for k, v in context.items():
+        val = v if isinstance(v, str) else json.dumps(v, ensure_ascii=False, default=str)
+        lines.append(f"- {k}: {val}")
+    return "\n".join(lines)
+
+
+def _text_of(query: Any) -> str:
+    if query is None:
+        return ""
+    if isinstance(query, str):
+        return query
+    if isinstance(query, dict):
+        return str(query.get("content") or "")
+    return str(getattr(query, "content", "") or "")
+
+
+def _get(item: Any, key: str) -> Any:
+    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+
+
+@dataclass
+class Window:
+    """What would be sent: chosen history, its size, and what was left out and why."""
+
+    messages: list[Any]
+    tokens: int
+    dropped: int
+    dropped_ids: list[str]
+    budget: int
+    parts: dict[str, int]
+    encoding: str
+    truncated_ids: list[str] = field(default_factory=list)
+    model: str | None = None
+    system: str | None = None
+    context: dict[str, Any] | str | None = None
+    query: str | None = None
+
+    def to_messages(
+        self,
+        system: str | None = None,
+        context: dict[str, Any] | str | None = None,
+        query: Any = None,
+        *,
+        markers: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Chat messages for litellm: system + context block, history, then the query as a user message."""
+        system = self.system if system is None else system
+        context = self.context if context is None else context
+        query_text = self.query if query is None else _text_of(query)
+        out: list[dict[str, Any]] = []
+        head = [s for s in (system, render_context(context)) if s]
+        if markers and self.dropped:
+            head.append(OMITTED_NOTE.format(n=self.dropped))
+        if head:
+            out.append({"role": "system", "content": "\n\n".join(head)})
+        if markers and self.messages and _get(self.messages[0], "role") == "assistant":
+            out.append({"role": "user", "content": ORPHAN_MARKER})
+        for m in self.messages:
+            d: dict[str, Any] = {"role": _get(m, "role") or "user", "content": _get(m, "content") or ""}
+            name = _get(m, "name")
+            if name and _NAME_OK.match(name):
+                d["name"] = name
+            for key in ("tool_call_id", "tool_calls"):
+                val = _get(m, key)
+                if val:
+                    d[key] = val
+            out.append(d)
+        if query_text:
+            out.append({"role": "user", "content": query_text})
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly account for `/context` and debugging."""
+        return {
+            "model": self.model,
+            "encoding": self.encoding,
+            "budget": self.budget,
+            "tokens": self.tokens,
+            "kept": len(self.messages),
+            "dropped": self.dropped,
+            "dropped_ids": list(self.dropped_ids),
+            "truncated_ids": list(self.truncated_ids),
+            "parts": dict(self.parts),
+            "ids": [str(_get(m, "id")) for m in self.messages],
+        }
+
+
+def build_window(
+    history: list[Any],
+    query: Any,
+    *,
+    budget_tokens: int | None = None,
+    model: str | None = None,
+    system: str | None = None,
+    context: dict[str, Any] | str | None = None,
+    context_window: int | None = None,
+    max_output_tokens: int | None = None,
+    **policy_options: Any,
+) -> Window:
+    """Choose the history to send with `query` so that everything fits the model's window.
+
+    `budget_tokens` is the history budget and is honoured exactly; otherwise it is
+    derived from the model's window minus reply, system, context, query and margin.
+    Raises ContextOverflow when the query alone cannot fit the model's window.
+    """
+    policy = Policy.from_options(policy_options)
+    enc = encoding_for(model)
+    query_text = _text_of(query)
+    ctx_text = render_context(context)
+    sys_text = "\n\n".join(s for s in (system or "", ctx_text) if s)
+    parts: dict[str, int] = {}
+    sys_total = (_text_tokens(sys_text, enc) + overhead_tokens("system", None, enc)) if sys_text else 0
+    ctx_tokens = _text_tokens(ctx_text, enc) if ctx_text else 0
+    parts["system"] = sys_total - ctx_tokens
+    parts["context"] = ctx_tokens
+    parts["query"] = (message_tokens({"role": "user", "content": query_text}, enc) if query_text else 0) + TOKENS_PER_REPLY
+    parts["markers"] = _text_tokens(OMITTED_NOTE.format(n=10000), enc) + _text_tokens(ORPHAN_MARKER, enc) + overhead_tokens("user", None, enc)
+    fixed = sys_total + parts["query"]
+
+    derive = budget_tokens is None
+    if derive or context_window is not None or fixed > _SURELY_FITS:
+        limits = _budget.model_limits(model)
+        window = int(context_window) if context_window else limits.max_input_tokens
+        reply = _budget.reply_reserve(limits, max_output_tokens)
+        margin = _budget.safety_margin(window)
+        if fixed + margin > window and (derive or context_window is not None or limits.known):
+            raise ContextOverflow(
+                f"the new message needs {parts['query']} tokens (system {parts['system']}, context "
+                f"{parts['context']}): more than the {window}-token window of {model or 'the default model'}"
+                f" allows (margin {margin}); shorten it or use a model with a larger window"
+            )
+    else:
+        window, reply, margin = 0, 0, 0
+    parts["reply_reserve"] = reply
+    parts["margin"] = margin
+    parts["window"] = window
+    if derive:
+        hist_budget = max(0, window - reply - fixed - margin - parts["markers"])
+    else:
+        hist_budget = max(0, int(budget_tokens))  # type: ignore[arg-type]
+
+    items = list(history)
+    h = History.of(items, enc)
+    ranked = None
+    if policy.relevance and query_text and len(h) > 1:
+        from .ranking import rank_units
+
+        ranked = rank_units(h, query_text, policy)
+    sel = select(h, hist_budget, policy, ranked)
+
+    chosen_set = set(sel.chosen)
+    messages: list[Any] = []
+    truncated_ids: list[str] = []
+    total = 0
+    for i in sel.chosen:
+        item = items[i]
+        if i in sel.truncated:
+            item, n = _shortened(item, h, i, sel.truncated[i], enc)
+            truncated_ids.append(h.ids[i])
+        else:
+            n = h.tokens[i]
+        messages.append(item)
+        total += n
+    parts["history"] = total
+    dropped_ids = [h.ids[i] for i in range(len(h)) if i not in chosen_set]
+    return Window(
+        messages=messages,
+        tokens=total,
+        dropped=len(dropped_ids),
+        dropped_ids=dropped_ids,
+        budget=hist_budget,
+        parts=parts,
+        encoding=enc,
+        truncated_ids=truncated_ids,
+        model=model,
+        system=system,
+        context=context,
+        query=query_text,
+    )
+
+
+def _shortened(item: Any, h: History, i: int, target: int, enc: str) -> tuple[Any, int]:
+    """A copy of item with head and tail of its content kept so that it costs at most target tokens."""
+    oh = h.tokens[i] - _text_tokens(h.contents[i], enc)
+    text = truncate_text(h.contents[i], max(1, target - oh), enc)
+    if isinstance(item, dict):
+        copy: Any = {**item, "content": text}
+    else:
+        copy = item.model_copy(update={"content": text, "tokens": {}}) if hasattr(item, "model_copy") else item
+    return copy, _text_tokens(text, enc) + oh

@@ -1,0 +1,46 @@
+"""The one place tether imports litellm: lazily, after tether's env setup, once.
+
+`import tether` and every session operation must stay free of litellm's 3-4 s
+import, so callers reach it only through `litellm()` inside a call path.
+"""
+from __future__ import annotations
+
+import threading
+from types import ModuleType
+from typing import Any
+
+_lock = threading.Lock()
+_mod: ModuleType | None = None
+
+
+def litellm() -> Any:
+    """Import and configure litellm on first use; register tether's offline provider."""
+    global _mod
+    if _mod is not None:
+        return _mod
+    with _lock:
+        if _mod is None:
+            from .. import _env
+
+            _env.setup()
+            import litellm as lm
+
+            lm.suppress_debug_info = True
+            lm.disable_hf_tokenizer_download = True
+            from .echo import register
+
+            register(lm)
+            _mod = lm
+    return _mod
+
+
+def loaded() -> bool:
+    """True once litellm has been imported through here (for tests and `tether config`)."""
+    return _mod is not None
+
+
+def preload_in_background() -> threading.Thread:
+    """Start the import in a thread while the user types (the CLI calls this)."""
+    t = threading.Thread(target=litellm, name="tether-litellm-import", daemon=True)
+    t.start()
+    return t

@@ -1,0 +1,318 @@
+"""Router configuration: `<home>/config.toml` or a dict, one schema, strict validation.
+
+Errors name the offending key (`models.smart.context_window: expected an integer`)
+because a typo in a config file otherwise shows up much later as a wrong model.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, UnknownModel
+
+ECHO_MODEL = "tether/echo"
+CONFIG_FILE = "config.toml"
+NO_PROVIDER_NOTICE = (
+    "No model configured: using the offline model tether/echo. "
+    "Set OPENAI_API_KEY (or another provider key) or write <home>/config.toml to use a real one."
+)
+# provider key in the environment -> a sensible default model for it (checked in this order)
+ENV_DEFAULTS: list[tuple[str, str]] = [
+    ("OPENAI_API_KEY", "gpt-4o-mini"),
+    ("ANTHROPIC_API_KEY", "anthropic/claude-sonnet-4-5"),
+    ("GEMINI_API_KEY", "gemini/gemini-2.0-flash"),
+    ("MISTRAL_API_KEY", "mistral/mistral-small-latest"),
+    ("GROQ_API_KEY", "groq/llama-3.1-8b-instant"),
+]
+# sections other parts of tether own; the router passes them through untouched
+PASSTHROUGH = frozenset({"context", "store", "cli", "sessions"})
+
+_MODEL_KEYS = {
+    "model": str, "api_base": str, "api_key": str, "api_key_env": str, "context_window": int,
+    "max_output_tokens": int, "fallbacks": list, "params": dict, "timeout": (int, float),
+    "retries": int, "input_cost_per_token": (int, float), "output_cost_per_token": (int, float),
+}
+_TOP_KEYS = {
+    "default_model": str, "fallbacks": list, "models": dict, "routes": list, "retries": int,
+    "retry_after_cap": (int, float), "backoff": (int, float), "timeout": (int, float),
+    "repin_after_failures": int, "breaker_failures": int, "breaker_cooldown": (int, float),
+}
+_WHEN_KEYS = {"min_prompt_tokens": int, "max_prompt_tokens": int, "contains": (str, list)}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One callable model: its tether name and everything litellm needs to call it."""
+
+    name: str
+    model: str
+    api_base: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    fallbacks: tuple[str, ...] | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+    retries: int | None = None
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    configured: bool = True
+
+    def resolved_api_key(self) -> str | None:
+        """The key, read from the environment at call time; never stored anywhere."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        return None
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown or logged: everything but the key."""
+        d = {"name": self.name, "model": self.model, "api_base": self.api_base, "api_key_env": self.api_key_env,
+             "context_window": self.context_window, "max_output_tokens": self.max_output_tokens,
+             "fallbacks": list(self.fallbacks) if self.fallbacks is not None else None}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Route:
+    """Picks the model of a NEW session when every condition in `when` holds."""
+
+    model: str
+    min_prompt_tokens: int | None = None
+    max_prompt_tokens: int | None = None
+    contains: tuple[str, ...] = ()
+
+    def matches(self, prompt: str, prompt_tokens: int) -> bool:
+        if self.min_prompt_tokens is not None and prompt_tokens < self.min_prompt_tokens:
+            return False
+        if self.max_prompt_tokens is not None and prompt_tokens > self.max_prompt_tokens:
+            return False
+        if self.contains and not any(c.lower() in prompt.lower() for c in self.contains):
+            return False
+        return True
+
+
+@dataclass
+class RouterConfig:
+    """The validated configuration plus where it came from (for `tether config`)."""
+
+    default_model: str = ECHO_MODEL
+    default_reason: str = "offline"
+    fallbacks: tuple[str, ...] = ()
+    models: dict[str, ModelSpec] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    retries: int = 2
+    retry_after_cap: float = 30.0
+    backoff: float = 0.5
+    timeout: float = 120.0
+    repin_after_failures: int = 0
+    breaker_failures: int = 3
+    breaker_cooldown: float = 60.0
+    sections: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    source: str = "none"  # "file", "dict" or "none"
+    notice: str | None = None
+
+    def spec(self, name: str) -> ModelSpec:
+        """A configured model by name, else a raw litellm model string used as is."""
+        if name in self.models:
+            return self.models[name]
+        if not name or not isinstance(name, str):
+            raise UnknownModel(f"invalid model name {name!r}")
+        return ModelSpec(name=name, model=name, configured=False)
+
+    def chain(self, first: str) -> list[str]:
+        """The order to try for a turn: the model, then its own fallbacks or the global list."""
+        spec = self.spec(first)
+        rest = spec.fallbacks if spec.fallbacks is not None else self.fallbacks
+        out = [first]
+        for n in rest:
+            if n not in out:
+                out.append(n)
+        return out
+
+    def pick_route(self, prompt: str, prompt_tokens: int) -> tuple[str, int] | None:
+        for i, r in enumerate(self.routes):
+            if r.matches(prompt, prompt_tokens):
+                return r.model, i
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path) if self.path else None, "source": self.source,
+            "default_model": self.default_model, "default_reason": self.default_reason,
+            "fallbacks": list(self.fallbacks), "models": {n: s.public() for n, s in self.models.items()},
+            "routes": len(self.routes), "notice": self.notice,
+        }
+
+
+def _check(where: str, value: Any, typ: Any) -> Any:
+    if typ is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if not isinstance(value, typ):
+        names = {str: "a string", int: "an integer", list: "a list", dict: "a table", (int, float): "a number",
+                 (str, list): "a string or a list"}
+        raise ConfigError(f"{where}: expected {names.get(typ, typ)}, got {type(value).__name__}")
+    if typ is int or typ == (int, float):
+        if value < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value!r}")
+    return value
+
+
+def _names(where: str, value: Any) -> tuple[str, ...]:
+    _check(where, value, list)
+    for i, v in enumerate(value):
+        if not isinstance(v, str) or not v:
+            raise ConfigError(f"{where}[{i}]: expected a model name, got {v!r}")
+    return tuple(value)
+
+
+def _model(name: str, raw: Any) -> ModelSpec:
+    where = f"models.{name}"
+    _check(where, raw, dict)
+    for k, v in raw.items():
+        if k not in _MODEL_KEYS:
+            raise ConfigError(f"{where}.{k}: unknown key (allowed: {', '.join(sorted(_MODEL_KEYS))})")
+        _check(f"{where}.{k}", v, _MODEL_KEYS[k])
+    if "model" not in raw or not raw["model"]:
+        raise ConfigError(f"{where}.model: required (a litellm model string such as 'gpt-4o-mini')")
+    for k in ("context_window", "max_output_tokens"):
+        if k in raw and raw[k] <= 0:
+            raise ConfigError(f"{where}.{k}: must be positive, got {raw[k]!r}")
+    kw = dict(raw)
+    if "fallbacks" in kw:
+        kw["fallbacks"] = _names(f"{where}.fallbacks", kw["fallbacks"])
+    for k in ("timeout", "input_cost_per_token", "output_cost_per_token"):
+        if k in kw:
+            kw[k] = float(kw[k])
+    return ModelSpec(name=name, **kw)
+
+
+def _route(i: int, raw: Any) -> Route:
+    where = f"routes[{i}]"
+    _check(where, raw, dict)
+    for k in raw:
+        if k not in ("when", "model"):
+            raise ConfigError(f"{where}.{k}: unknown key (allowed: model, when)")
+    if not isinstance(raw.get("model"), str) or not raw["model"]:
+        raise ConfigError(f"{where}.model: required")
+    when = _check(f"{where}.when", raw.get("when", {}), dict)
+    for k, v in when.items():
+        if k not in _WHEN_KEYS:
+            raise ConfigError(f"{where}.when.{k}: unknown condition (allowed: {', '.join(sorted(_WHEN_KEYS))})")
+        _check(f"{where}.when.{k}", v, _WHEN_KEYS[k])
+    contains = when.get("contains", ())
+    if isinstance(contains, str):
+        contains = (contains,)
+    return Route(model=raw["model"], min_prompt_tokens=when.get("min_prompt_tokens"),
+                 max_prompt_tokens=when.get("max_prompt_tokens"), contains=tuple(contains))
+
+
+def env_default() -> tuple[str, str, str | None]:
+    """(model, reason, notice) when no default_model is configured."""
+    for var, model in ENV_DEFAULTS:
+        if os.environ.get(var):
+            return model, f"env:{var}", None
+    return ECHO_MODEL, "offline", NO_PROVIDER_NOTICE
+
+
+def parse_config(raw: dict[str, Any], *, path: Path | None = None, source: str = "dict") -> RouterConfig:
+    """Validate a config dict (the parsed TOML); raises ConfigError naming the bad key."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a table/dict, got {type(raw).__name__}")
+    cfg = RouterConfig(path=path, source=source)
+    for k, v in raw.items():
+        if k in PASSTHROUGH:
+            cfg.sections[k] = v
+            continue
+        if k not in _TOP_KEYS:
+            raise ConfigError(f"{k}: unknown key (allowed: {', '.join(sorted(set(_TOP_KEYS) | PASSTHROUGH))})")
+        _check(k, v, _TOP_KEYS[k])
+    cfg.models = {n: _model(n, m) for n, m in raw.get("models", {}).items()}
+    if "fallbacks" in raw:
+        cfg.fallbacks = _names("fallbacks", raw["fallbacks"])
+    cfg.routes = tuple(_route(i, r) for i, r in enumerate(raw.get("routes", [])))
+    for k in ("retries", "repin_after_failures", "breaker_failures"):
+        if k in raw:
+            setattr(cfg, k, int(raw[k]))
+    for k in ("retry_after_cap", "backoff", "timeout", "breaker_cooldown"):
+        if k in raw:
+            setattr(cfg, k, float(raw[k]))
+    if raw.get("default_model"):
+        cfg.default_model, cfg.default_reason = raw["default_model"], "config"
+    elif len(cfg.models) == 1:
+        cfg.default_model, cfg.default_reason = next(iter(cfg.models)), "only configured model"
+    else:
+        cfg.default_model, cfg.default_reason, cfg.notice = env_default()
+    # names that refer to configured models must exist; other names are raw litellm strings
+    _check_refs(cfg)
+    return cfg
+
+
+def _check_refs(cfg: RouterConfig) -> None:
+    """A fallback or route naming a model that looks like a config name (no '/') must be configured."""
+    refs = [("default_model", cfg.default_model)] + [(f"fallbacks[{i}]", n) for i, n in enumerate(cfg.fallbacks)]
+    refs += [(f"routes[{i}].model", r.model) for i, r in enumerate(cfg.routes)]
+    for n, s in cfg.models.items():
+        refs += [(f"models.{n}.fallbacks[{i}]", f) for i, f in enumerate(s.fallbacks or ())]
+    for where, name in refs:
+        if name not in cfg.models and "/" not in name and not _known_bare(name):
+            raise ConfigError(f"{where}: {name!r} is not a configured model (add [models.{name}]) "
+                              "or a provider/model litellm string")
+
+
+def _known_bare(name: str) -> bool:
+    """Bare names litellm routes by itself (gpt-*, claude-*, o1...), checked without importing it."""
+    return name.startswith(("gpt-", "o1", "o3", "o4", "claude-", "gemini-", "chatgpt-", "text-", "command"))
+
+
+def load_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None) -> RouterConfig:
+    """`config` as a dict or a path, else `<home>/config.toml` if present, else defaults."""
+    if isinstance(config, dict):
+        return parse_config(config, source="dict")
+    path = Path(config) if config is not None else home / CONFIG_FILE
+    if not path.exists():
+        if config is not None:
+            raise ConfigError(f"config file {path} does not exist")
+        cfg = RouterConfig(path=None, source="none")
+        cfg.default_model, cfg.default_reason, cfg.notice = env_default()
+        return cfg
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path}: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path}: {e.strerror or e}") from None
+    try:
+        return parse_config(raw, path=path, source="file")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+@dataclass
+class ConfigReport:
+    """What `tether config` shows: never raises, says whether the config validates."""
+
+    path: Path
+    exists: bool
+    valid: bool
+    error: str | None
+    config: RouterConfig | None
+
+    @property
+    def default_model(self) -> str | None:
+        return self.config.default_model if self.config else None
+
+
+def inspect_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None) -> ConfigReport:
+    path = Path(config) if isinstance(config, (str, os.PathLike)) else home / CONFIG_FILE
+    try:
+        cfg = load_config(home, config)
+        return ConfigReport(path=path, exists=path.exists(), valid=True, error=None, config=cfg)
+    except ConfigError as e:
+        return ConfigReport(path=path, exists=path.exists(), valid=False, error=str(e), config=None)

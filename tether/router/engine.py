@@ -1,0 +1,270 @@
+"""The call + fallback engine: one model at a time, its own window, every attempt recorded.
+
+litellm does the calling (provider adapters, exception mapping, Retry-After
+parsing, usage, cost); this module adds what litellm's `fallbacks=`/Router lack
+for a pinned chat: a window rebuilt per model (a smaller window for a smaller
+model), a shrink-and-retry on context overflow, attempt records, and a circuit
+breaker whose state the app can show.
+
+The policy is written once as a generator (`_drive`) that yields `Call`/`Sleep`
+steps; the sync, async and streaming runners only execute those steps.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import AllModelsFailed, ContextOverflow
+from .breaker import CircuitBreaker
+from .catalogue import Catalogue, ModelInfo
+from .config import ModelSpec, RouterConfig
+from .errors import TRANSIENT, Classified, classify
+
+SHRINK = 0.7  # after a provider's context-length error, rebuild at 70% of what was sent
+
+
+@dataclass
+class Attempt:
+    """One try of one model: what happened and how long it took."""
+
+    model: str
+    kind: str  # "ok" or an error kind: rate_limit, server, timeout, connection, auth, ...
+    status: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    litellm_model: str | None = None
+    window_tokens: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass
+class Prepared:
+    """What a window builder returns: the litellm messages and the window object."""
+
+    messages: list[dict[str, Any]]
+    tokens: int  # whole prompt, as counted by the window builder
+    window: Any = None
+    history_tokens: int = 0  # the part a rebuild can shrink
+
+
+# builds the messages for one model; budget=None means "the model's full budget"
+WindowBuilder = Callable[[ModelInfo, "int | None"], Prepared]
+
+
+@dataclass
+class Call:
+    spec: ModelSpec
+    info: ModelInfo
+    prepared: Prepared
+    kwargs: dict[str, Any]
+
+
+@dataclass
+class Sleep:
+    seconds: float
+
+
+@dataclass
+class Outcome:
+    """A successful turn at the router level (the session layer adds ids and pins)."""
+
+    model: str
+    spec: ModelSpec
+    info: ModelInfo
+    text: str
+    usage: dict[str, int]
+    cost_usd: float | None
+    latency_ms: float
+    attempts: list[Attempt]
+    prepared: Prepared
+    response: Any = None
+    failed_models: list[str] = field(default_factory=list)
+
+
+class Router:
+    """Routes one turn through a chain of models."""
+
+    def __init__(self, config: RouterConfig, breaker: CircuitBreaker | None = None) -> None:
+        self.config = config
+        self.catalogue = Catalogue(config)
+        self.breaker = breaker or CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
+
+    # -- call options -------------------------------------------------------
+    def call_kwargs(self, spec: ModelSpec, messages: list[dict[str, Any]], params: dict[str, Any],
+                    stream: bool = False) -> dict[str, Any]:
+        kw: dict[str, Any] = {"model": spec.model, "messages": messages,
+                              "timeout": spec.timeout or self.config.timeout,
+                              # we retry ourselves; the OpenAI SDK would otherwise retry twice more
+                              "max_retries": 0}
+        if spec.api_base:
+            kw["api_base"] = spec.api_base
+        key = spec.resolved_api_key()
+        if key:
+            kw["api_key"] = key
+        if spec.max_output_tokens:
+            kw["max_tokens"] = spec.max_output_tokens
+        kw.update(spec.params)
+        kw.update(params)
+        if stream:
+            kw["stream"] = True
+            kw["stream_options"] = {"include_usage": True}
+        return kw
+
+    def delay(self, c: Classified, tries: int) -> float:
+        cap = self.config.retry_after_cap
+        if c.retry_after is not None and c.retry_after >= 0:
+            return min(c.retry_after, cap)
+        return min(self.config.backoff * (2 ** tries) * (0.75 + random.random() / 2), cap)
+
+    # -- the policy ---------------------------------------------------------
+    def _drive(self, chain: list[str], build: WindowBuilder, params: dict[str, Any], stream: bool
+               ) -> Generator[Call | Sleep, Any, Outcome]:
+        """Yields steps; a Call is answered with ("ok", result) or ("err", exception)."""
+        attempts: list[Attempt] = []
+        failed: list[str] = []
+        queue = list(chain)
+        tried: set[str] = set()
+        while queue:
+            name = queue.pop(0)
+            if name in tried:
+                continue
+            tried.add(name)
+            if not self.breaker.allow(name):
+                st = self.breaker.state(name)
+                attempts.append(Attempt(name, "circuit_open", error=f"skipped: circuit open, retry in {st['retry_in']}s"))
+                failed.append(name)
+                continue
+            spec = self.config.spec(name)
+            info = self.catalogue.info(name)
+            budget: int | None = None
+            shrunk = False
+            tries = 0
+            overflowed = False
+            while True:
+                t0 = time.perf_counter()
+                try:
+                    prepared = build(info, budget)
+                except ContextOverflow as e:
+                    attempts.append(Attempt(name, "context_overflow", seconds=time.perf_counter() - t0,
+                                            error=str(e), litellm_model=spec.model))
+                    overflowed = True
+                    break
+                kwargs = self.call_kwargs(spec, prepared.messages, params, stream)
+                status, value = yield Call(spec, info, prepared, kwargs)
+                secs = time.perf_counter() - t0
+                if status == "ok":
+                    attempts.append(Attempt(name, "ok", 200, secs, None, spec.model, prepared.tokens))
+                    self.breaker.success(name)
+                    text, usage, cost, response = value
+                    return Outcome(name, spec, info, text, usage, cost, secs * 1000, attempts, prepared,
+                                   response, failed)
+                c = classify(value)
+                attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
+                if c.kind == "context_overflow":
+                    if not shrunk and prepared.history_tokens > 0:
+                        shrunk = True
+                        budget = int(prepared.history_tokens * SHRINK)
+                        continue
+                    overflowed = True
+                    break
+                if c.kind in TRANSIENT and tries < (spec.retries if spec.retries is not None else self.config.retries):
+                    tries += 1
+                    yield Sleep(self.delay(c, tries - 1))
+                    continue
+                break
+            self.breaker.failure(name)
+            failed.append(name)
+            if overflowed:
+                queue = self._larger_first(queue, tried, info.context_window)
+        summary = "; ".join(f"{a.model}: {a.kind}" + (f" ({a.status})" if a.status else "") for a in attempts)
+        raise AllModelsFailed(f"every model failed: {summary}", attempts)
+
+    def _larger_first(self, queue: list[str], tried: set[str], window: int) -> list[str]:
+        """After an overflow only models with a larger window are worth trying, smallest first."""
+        pool = [n for n in queue if n not in tried]
+        pool += [n for n in self.config.models if n not in tried and n not in pool]
+        bigger = [n for n in pool if self.catalogue.info(n).context_window > window]
+        return sorted(bigger, key=lambda n: self.catalogue.info(n).context_window)
+
+    # -- results ------------------------------------------------------------
+    def _finish(self, spec: ModelSpec, info: ModelInfo, response: Any) -> tuple[str, dict[str, int], float | None, Any]:
+        text = response.choices[0].message.content or ""
+        u = getattr(response, "usage", None)
+        usage = {"prompt_tokens": int(getattr(u, "prompt_tokens", 0) or 0),
+                 "completion_tokens": int(getattr(u, "completion_tokens", 0) or 0),
+                 "total_tokens": int(getattr(u, "total_tokens", 0) or 0)}
+        return text, usage, self._cost(spec, info, response, usage), response
+
+    def _cost(self, spec: ModelSpec, info: ModelInfo, response: Any, usage: dict[str, int]) -> float | None:
+        """litellm's cost (already computed on the response, else completion_cost); config prices win."""
+        if spec.input_cost_per_token is not None or spec.output_cost_per_token is not None:
+            return (usage["prompt_tokens"] * (spec.input_cost_per_token or 0.0)
+                    + usage["completion_tokens"] * (spec.output_cost_per_token or 0.0))
+        hidden = getattr(response, "_hidden_params", None) or {}
+        cost = hidden.get("response_cost")
+        if cost is not None:
+            return float(cost)
+        from ._lite import litellm
+
+        try:
+            return float(litellm().completion_cost(completion_response=response, model=spec.model))
+        except Exception:
+            if info.input_cost_per_token is None and info.output_cost_per_token is None:
+                return None
+            return (usage["prompt_tokens"] * (info.input_cost_per_token or 0.0)
+                    + usage["completion_tokens"] * (info.output_cost_per_token or 0.0))
+
+    # -- runners ------------------------------------------------------------
+    def complete(self, chain: list[str], build: WindowBuilder, params: dict[str, Any] | None = None) -> Outcome:
+        """Blocking turn: litellm.completion per attempt."""
+        from ._lite import litellm
+
+        lm = litellm()
+        drive = self._drive(chain, build, params or {}, stream=False)
+        reply: Any = None
+        try:
+            while True:
+                step = drive.send(reply)
+                if isinstance(step, Sleep):
+                    time.sleep(step.seconds)
+                    reply = None
+                    continue
+                try:
+                    resp = lm.completion(**step.kwargs)
+                    reply = ("ok", self._finish(step.spec, step.info, resp))
+                except Exception as e:  # noqa: BLE001 - classified by the policy
+                    reply = ("err", e)
+        except StopIteration as stop:
+            return stop.value
+
+    async def acomplete(self, chain: list[str], build: WindowBuilder, params: dict[str, Any] | None = None) -> Outcome:
+        """Async turn: litellm.acompletion per attempt."""
+        import asyncio
+
+        from ._lite import litellm
+
+        lm = litellm()
+        drive = self._drive(chain, build, params or {}, stream=False)
+        reply: Any = None
+        try:
+            while True:
+                step = drive.send(reply)
+                if isinstance(step, Sleep):
+                    await asyncio.sleep(step.seconds)
+                    reply = None
+                    continue
+                try:
+                    resp = await lm.acompletion(**step.kwargs)
+                    reply = ("ok", self._finish(step.spec, step.info, resp))
+                except asyncio.CancelledError:
+                    self.breaker.release(step.spec.name)
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    reply = ("err", e)
+        except StopIteration as stop:
+            return stop.value

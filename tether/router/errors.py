@@ -1,0 +1,102 @@
+"""Map whatever litellm raised to a small set of kinds the fallback policy acts on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ContextOverflow
+
+TRANSIENT = frozenset({"rate_limit", "server", "timeout", "connection", "malformed"})
+# kinds that send the turn straight to the next model, no retry
+FATAL_FOR_MODEL = frozenset({"auth", "not_found", "bad_request", "error", "mid_stream", "content_policy"})
+
+
+class MidStreamError(Exception):
+    """A stream failed after text had arrived; wraps the original error."""
+
+    def __init__(self, cause: BaseException, partial: str) -> None:
+        super().__init__(f"stream failed after {len(partial)} characters: {cause}")
+        self.cause = cause
+        self.partial = partial
+
+
+@dataclass(frozen=True)
+class Classified:
+    kind: str
+    status: int | None
+    retry_after: float | None
+    message: str
+
+
+def _headers(e: BaseException) -> Any:
+    h = getattr(e, "litellm_response_headers", None)
+    if h is None:
+        resp = getattr(e, "response", None)
+        h = getattr(resp, "headers", None)
+    return h
+
+
+def classify(e: BaseException) -> Classified:
+    """Kind, HTTP status, Retry-After seconds (if the server sent one) and a key-free message."""
+    from ._lite import litellm
+
+    lm = litellm()
+    if isinstance(e, MidStreamError):
+        inner = classify(e.cause)
+        return Classified("mid_stream", inner.status, None, inner.message)
+    status = getattr(e, "status_code", None)
+    status = status if isinstance(status, int) else None
+    msg = _scrub(str(e))
+    if isinstance(e, ContextOverflow) or isinstance(e, lm.ContextWindowExceededError):
+        return Classified("context_overflow", status, None, msg)
+    if isinstance(e, lm.ContentPolicyViolationError):
+        return Classified("content_policy", status, None, msg)
+    if isinstance(e, lm.RateLimitError):
+        return Classified("rate_limit", status or 429, _retry_after(e), msg)
+    if isinstance(e, lm.Timeout) or isinstance(e, TimeoutError):
+        return Classified("timeout", status, None, msg)
+    if isinstance(e, (lm.AuthenticationError, lm.PermissionDeniedError)):
+        return Classified("auth", status, None, msg)
+    if isinstance(e, lm.NotFoundError):
+        return Classified("not_found", status, None, msg)
+    # litellm reports a refused connection and an unparsable body as InternalServerError(500)
+    if isinstance(e, lm.APIResponseValidationError) or "JSONDecodeError" in msg or "Expecting value" in msg:
+        return Classified("malformed", status, None, msg)
+    if "Connection error" in msg or "Connection refused" in msg:
+        return Classified("connection", None, None, msg)
+    if isinstance(e, (lm.InternalServerError, lm.ServiceUnavailableError, lm.BadGatewayError)):
+        return Classified("server", status, _retry_after(e), msg)
+    if isinstance(e, lm.APIConnectionError) or isinstance(e, ConnectionError):
+        return Classified("connection", status, None, msg)
+    if isinstance(e, lm.BadRequestError) or isinstance(e, getattr(lm, "UnprocessableEntityError", ())):
+        return Classified("bad_request", status, None, msg)
+    if status is not None and status >= 500:
+        return Classified("server", status, _retry_after(e), msg)
+    if status == 429:
+        return Classified("rate_limit", status, _retry_after(e), msg)
+    return Classified("error", status, None, msg)
+
+
+def _retry_after(e: BaseException) -> float | None:
+    """Seconds from the Retry-After header, parsed by litellm's own helper."""
+    h = _headers(e)
+    if h is None:
+        return None
+    try:
+        from litellm.utils import _get_retry_after_from_exception_header
+
+        import httpx
+
+        v = _get_retry_after_from_exception_header(httpx.Headers(dict(h)))
+    except Exception:
+        return None
+    return float(v) if v is not None and v >= 0 else None
+
+
+def _scrub(text: str) -> str:
+    """Error texts sometimes echo the request; cut it short and hide anything key-like."""
+    import re
+
+    text = re.sub(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+", r"\1…", text)
+    text = re.sub(r"(?i)(api[_-]?key['\"=: ]+)[^\s'\",]+", r"\1***", text)
+    return text[:500]

@@ -1,0 +1,218 @@
+"""Streaming runners over the same policy as `Router.complete`.
+
+litellm's Router falls back only before the first chunk and its sync
+`completion(stream=True, fallbacks=...)` is broken (notes), so the streaming
+fallback lives here: an error before any text falls back invisibly; an error
+after text was shown yields a `Restart` marker, then the next model's text.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import Call, Outcome, Router, Sleep
+from .errors import MidStreamError
+
+
+class Restart(str):
+    """Yielded (as an empty string) when a model failed mid-answer and another takes over.
+
+    The text shown so far (`discarded`) is not part of the answer; the pieces
+    that follow are the new model's answer from its beginning. Code that just
+    joins pieces keeps working (the marker is ""), code that prints should
+    check `isinstance(piece, Restart)` and clear or mark what it printed.
+    """
+
+    from_model: str
+    to_model: str
+    discarded: str
+    reason: str
+
+    def __new__(cls, from_model: str, to_model: str, discarded: str, reason: str) -> "Restart":
+        obj = super().__new__(cls, "")
+        obj.from_model, obj.to_model, obj.discarded, obj.reason = from_model, to_model, discarded, reason
+        return obj
+
+    def __repr__(self) -> str:
+        return f"Restart(from_model={self.from_model!r}, to_model={self.to_model!r}, reason={self.reason!r})"
+
+
+@dataclass
+class StreamState:
+    """Live view of a stream for whoever must store a partial answer on cancel."""
+
+    model: str | None = None  # the model whose text is being streamed
+    litellm_model: str | None = None
+    pieces: list[str] = field(default_factory=list)
+    restarts: list[Restart] = field(default_factory=list)
+    started_at: float = field(default_factory=time.perf_counter)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+class _Incomplete(ConnectionError):
+    """The stream ended without a finish reason: the connection was cut."""
+
+
+def _piece(chunk: Any) -> tuple[str, bool]:
+    choices = getattr(chunk, "choices", None) or []
+    if not choices:
+        return "", False
+    ch = choices[0]
+    delta = getattr(ch, "delta", None)
+    return (getattr(delta, "content", None) or ""), bool(getattr(ch, "finish_reason", None))
+
+
+def _close(resp: Any) -> None:
+    for name in ("close",):
+        fn = getattr(resp, name, None)
+        if callable(fn):
+            try:
+                fn()
+            except Exception:
+                pass
+    inner = getattr(resp, "completion_stream", None)
+    fn = getattr(inner, "close", None)
+    if callable(fn):
+        try:
+            fn()
+        except Exception:
+            pass
+
+
+def _fail(state: StreamState, step: Call, e: BaseException, pending: list[Any]) -> tuple[str, BaseException]:
+    if state.pieces:
+        pending[:] = [step.spec.name, state.text, type(e).__name__]
+        err: BaseException = MidStreamError(e, state.text)
+        state.pieces.clear()
+        return "err", err
+    return "err", e
+
+
+def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, Any] | None,
+                state: StreamState) -> Generator[str, None, Outcome]:
+    """Sync: yields text pieces (and Restart markers); returns the Outcome."""
+    from ._lite import litellm
+
+    lm = litellm()
+    drive = router._drive(chain, build, params or {}, stream=True)
+    reply: Any = None
+    pending: list[Any] = []  # [from_model, discarded, reason] of a mid-stream failure
+    while True:
+        try:
+            step = drive.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        reply = None
+        if isinstance(step, Sleep):
+            time.sleep(step.seconds)
+            continue
+        state.model, state.litellm_model = step.spec.name, step.spec.model
+        chunks: list[Any] = []
+        finished = False
+        resp: Any = None
+        try:
+            resp = lm.completion(**step.kwargs)
+            for chunk in resp:
+                chunks.append(chunk)
+                text, fin = _piece(chunk)
+                finished = finished or fin
+                if text:
+                    if pending:
+                        r = Restart(pending[0], step.spec.name, pending[1], pending[2])
+                        pending.clear()
+                        state.restarts.append(r)
+                        yield r
+                    state.pieces.append(text)
+                    yield text
+            if not finished:
+                raise _Incomplete("stream ended without a finish reason")
+        except GeneratorExit:
+            _close(resp)
+            router.breaker.release(step.spec.name)
+            raise
+        except Exception as e:  # noqa: BLE001 - classified by the policy
+            _close(resp)
+            reply = _fail(state, step, e, pending)
+            continue
+        reply = ("ok", _built(router, lm, step, chunks, state.text))
+
+
+async def astream_turn(router: Router, chain: list[str], build: Any, params: dict[str, Any] | None,
+                       state: StreamState, out: list[Outcome]) -> AsyncGenerator[str, None]:
+    """Async twin of stream_turn; async generators cannot return, so the Outcome lands in `out`."""
+    from ._lite import litellm
+
+    lm = litellm()
+    drive = router._drive(chain, build, params or {}, stream=True)
+    reply: Any = None
+    pending: list[Any] = []
+    while True:
+        try:
+            step = drive.send(reply)
+        except StopIteration as stop:
+            out.append(stop.value)
+            return
+        reply = None
+        if isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
+            continue
+        state.model, state.litellm_model = step.spec.name, step.spec.model
+        chunks: list[Any] = []
+        finished = False
+        resp: Any = None
+        try:
+            resp = await lm.acompletion(**step.kwargs)
+            async for chunk in resp:
+                chunks.append(chunk)
+                text, fin = _piece(chunk)
+                finished = finished or fin
+                if text:
+                    if pending:
+                        r = Restart(pending[0], step.spec.name, pending[1], pending[2])
+                        pending.clear()
+                        state.restarts.append(r)
+                        yield r
+                    state.pieces.append(text)
+                    yield text
+            if not finished:
+                raise _Incomplete("stream ended without a finish reason")
+        except (GeneratorExit, asyncio.CancelledError):
+            await _aclose(resp)
+            router.breaker.release(step.spec.name)
+            raise
+        except Exception as e:  # noqa: BLE001
+            await _aclose(resp)
+            reply = _fail(state, step, e, pending)
+            continue
+        reply = ("ok", _built(router, lm, step, chunks, state.text))
+
+
+async def _aclose(resp: Any) -> None:
+    inner = getattr(resp, "completion_stream", None)
+    for obj in (resp, inner):
+        fn = getattr(obj, "aclose", None) or getattr(obj, "close", None)
+        if callable(fn):
+            try:
+                r = fn()
+                if asyncio.iscoroutine(r):
+                    await r
+            except Exception:
+                pass
+
+
+def _built(router: Router, lm: Any, step: Call, chunks: list[Any], text: str) -> tuple[str, dict[str, int], float | None, Any]:
+    """Usage and cost from the chunks (needs stream_options include_usage), text as streamed."""
+    try:
+        built = lm.stream_chunk_builder(chunks, messages=step.kwargs["messages"])
+    except Exception:
+        built = None
+    if built is None:
+        return text, {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, None, None
+    _, usage, cost, resp = router._finish(step.spec, step.info, built)
+    return text, usage, cost, resp

@@ -1,0 +1,178 @@
+"""Stream objects returned by `Tether.stream` / `AsyncTether.stream`.
+
+Iterate for text pieces as they arrive. When a model fails after some of its
+text was shown and another model takes over, the stream yields one
+`tether.Restart` marker: a `str` subclass equal to "" (so `"".join(stream)`
+still gives only the final answer) carrying `from_model`, `to_model`,
+`discarded` (the text to un-show) and `reason`; the pieces after it are the
+new model's answer from its beginning. A failure before any text falls back
+silently. `.result` is the ChatResult once the stream is exhausted; `.close()`
+(or leaving a `with` block, or cancelling the task) before then stores the
+text shown so far as an assistant message marked "interrupted".
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Generator
+from typing import Any
+
+from .router.engine import Outcome
+from .router.streaming import Restart, StreamState, astream_turn, stream_turn
+from .turns import ChatResult, Turns, TurnStart
+
+__all__ = ["AsyncStream", "Restart", "Stream"]
+
+
+class _Base:
+    def __init__(self, turns: Turns, ts: TurnStart, params: dict[str, Any]) -> None:
+        self._turns = turns
+        self._ts = ts
+        self._params = params
+        self._state = StreamState()
+        self.result: ChatResult | None = None
+        self.error: BaseException | None = None
+        self._done = False
+
+    @property
+    def session_id(self) -> str:
+        return self._ts.session.id
+
+    @property
+    def text(self) -> str:
+        """The answer so far (after a restart: only the new model's text)."""
+        return self._state.text
+
+    @property
+    def model(self) -> str | None:
+        """The model currently streaming (or that answered)."""
+        return self._state.model
+
+    @property
+    def restarts(self) -> list[Restart]:
+        return list(self._state.restarts)
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def _build(self) -> Any:
+        return self._turns.builder(self._ts.session, self._ts.history, self._ts.user.content)
+
+    def _interrupt(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._turns.interrupted(self._ts, self._state.text, self._state.model, self._state.started_at)
+
+
+class Stream(_Base):
+    """Sync stream: `for piece in stream`, then `stream.result`."""
+
+    def __init__(self, turns: Turns, ts: TurnStart, params: dict[str, Any]) -> None:
+        super().__init__(turns, ts, params)
+        self._gen: Generator[str, None, Outcome] = stream_turn(
+            turns.router, ts.chain, self._build(), params, self._state)
+
+    def __iter__(self) -> "Stream":
+        return self
+
+    def __next__(self) -> str:
+        if self._done:
+            raise StopIteration
+        try:
+            return next(self._gen)
+        except StopIteration as stop:
+            self._done = True
+            self.result = self._turns.finish(self._ts, stop.value, len(self._state.restarts))
+            raise StopIteration from None
+        except BaseException as e:
+            self._done = True
+            self.error = e
+            if isinstance(e, Exception):
+                self._turns.failed(self._ts, e)
+            else:  # KeyboardInterrupt and friends: keep what was shown
+                self._done = False
+                self._interrupt()
+            raise
+
+    def read(self) -> ChatResult:
+        """Consume the rest and return the result."""
+        for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    def close(self) -> None:
+        """Stop early: close the connection, store the partial answer marked interrupted."""
+        if self._done:
+            return
+        self._gen.close()
+        self._interrupt()
+
+    def __enter__(self) -> "Stream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # an abandoned stream still records what was shown
+        try:
+            if not self._done:
+                self.close()
+        except Exception:
+            pass
+
+
+class AsyncStream(_Base):
+    """Async stream: `async for piece in stream`, then `stream.result`; cancel-safe."""
+
+    def __init__(self, turns: Turns, ts: TurnStart, params: dict[str, Any]) -> None:
+        super().__init__(turns, ts, params)
+        self._out: list[Outcome] = []
+        self._agen: AsyncGenerator[str, None] = astream_turn(
+            turns.router, ts.chain, self._build(), params, self._state, self._out)
+
+    def __aiter__(self) -> "AsyncStream":
+        return self
+
+    async def __anext__(self) -> str:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            return await self._agen.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+            self.result = await asyncio.to_thread(
+                self._turns.finish, self._ts, self._out[0], len(self._state.restarts))
+            raise
+        except asyncio.CancelledError:
+            self._interrupt()  # blocking but short: a cancelled task may not await again
+            raise
+        except Exception as e:
+            self._done = True
+            self.error = e
+            await asyncio.to_thread(self._turns.failed, self._ts, e)
+            raise
+
+    async def read(self) -> ChatResult:
+        async for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    async def aclose(self) -> None:
+        if self._done:
+            return
+        try:
+            await self._agen.aclose()
+        except Exception:
+            pass
+        await asyncio.to_thread(self._interrupt)
+
+    close = aclose
+
+    async def __aenter__(self) -> "AsyncStream":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.aclose()

@@ -1,0 +1,324 @@
+"""The chat turn: session in, routed call, answer stored, pin kept.
+
+Glue between the session store, `tether.context.build_window` and the router.
+`client.py` holds thin methods over a `Turns` object so the pieces merge easily.
+Order matters and is the point of tether: the user's message is on disk before
+any model is called; the answer is stored with the model that produced it; a
+turn no model answers leaves the message marked unanswered, and asking again
+answers that same message instead of adding a copy.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AllModelsFailed, UnknownModel
+from .router.config import RouterConfig
+from .router.engine import Attempt, Outcome, Prepared, Router
+from .sessions import Message, Session, SessionEvent, SessionStore, Usage
+
+log = logging.getLogger("tether")
+EVENTS = ("message", "fallback", "pin_changed", "error")
+
+
+@dataclass
+class ChatResult:
+    """One answered turn. `model` answered; `fallback_from` names the model that failed first."""
+
+    text: str
+    session_id: str
+    model: str
+    pinned_model: str
+    fallback_from: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float | None = None
+    latency_ms: float = 0.0
+    window_tokens: int = 0
+    window_dropped: int = 0
+    litellm_model: str | None = None
+    message_id: str | None = None
+    user_message_id: str | None = None
+    restarts: int = 0
+
+    def __str__(self) -> str:
+        return self.text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["attempts"] = [a.to_dict() for a in self.attempts]
+        return d
+
+
+class Events:
+    """`on(event, callback)`; a callback that raises is logged, never breaks a turn."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, list[Callable[[dict[str, Any]], Any]]] = {e: [] for e in EVENTS}
+
+    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
+        if event not in self._subs:
+            raise ValueError(f"unknown event {event!r}: expected one of {', '.join(EVENTS)}")
+        self._subs[event].append(callback)
+        return lambda: self._subs[event].remove(callback) if callback in self._subs[event] else None
+
+    def emit(self, event: str, payload: dict[str, Any]) -> None:
+        for cb in list(self._subs.get(event, ())):
+            try:
+                cb(payload)
+            except Exception:  # noqa: BLE001
+                log.exception("tether %s callback failed", event)
+
+
+@dataclass
+class TurnStart:
+    """A turn in progress: the session as loaded and the user message already on disk."""
+
+    session: Session
+    user: Message
+    chain: list[str]
+    history: list[Message]
+    reused: bool = False
+
+
+class Turns:
+    """Everything a turn does, independent of sync/async (I/O helpers are plain functions)."""
+
+    def __init__(self, store: SessionStore, config: RouterConfig, router: Router | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.router = router or Router(config)
+        self.events = Events()
+
+    # -- models and pins ---------------------------------------------------------
+    def check_model(self, name: str) -> str:
+        """A configured name, or a raw litellm model string litellm can route."""
+        if not isinstance(name, str) or not name.strip():
+            raise UnknownModel(f"invalid model name {name!r}")
+        if name in self.config.models:
+            return name
+        from .router._lite import litellm
+
+        try:
+            litellm().get_llm_provider(name)
+        except Exception:
+            known = ", ".join(self.config.models) or "none configured"
+            raise UnknownModel(f"unknown model {name!r}: not in config (configured: {known}) "
+                               "and not a litellm model string like 'openai/gpt-4o-mini'") from None
+        return name
+
+    def pick_model(self, prompt: str, explicit: str | None) -> tuple[str, str]:
+        """A new session's model: the explicit argument, else the first matching route, else the default."""
+        if explicit:
+            return self.check_model(explicit), "explicit"
+        if self.config.routes:
+            tokens = 0
+            if any(r.min_prompt_tokens is not None or r.max_prompt_tokens is not None for r in self.config.routes):
+                from .context import count_tokens
+
+                tokens = count_tokens(prompt, self.config.spec(self.config.default_model).model)
+            hit = self.config.pick_route(prompt, tokens)
+            if hit:
+                return hit[0], f"route {hit[1]}"
+        return self.config.default_model, f"default ({self.config.default_reason})"
+
+    def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
+        self.store.update_header(session_id, {"pinned_model": model, "pin_reason": reason})
+        data = {"from": old, "to": model, "reason": reason}
+        self.store.add_event(session_id, SessionEvent(type="pin_changed", data=data))
+        self.events.emit("pin_changed", {"session_id": session_id, **data})
+
+    def pin_model(self, session_id: str, model: str, reason: str = "user") -> str:
+        name = self.check_model(model)
+        old = self.store.load(session_id).pinned_model
+        if old != name:
+            self.set_pin(session_id, name, reason, old)
+        return name
+
+    # -- windows -------------------------------------------------------------------
+    def builder(self, session: Session, history: list[Message], query: str) -> Callable[[Any, int | None], Prepared]:
+        """Builds the window per tried model, with that model's own window size and tokenizer."""
+        from .context import build_window
+
+        def build(info: Any, budget: int | None) -> Prepared:
+            w = build_window(history, query, budget_tokens=budget, model=info.model, system=session.system,
+                             context=session.context or None, context_window=info.context_window,
+                             max_output_tokens=info.max_output_tokens)
+            msgs = w.to_messages(system=session.system, context=session.context or None, query=query)
+            p = w.parts
+            total = w.tokens + p.get("system", 0) + p.get("context", 0) + p.get("query", 0)
+            return Prepared(msgs, total, w, w.tokens)
+
+        return build
+
+    def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
+        """The window the next turn would send to its first model (for `/context`)."""
+        session = self.store.load(session_id)
+        name = model or session.pinned_model or self.pick_model(prompt, None)[0]
+        info = self.router.catalogue.info(name)
+        return self.builder(session, list(session.messages), prompt)(info, None).window
+
+    # -- turn start ------------------------------------------------------------------
+    def start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
+        """Load or create the session, pin it if new, and put the user's message on disk."""
+        if not isinstance(prompt, str) or not prompt:
+            raise ValueError("prompt must be a non-empty string")
+        if session_id is None:
+            name, reason = self.pick_model(prompt, model)
+            session = Session(pinned_model=name, pin_reason=reason)
+            self.store.create(session)
+            data = {"from": None, "to": name, "reason": reason}
+            self.store.add_event(session.id, SessionEvent(type="pin_changed", data=data))
+        else:
+            session = self.store.load(session_id)
+            if model:  # an explicit model for an existing session is a user pin change
+                name = self.check_model(model)
+                if session.pinned_model != name:
+                    self.set_pin(session.id, name, "user", session.pinned_model)
+                    session.pinned_model, session.pin_reason = name, "user"
+            elif not session.pinned_model:
+                name, reason = self.pick_model(prompt, None)
+                self.set_pin(session.id, name, reason, None)
+                session.pinned_model, session.pin_reason = name, reason
+        msgs = session.messages
+        last = msgs[-1] if msgs else None
+        if last is not None and last.role == "user" and last.content == prompt:
+            user, history, reused = last, msgs[:-1], True  # a retry: answer the same message
+        else:
+            user = Message(role="user", content=prompt)
+            self.store.append_message(session.id, user)
+            self.events.emit("message", {"session_id": session.id, "message": user})
+            history, reused = list(msgs), False
+        chain = self.config.chain(session.pinned_model or self.config.default_model)
+        return TurnStart(session, user, chain, history, reused)
+
+    def start_retry(self, session_id: str) -> TurnStart:
+        """The last user message with no answer after it, answered in place (for `/retry`)."""
+        session = self.store.load(session_id)
+        msgs = session.messages
+        for i in range(len(msgs) - 1, -1, -1):
+            if msgs[i].role == "assistant" and msgs[i].status == "ok":
+                break
+            if msgs[i].role == "user":
+                chain = self.config.chain(session.pinned_model or self.config.default_model)
+                return TurnStart(session, msgs[i], chain, msgs[:i], True)
+        raise ValueError(f"session {session_id} has no unanswered message to retry")
+
+    # -- turn end ----------------------------------------------------------------------
+    def _streak(self, ts: TurnStart) -> int:
+        """Consecutive earlier turns the pinned model failed (kept in message metadata)."""
+        prev = ts.history[-1] if ts.history else None
+        return int(prev.metadata.get("pin_failures", 0)) if prev is not None else 0
+
+    def finish(self, ts: TurnStart, out: Outcome, restarts: int = 0) -> ChatResult:
+        s, pinned = ts.session, ts.chain[0]
+        pin_failed = pinned in out.failed_models
+        streak = self._streak(ts) + 1 if pin_failed else 0
+        meta: dict[str, Any] = {"litellm_model": out.spec.model, "attempts": len(out.attempts)}
+        if out.model != pinned:
+            meta["fallback_from"] = pinned
+        if streak:
+            meta["pin_failures"] = streak
+        if restarts:
+            meta["restarts"] = restarts
+        usage = Usage(**out.usage)
+        answer = Message(role="assistant", content=out.text, model=out.model, usage=usage,
+                         cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
+        self.store.append_message(s.id, answer)
+        if ts.user.status != "ok":
+            self.store.update_message(s.id, ts.user.id, {"status": "ok"})
+        self.events.emit("message", {"session_id": s.id, "message": answer})
+        if out.model != pinned:
+            data = {"from": pinned, "to": out.model,
+                    "attempts": [a.to_dict() for a in out.attempts], "mid_stream": bool(restarts)}
+            self.store.add_event(s.id, SessionEvent(type="fallback", data=data))
+            self.events.emit("fallback", {"session_id": s.id, "from_model": pinned, "to_model": out.model, **data})
+        n = self.config.repin_after_failures
+        if n and streak >= n and out.model != pinned:
+            self.set_pin(s.id, out.model, f"auto: {pinned} failed {streak} turns in a row", pinned)
+            pinned = out.model
+        w = out.prepared.window
+        return ChatResult(
+            text=out.text, session_id=s.id, model=out.model, pinned_model=pinned,
+            fallback_from=ts.chain[0] if out.model != ts.chain[0] else None, attempts=out.attempts,
+            usage=dict(out.usage), cost_usd=out.cost_usd, latency_ms=out.latency_ms,
+            window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
+            litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
+        )
+
+    def failed(self, ts: TurnStart, err: BaseException) -> None:
+        """No model answered: keep the question, marked unanswered; record and announce the error."""
+        sid = ts.session.id
+        if isinstance(err, AllModelsFailed):
+            err.session_id = sid
+        fields: dict[str, Any] = {"status": "unanswered"}
+        if ts.chain and self.config.repin_after_failures:
+            fields["metadata"] = {**ts.user.metadata, "pin_failures": self._streak(ts) + 1}
+        try:
+            self.store.update_message(sid, ts.user.id, fields)
+            attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
+            self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
+        finally:
+            self.events.emit("error", {"session_id": sid, "error": err, "message_id": ts.user.id})
+
+    def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
+        """A stream the caller abandoned: store what was shown, marked interrupted."""
+        if not text:
+            self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
+            return None
+        m = Message(role="assistant", content=text, model=model, status="interrupted",
+                    latency_ms=round((time.perf_counter() - started) * 1000, 3))
+        self.store.append_message(ts.session.id, m)
+        self.events.emit("message", {"session_id": ts.session.id, "message": m})
+        return m
+
+    # -- the turn ---------------------------------------------------------------------
+    def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None,
+                  **params: Any) -> ChatResult:
+        ts = self.start(prompt, session_id, model)
+        return self.run(ts, params)
+
+    def run(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
+        build = self.builder(ts.session, ts.history, ts.user.content)
+        try:
+            out = self.router.complete(ts.chain, build, params)
+        except Exception as e:
+            self.failed(ts, e)
+            raise
+        return self.finish(ts, out)
+
+    async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
+        import asyncio
+
+        build = self.builder(ts.session, ts.history, ts.user.content)
+        try:
+            out = await self.router.acomplete(ts.chain, build, params)
+        except asyncio.CancelledError:
+            await asyncio.to_thread(self.store.update_message, ts.session.id, ts.user.id, {"status": "unanswered"})
+            raise
+        except Exception as e:
+            await asyncio.to_thread(self.failed, ts, e)
+            raise
+        return await asyncio.to_thread(self.finish, ts, out)
+
+    # -- what the CLI shows --------------------------------------------------------------
+    def models(self) -> list[dict[str, Any]]:
+        """Configured models (plus the default) with window, prices and circuit state."""
+        names = list(self.config.models)
+        for n in (self.config.default_model, *self.config.fallbacks):
+            if n not in names:
+                names.append(n)
+        rows = []
+        for n in names:
+            info = self.router.catalogue.info(n)
+            spec = self.config.spec(n)
+            rows.append({
+                **spec.public(), "context_window": info.context_window, "max_output_tokens": info.max_output_tokens,
+                "input_cost_per_token": info.input_cost_per_token, "output_cost_per_token": info.output_cost_per_token,
+                "known_to_litellm": info.known, "default": n == self.config.default_model,
+                "circuit": self.router.breaker.state(n), "configured": spec.configured,
+            })
+        return rows
