@@ -134,6 +134,12 @@ class Tether:
         self.store.create(session)
         return session.id
 
+    def search_sessions(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
+        """Sessions whose title or messages contain `text` (case-insensitive), newest first, with the matching messages."""
+        if not text:
+            raise ValueError("search text is empty")
+        return self.store.search(text, limit=limit)
+
     def session_exists(self, session_id: str) -> bool:
         return self.store.exists(session_id)
 
@@ -271,6 +277,9 @@ class AsyncTether:
 
     async def import_session(self, data_or_path: str | bytes | Path | dict[str, Any], *, overwrite: bool = False) -> str:
         return await asyncio.to_thread(self.sync.import_session, data_or_path, overwrite=overwrite)
+
+    async def search_sessions(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
+        return await asyncio.to_thread(self.sync.search_sessions, text, limit)
 
     async def session_exists(self, session_id: str) -> bool:
         return await asyncio.to_thread(self.sync.session_exists, session_id)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..errors import SessionCorrupt, SessionExists, SessionNotFound
 from .ids import validate_id
 from .index import SessionIndex
-from .store import SessionStore
+from .store import SessionStore, search_session
 from .models import HEADER_FIELDS, Message, Session, SessionEvent, SessionSummary, Totals, utcnow
 
 log = logging.getLogger("tether.sessions")
@@ -328,6 +328,27 @@ class JsonlStore(SessionStore):
 
     def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
         return self.index.list(limit=limit, user_id=user_id, status=status)
+
+    def search(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
+        """Reads each file's raw text once and parses only files that can contain a match."""
+        needle = text.casefold()
+        # JSON escapes quotes, backslashes and control characters, so only plain text can prefilter raw bytes
+        raw_ok = not any(c in text for c in '"\\') and all(c >= " " for c in text)
+        hits = []
+        for row in self.list():
+            if raw_ok and needle not in (row.title or "").casefold():
+                try:
+                    raw = self.path(row.id).read_bytes().decode("utf-8", "replace").casefold()
+                except OSError:
+                    continue
+                if needle not in raw:
+                    continue
+            hit = search_session(self, row, text)
+            if hit:
+                hits.append(hit)
+                if limit is not None and len(hits) >= limit:
+                    break
+        return hits
 
     def close(self) -> None:
         pass
