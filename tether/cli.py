@@ -105,9 +105,12 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
     if resume or (model and model not in cfg.models):
         loader = Loader(client=client())  # needed now: to find the session or check the model
     else:
-        from .client import Tether
+        def factory() -> Any:  # runs in the loader thread: pydantic and the client load there
+            from .client import Tether
 
-        loader = Loader(factory=lambda: Tether(home=home))
+            return Tether(home=home)
+
+        loader = Loader(factory=factory)
     if model and model not in cfg.models:
         model = loader.client().turns.check_model(model)
     hint = cfg.notice.replace("<home>", str(home)) if cfg.notice else None

@@ -104,7 +104,7 @@ def sessions_table(summaries: list[Any]) -> str:
 def make_console(file: IO[str] | None = None, force_terminal: bool | None = None) -> Console:
     from rich.console import Console
 
-    return Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=False)
+    return Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
 
 
 def markdown(text: str) -> Any:
@@ -171,13 +171,15 @@ class AnswerView:
     def restart(self, from_model: str, to_model: str, reason: str) -> None:
         """A model failed mid-answer: say so, and start the next model's answer afresh."""
         self.stop()
-        if self._plain and self.text:
-            self.console.file.write("\n")
         notice(self.console, f"! {from_model} failed mid-answer ({reason}); {to_model} answers from the start")
         self.text = ""
         self.start()
 
     def stop(self) -> None:
+        """End the display where it is (an error or Ctrl-C): the next line starts clean."""
+        if self._plain and self.text and not self.text.endswith("\n"):
+            self.console.file.write("\n")
+            self.text += "\n"
         if self.live is not None:
             self.live.update(markdown(self.text), refresh=True)
             self.live.stop()
@@ -186,5 +188,4 @@ class AnswerView:
     def finish(self) -> None:
         self.stop()
         if self._plain:
-            self.console.file.write("\n")
             self.console.file.flush()

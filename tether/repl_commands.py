@@ -105,7 +105,9 @@ def _context(r: Repl, arg: str) -> None:
 
     w = r.client.preview_window(r.session_id, arg or "", None)
     parts = " · ".join(f"{k} {v}" for k, v in sorted(w.parts.items()) if v)
-    r.console.print(f"window for {w.model or r.pinned}: {len(w.messages)} messages kept, {w.tokens} of a "
+    name = r.pinned or w.model
+    shown = name + (f" ({w.model})" if w.model and w.model != name else "")
+    r.console.print(f"window for {shown}: {len(w.messages)} messages kept, {w.tokens} of a "
                     f"{w.budget:,}-token history budget ({w.encoding})" + (f"; {parts}" if parts else ""),
                     markup=False, highlight=False)
     rows = [[str(i), m.role, str(count_tokens(m, encoding=w.encoding)), shorten(m.content, 60)]
