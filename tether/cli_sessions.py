@@ -24,6 +24,11 @@ def _resolve(c: Any, session_id: str) -> str:
     return resolve_session_id(c, session_id)
 
 
+def interactive() -> bool:
+    """Ask before destroying only when a person can answer (not in scripts or pipes)."""
+    return sys.stdin.isatty()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def sessions() -> None:
     """Manage saved sessions (ids may be shortened to a unique prefix)."""
@@ -94,7 +99,7 @@ def delete(session_id: str, yes: bool) -> None:
     """Delete a session (asks first when run in a terminal)."""
     c = _client()
     sid = _resolve(c, session_id)
-    if not yes and sys.stdin.isatty():
+    if not yes and interactive():
         s = c.list_sessions()
         title = next((x.title for x in s if x.id == sid), None)
         click.confirm(f"delete session {sid}" + (f" ({title!r})" if title else "") + "?", abort=True)
