@@ -56,6 +56,24 @@ def test_sessions_list_table_json_limit_and_user():
     assert [r["id"] for r in json.loads(ok("sessions", "list", "--json", "--user", "ann").output)] == [a]
 
 
+def test_sessions_list_from_the_index_matches_the_store_and_never_misses_a_change(monkeypatch):
+    from tether import cli_sessions
+
+    a = make_session("First", ("user", "q"))
+    b = make_session("Second", ("user", "q"), ("assistant", "a"))
+    ok("sessions", "list")  # the store writes its index
+    assert [r["id"] for r in cli_sessions.fast_summaries(None, None)] == [b, a]
+    fast = ok("sessions", "list").output
+    with monkeypatch.context() as m:
+        m.setattr(cli_sessions, "fast_summaries", lambda *args: None)
+        assert ok("sessions", "list").output == fast
+    Tether().add_message(a, "user", "used again")  # the index is now behind the file
+    assert cli_sessions.fast_summaries(None, None) is None
+    out = ok("sessions", "list").output
+    assert out.index(a) < out.index(b)
+    assert [r["id"] for r in cli_sessions.fast_summaries(1, None)] == [a]
+
+
 def test_sessions_show_text_and_json_and_prefix_ids():
     sid = make_session("Shown", ("user", "what is tether?"), ("assistant", "a **router**"))
     out = ok("sessions", "show", sid[:-2]).output

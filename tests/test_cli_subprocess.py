@@ -41,10 +41,12 @@ print("LOADED", "litellm" in sys.modules, "pydantic" in sys.modules, "tether.tur
 
 
 @pytest.mark.parametrize("args,pydantic_ok", [
-    (["--help"], False), (["sessions", "--help"], False), (["config"], False), (["sessions", "list"], True),
+    (["--help"], False), (["sessions", "--help"], False), (["config"], False), (["sessions", "list"], False),
+    (["sessions", "list", "--json"], True),
 ])
 def test_light_commands_never_import_litellm(tether_home, args, pydantic_ok):
     Tether().create_session(title="one")  # so the listing has a row to show
+    Tether().list_sessions()  # and the store's index is current
     p = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env(tether_home),
                        timeout=60)
     loaded = p.stderr.strip().splitlines()[-1].split()
