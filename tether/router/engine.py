@@ -209,15 +209,18 @@ class Router:
         cost = hidden.get("response_cost")
         if cost is not None:
             return float(cost)
-        from ._lite import litellm
+        if info.known and "response_cost" not in hidden:  # a streamed answer rebuilt from chunks
+            from ._lite import litellm
 
-        try:
-            return float(litellm().completion_cost(completion_response=response, model=spec.model))
-        except Exception:
-            if info.input_cost_per_token is None and info.output_cost_per_token is None:
-                return None
-            return (usage["prompt_tokens"] * (info.input_cost_per_token or 0.0)
-                    + usage["completion_tokens"] * (info.output_cost_per_token or 0.0))
+            try:
+                return float(litellm().completion_cost(completion_response=response, model=spec.model))
+            except Exception:
+                pass
+        # litellm could not price it (unknown model): nothing to guess from unless prices are known
+        if info.input_cost_per_token is None and info.output_cost_per_token is None:
+            return None
+        return (usage["prompt_tokens"] * (info.input_cost_per_token or 0.0)
+                + usage["completion_tokens"] * (info.output_cost_per_token or 0.0))
 
     # -- runners ------------------------------------------------------------
     def complete(self, chain: list[str], build: WindowBuilder, params: dict[str, Any] | None = None) -> Outcome:
