@@ -94,6 +94,7 @@ class Turns:
         self.router = router or Router(config)
         self.events = Events()
         self.cache = SessionCache(store)
+        self._noticed = False
 
     # -- models and pins ---------------------------------------------------------
     def check_model(self, name: str) -> str:
@@ -197,6 +198,9 @@ class Turns:
             self.events.emit("message", {"session_id": session.id, "message": user})
             reused = False
         chain = self.config.chain(session.pinned_model or self.config.default_model)
+        if self.config.notice and not self._noticed and chain[0] == self.config.default_model:
+            self._noticed = True
+            log.warning(self.config.notice)  # once per client: how to configure a real model
         return TurnStart(session, user, chain, history, reused)
 
     def start_retry(self, session_id: str) -> TurnStart:
