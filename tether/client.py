@@ -22,6 +22,19 @@ from .sessions.models import HEADER_FIELDS
 _ROLES = ("system", "user", "assistant", "tool")
 
 
+def open_store(store: SessionStore | str | None, home: Path) -> SessionStore:
+    """A store object as given, a Redis URL, or the JSON Lines files under `<home>/sessions`."""
+    if isinstance(store, SessionStore):
+        return store
+    if isinstance(store, str) and store.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        from .sessions.redis_store import RedisStore
+
+        return RedisStore(store)
+    if store is not None:
+        raise ValueError(f"store must be a SessionStore or a redis:// URL, got {store!r}")
+    return JsonlStore(home / "sessions")
+
+
 class Tether:
     """Sessions, context windows and model routing behind one object."""
 
@@ -29,11 +42,11 @@ class Tether:
         self,
         home: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
     ) -> None:
         _env.setup()
         self.home: Path = ensure_dir(resolve_home(home))
-        self.store: SessionStore = store if store is not None else JsonlStore(self.home / "sessions")
+        self.store: SessionStore = open_store(store, self.home)
         self._config_source = config
         self.current_session_id: str | None = None
 
@@ -149,7 +162,7 @@ class AsyncTether:
         self,
         home: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
     ) -> None:
         self.sync = Tether(home=home, config=config, store=store)
 
