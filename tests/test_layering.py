@@ -32,9 +32,10 @@ def tether_imports(path: Path) -> set[str]:
                     found.add(target[0])
                 else:
                     found.update(a.name for a in node.names)
+            elif node.module == "tether":  # from tether import _env, errors, ...
+                found.update(a.name for a in node.names)
             elif node.module and node.module.split(".")[0] == "tether":
-                parts = node.module.split(".")
-                found.add(parts[1] if len(parts) > 1 else "__init__")
+                found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             for a in node.names:
                 parts = a.name.split(".")
