@@ -6,31 +6,63 @@ from .relevance import index_for, terms
 from .select import Policy
 
 
-def rank_units(h: History, query: str, policy: Policy) -> list[list[int]]:
-    """Units (lists of history indices), most relevant first."""
+def _speaker_terms(h: History) -> dict[str, str]:
+    """Stemmed term -> speaker name, for the named speakers of a history."""
+    out: dict[str, str] = {}
+    for name in set(h.names):
+        if name:
+            for t in terms(name):
+                out[t] = name
+    return out
+
+
+def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]], dict[int, float]]:
+    """Units (lists of history indices), most relevant first, and the per-message scores."""
     qterms = terms(query)
     if not qterms:
-        return []
+        return [], {}
     n = len(h)
     idx = index_for(h.ids, h.contents)
     raw = idx.scores(qterms, n, policy.k1, policy.b)
     if not raw:
-        return []
+        return [], {}
+    if policy.speaker_boost:
+        spk = _speaker_terms(h)
+        named = {spk[t] for t in qterms if t in spk}
+        if named:
+            f = 1.0 + policy.speaker_boost
+            names = h.names
+            raw = {d: (s * f if names[d] in named else s) for d, s in raw.items()}
     nw = policy.neighbour_weight
+    reach = policy.neighbour_reach
     score: dict[int, float] = {}
     for d, s in raw.items():
         score[d] = score.get(d, 0.0) + s
         if nw:
-            for e in (d - 1, d + 1):
-                if 0 <= e < n:
-                    score[e] = score.get(e, 0.0) + nw * s
+            w = nw * s
+            for k in range(1, reach + 1):
+                if d - k >= 0:
+                    score[d - k] = score.get(d - k, 0.0) + w
+                if d + k < n:
+                    score[d + k] = score.get(d + k, 0.0) + w
+                w *= 0.5
     if policy.unit == "pair":
         gscore: dict[int, float] = {}
+        use_sum = policy.unit_score == "sum"
         for d, s in score.items():
             g = h.group_of[d]
-            if s > gscore.get(g, 0.0):
+            if use_sum:
+                gscore[g] = gscore.get(g, 0.0) + s
+            elif s > gscore.get(g, 0.0):
                 gscore[g] = s
+        if policy.density:
+            tok = h.tokens
+            groups = h.groups
+            a = policy.density
+            for g in gscore:
+                s0, e0 = groups[g]
+                gscore[g] /= max(sum(tok[s0:e0]), 1) ** a
         order = sorted(gscore, key=lambda g: -gscore[g])
-        return [list(range(*h.groups[g])) for g in order]
+        return [list(range(*h.groups[g])) for g in order], score
     order = sorted(score, key=lambda d: -score[d])
-    return [[d] for d in order]
+    return [[d] for d in order], score

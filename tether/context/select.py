@@ -20,9 +20,15 @@ class Policy:
     relevance: bool = True          # fill the rest with earlier turns ranked against the query
     truncate_share: float = 0.5     # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16         # below this many tokens a cut message says nothing useful
-    k1: float = 1.2                 # BM25 term-frequency saturation
-    b: float = 0.75                 # BM25 length normalisation
-    neighbour_weight: float = 0.0   # share of a message's score given to its neighbours
+    k1: float = 0.9                 # BM25 term-frequency saturation
+    b: float = 0.4                  # BM25 length normalisation
+    neighbour_weight: float = 0.7   # share of a message's score given to its neighbours
+    neighbour_reach: int = 1        # how many messages either side receive that share (halving each step)
+    speaker_boost: float = 0.0      # extra weight for messages by a speaker the query names
+    unit_score: str = "max"         # how a turn's messages combine: "max" or "sum"
+    density: float = 0.0            # rank turns by score / tokens**density (0: score alone)
+    recency_min: float = 0.35       # recency share when the query clearly points to older turns
+    recency_gate: float = 0.0       # ...i.e. when the recent turns score below this share of the best
     unit: str = "pair"              # "pair": whole turns; "message": single messages
 
     @classmethod
@@ -98,7 +104,10 @@ class _Picker:
         return list(range(s, e))
 
 
-def select(h: History, budget: int, policy: Policy, ranked: list[list[int]] | None = None) -> Selection:
+def select(
+    h: History, budget: int, policy: Policy, ranked: list[list[int]] | None = None,
+    scores: dict[int, float] | None = None,
+) -> Selection:
     """Choose indices of h under budget; ranked are units (lists of indices), most relevant first."""
     p = _Picker(h, budget, policy)
     if not len(h) or budget <= 0:
@@ -114,7 +123,7 @@ def select(h: History, budget: int, policy: Policy, ranked: list[list[int]] | No
         for i in reversed(p.group(last)):
             p.add([i])
     # 3. recency share: further whole turns, newest first
-    rec_limit = int(budget * policy.recency_share)
+    rec_limit = int(budget * _recency_share(h, budget, policy, scores))
     g = last - 1
     while g >= 0 and p.used < rec_limit:
         if not p.add(p.group(g), rec_limit):
@@ -135,6 +144,31 @@ def select(h: History, budget: int, policy: Policy, ranked: list[list[int]] | No
     chosen = sorted(p.chosen)
     chosen = _no_orphan_start(h, chosen, p)
     return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
+
+
+def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, float] | None) -> float:
+    """The full recency share, unless the query matches older turns far better than recent ones.
+
+    A follow-up ("and then?") matches nothing and keeps the recent turns; a question
+    about something said long ago matches old turns only, and gets the budget there.
+    """
+    share = policy.recency_share
+    if not scores or policy.recency_gate <= 0 or policy.recency_min >= share:
+        return share
+    best = max(scores.values())
+    if best <= 0:
+        return share
+    limit = budget * share
+    used = 0
+    recent_best = 0.0
+    for g in range(len(h.groups) - 1, -1, -1):
+        s0, e0 = h.groups[g]
+        used += sum(h.tokens[s0:e0])
+        if used > limit and g < len(h.groups) - 1:
+            break
+        for i in range(s0, e0):
+            recent_best = max(recent_best, scores.get(i, 0.0))
+    return share if recent_best >= policy.recency_gate * best else policy.recency_min
 
 
 def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:

@@ -177,12 +177,12 @@ def build_window(
 
     items = list(history)
     h = History.of(items, enc)
-    ranked = None
+    ranked, scores = None, None
     if policy.relevance and query_text and len(h) > 1:
         from .ranking import rank_units
 
-        ranked = rank_units(h, query_text, policy)
-    sel = select(h, hist_budget, policy, ranked)
+        ranked, scores = rank_units(h, query_text, policy)
+    sel = select(h, hist_budget, policy, ranked, scores)
 
     chosen_set = set(sel.chosen)
     messages: list[Any] = []
