@@ -29,6 +29,7 @@ class History:
     contents: list[str]
     tokens: list[int]
     pinned: list[bool]
+    timestamps: list[Any] = field(default_factory=list)
     group_of: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)  # [start, end) per turn
 
@@ -40,6 +41,7 @@ class History:
         contents: list[str] = []
         tokens: list[int] = []
         pinned: list[bool] = []
+        stamps: list[Any] = []
         overhead: dict[tuple[str, str | None], int] = {}
         for i, it in enumerate(items):
             mid = _get(it, "id")
@@ -59,7 +61,8 @@ class History:
             contents.append(content)
             tokens.append(content_tokens(it, enc_name) + oh)
             pinned.append(bool(_get(it, "pinned", False)))
-        h = cls(items, ids, roles, names, contents, tokens, pinned)
+            stamps.append(_get(it, "timestamp"))
+        h = cls(items, ids, roles, names, contents, tokens, pinned, stamps)
         h._group()
         return h
 

@@ -1,6 +1,9 @@
 """Turning relevance scores into an ordered list of units to add to the window."""
 from __future__ import annotations
 
+from typing import Any
+
+from .dates import query_periods
 from .items import History
 from .relevance import index_for, terms
 from .select import Policy
@@ -16,16 +19,47 @@ def _speaker_terms(h: History) -> dict[str, str]:
     return out
 
 
+def _feedback(idx: Any, qterms: list[str], raw: dict[int, float], n: int, policy: Policy) -> dict[int, float]:
+    """Pseudo-relevance feedback: re-score with terms the best-matching messages share."""
+    import math
+
+    top = sorted(raw, key=lambda d: -raw[d])[: policy.feedback_docs]
+    best = raw[top[0]]
+    weight: dict[str, float] = {}
+    for d in top:
+        w = raw[d] / best
+        for t in set(idx.doc_terms(d)):
+            weight[t] = weight.get(t, 0.0) + w
+    q = set(qterms)
+    cand = []
+    for t, w in weight.items():
+        if t in q:
+            continue
+        df = idx.df(t, n)
+        if df < 2:
+            continue  # a term from one message only re-finds that message
+        cand.append((w * math.log(1 + n / df), t))
+    cand.sort(reverse=True)
+    query: dict[str, float] = {}
+    for t in qterms:
+        query[t] = query.get(t, 0.0) + 1.0
+    for _, t in cand[: policy.feedback_terms]:
+        query[t] = policy.feedback_weight
+    return idx.scores(query, n, policy.k1, policy.b)
+
+
 def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]], dict[int, float]]:
     """Units (lists of history indices), most relevant first, and the per-message scores."""
     qterms = terms(query)
     if not qterms:
         return [], {}
     n = len(h)
-    idx = index_for(h.ids, h.contents)
+    idx = index_for(h.ids, h.contents, h.timestamps)
     raw = idx.scores(qterms, n, policy.k1, policy.b)
     if not raw:
         return [], {}
+    if policy.feedback_docs:
+        raw = _feedback(idx, qterms, raw, n, policy)
     if policy.speaker_boost:
         spk = _speaker_terms(h)
         named = {spk[t] for t in qterms if t in spk}
@@ -33,6 +67,12 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
             f = 1.0 + policy.speaker_boost
             names = h.names
             raw = {d: (s * f if names[d] in named else s) for d, s in raw.items()}
+    if policy.date_boost:
+        periods = [(a.toordinal(), b.toordinal()) for a, b in query_periods(query)]
+        if periods:
+            f = 1.0 + policy.date_boost
+            dates = idx.dates
+            raw = {d: (s * f if any(a <= dates[d] <= b for a, b in periods) else s) for d, s in raw.items()}
     nw = policy.neighbour_weight
     reach = policy.neighbour_reach
     score: dict[int, float] = {}

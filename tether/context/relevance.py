@@ -14,6 +14,8 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
+from .dates import to_date
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 STOPWORDS = frozenset("""
@@ -26,7 +28,8 @@ that's the their theirs them themselves then there there's these they they'd the
 those through to too under until up very was wasn't we we'd we'll we're we've were weren't what what's when
 when's where where's which while who who's whom why why's with won't would you you'd you'll you're you've
 your yours yourself yourselves s t d ll m re ve just also will shall may might must yes yeah oh ok okay
-hey hi hello wow really so thanks thank
+hey hi hello wow really so thanks thank kind kinds type types sort sorts thing things likely probably
+possibly something anything ones
 """.split())
 
 
@@ -66,6 +69,7 @@ class Index:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.contents: list[str] = []
+        self.dates: list[int] = []  # date ordinals, 0 when unknown
         self.doclen: list[int] = []
         self.cumlen: list[int] = [0]
         self.post_docs: dict[str, list[int]] = {}
@@ -74,9 +78,11 @@ class Index:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def append(self, mid: str, text: str) -> None:
+    def append(self, mid: str, text: str, stamp: Any = None) -> None:
         d = len(self.ids)
         ts = terms(text)
+        day = to_date(stamp)
+        self.dates.append(day.toordinal() if day else 0)
         self.ids.append(mid)
         self.contents.append(text)
         self.doclen.append(len(ts))
@@ -102,15 +108,20 @@ class Index:
                 return k
         return n
 
-    def scores(self, qterms: list[str], n: int, k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
-        """BM25 of the first n documents for the query terms (only non-zero scores)."""
+    def scores(
+        self, qterms: list[str] | dict[str, float], n: int, k1: float = 1.2, b: float = 0.75,
+    ) -> dict[int, float]:
+        """BM25 of the first n documents for the (weighted) query terms (only non-zero scores)."""
         if n <= 0:
             return {}
         avgdl = max(self.cumlen[n] / n, 1e-9)
         out: dict[int, float] = {}
-        qtf: dict[str, int] = {}
-        for t in qterms:
-            qtf[t] = qtf.get(t, 0) + 1
+        if isinstance(qterms, dict):
+            qtf = qterms
+        else:
+            qtf = {}
+            for t in qterms:
+                qtf[t] = qtf.get(t, 0) + 1
         doclen = self.doclen
         for t, qc in qtf.items():
             docs = self.post_docs.get(t)
@@ -128,12 +139,19 @@ class Index:
                 out[d] = out.get(d, 0.0) + w * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doclen[d] / avgdl))
         return out
 
+    def df(self, term: str, n: int) -> int:
+        docs = self.post_docs.get(term)
+        return bisect_left(docs, n) if docs else 0
+
+    def doc_terms(self, d: int) -> list[str]:
+        return terms(self.contents[d])
+
 
 _INDEXES: "OrderedDict[tuple[str, str], Index]" = OrderedDict()
 _MAX_INDEXES = 16
 
 
-def index_for(ids: list[str], contents: list[str]) -> Index:
+def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = None) -> Index:
     """The cached index of this session, extended (or rebuilt after an edit) to cover the history."""
     if not ids:
         return Index()
@@ -150,5 +168,5 @@ def index_for(ids: list[str], contents: list[str]) -> Index:
         while len(_INDEXES) > _MAX_INDEXES:
             _INDEXES.popitem(last=False)
     for k in range(len(idx), len(ids)):
-        idx.append(ids[k], contents[k])
+        idx.append(ids[k], contents[k], stamps[k] if stamps else None)
     return idx

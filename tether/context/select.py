@@ -29,6 +29,10 @@ class Policy:
     density: float = 0.0            # rank turns by score / tokens**density (0: score alone)
     recency_min: float = 0.35       # recency share when the query clearly points to older turns
     recency_gate: float = 0.0       # ...i.e. when the recent turns score below this share of the best
+    feedback_docs: int = 0          # pseudo-relevance feedback: expand the query from the top messages
+    feedback_terms: int = 10        # ...with this many of their terms
+    feedback_weight: float = 0.3    # ...each weighted this much relative to a query term
+    date_boost: float = 0.0         # extra weight for messages sent around a date the query names
     unit: str = "pair"              # "pair": whole turns; "message": single messages
 
     @classmethod
