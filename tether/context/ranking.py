@@ -73,6 +73,9 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
             f = 1.0 + policy.date_boost
             dates = idx.dates
             raw = {d: (s * f if any(a <= dates[d] <= b for a, b in periods) else s) for d, s in raw.items()}
+    if policy.recency_boost:
+        rb, hl = policy.recency_boost, max(policy.recency_half_life, 1)
+        raw = {d: s * (1.0 + rb * 0.5 ** ((n - 1 - d) / hl)) for d, s in raw.items()}
     nw = policy.neighbour_weight
     reach = policy.neighbour_reach
     score: dict[int, float] = {}

@@ -16,23 +16,25 @@ from .items import History
 class Policy:
     """Tunable knobs of the selection; defaults are what the benchmarks were tuned with."""
 
-    recency_share: float = 0.35     # of the history budget, for the newest whole turns
+    recency_share: float = 0.5     # of the history budget, for the newest whole turns
     relevance: bool = True          # fill the rest with earlier turns ranked against the query
     truncate_share: float = 0.5     # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16         # below this many tokens a cut message says nothing useful
     k1: float = 0.9                 # BM25 term-frequency saturation
     b: float = 0.4                  # BM25 length normalisation
     neighbour_weight: float = 0.7   # share of a message's score given to its neighbours
-    neighbour_reach: int = 1        # how many messages either side receive that share (halving each step)
-    speaker_boost: float = 0.0      # extra weight for messages by a speaker the query names
+    neighbour_reach: int = 2        # how many messages either side receive that share (halving each step)
+    speaker_boost: float = 0.3      # extra weight for messages by a speaker the query names
     unit_score: str = "max"         # how a turn's messages combine: "max" or "sum"
     density: float = 0.0            # rank turns by score / tokens**density (0: score alone)
-    recency_min: float = 0.35       # recency share when the query clearly points to older turns
-    recency_gate: float = 0.0       # ...i.e. when the recent turns score below this share of the best
-    feedback_docs: int = 0          # pseudo-relevance feedback: expand the query from the top messages
-    feedback_terms: int = 10        # ...with this many of their terms
+    recency_min: float = 0.1       # recency share when the query clearly points to older turns
+    recency_gate: float = 0.5       # ...i.e. when the recent turns score below this share of the best
+    feedback_docs: int = 3          # pseudo-relevance feedback: expand the query from the top messages
+    feedback_terms: int = 5        # ...with this many of their terms
     feedback_weight: float = 0.3    # ...each weighted this much relative to a query term
-    date_boost: float = 0.0         # extra weight for messages sent around a date the query names
+    date_boost: float = 1.5         # extra weight for messages sent around a date the query names
+    recency_boost: float = 0.0      # relevance of recent messages counts up to (1 + this) times...
+    recency_half_life: int = 40     # ...halving every this many messages back
     unit: str = "pair"              # "pair": whole turns; "message": single messages
 
     @classmethod
