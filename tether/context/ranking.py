@@ -1,7 +1,10 @@
 """Turning relevance scores into an ordered list of units to add to the window."""
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import numpy as np
 
 from .dates import query_periods
 from .items import History
@@ -19,12 +22,14 @@ def _speaker_terms(h: History) -> dict[str, str]:
     return out
 
 
-def _feedback(idx: Any, qterms: list[str], raw: dict[int, float], n: int, policy: Policy) -> dict[int, float]:
+def _feedback(idx: Any, qterms: list[str], raw: np.ndarray, n: int, policy: Policy) -> np.ndarray:
     """Pseudo-relevance feedback: re-score with terms the best-matching messages share."""
-    import math
-
-    top = sorted(raw, key=lambda d: -raw[d])[: policy.feedback_docs]
-    best = raw[top[0]]
+    k = min(policy.feedback_docs, n)
+    top = np.argpartition(-raw, k - 1)[:k] if k < n else np.arange(n)
+    top = [int(d) for d in top if raw[d] > 0]
+    if not top:
+        return raw
+    best = max(raw[d] for d in top)
     weight: dict[str, float] = {}
     for d in top:
         w = raw[d] / best
@@ -55,11 +60,18 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
         return [], {}
     n = len(h)
     idx = index_for(h.ids, h.contents, h.timestamps)
-    raw = idx.scores(qterms, n, policy.k1, policy.b)
+    arr = idx.scores(qterms, n, policy.k1, policy.b)
+    if policy.feedback_docs and arr.any():
+        arr = _feedback(idx, qterms, arr, n, policy)
+    # only the best candidates go on: enough to fill any budget several times over
+    m = policy.candidates
+    if m < n:
+        top = np.argpartition(-arr, m - 1)[:m]
+        raw = {int(d): float(arr[d]) for d in top if arr[d] > 0}
+    else:
+        raw = {int(d): float(arr[d]) for d in np.flatnonzero(arr)}
     if not raw:
         return [], {}
-    if policy.feedback_docs:
-        raw = _feedback(idx, qterms, raw, n, policy)
     if policy.speaker_boost:
         spk = _speaker_terms(h)
         named = {spk[t] for t in qterms if t in spk}

@@ -14,6 +14,8 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from .dates import to_date
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -74,6 +76,8 @@ class Index:
         self.cumlen: list[int] = [0]
         self.post_docs: dict[str, list[int]] = {}
         self.post_tf: dict[str, list[int]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._dl: np.ndarray = np.zeros(0)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -110,19 +114,19 @@ class Index:
 
     def scores(
         self, qterms: list[str] | dict[str, float], n: int, k1: float = 1.2, b: float = 0.75,
-    ) -> dict[int, float]:
-        """BM25 of the first n documents for the (weighted) query terms (only non-zero scores)."""
+    ) -> "np.ndarray":
+        """BM25 of the first n documents for the (weighted) query terms, as a dense array."""
+        out = np.zeros(max(n, 0), dtype=np.float64)
         if n <= 0:
-            return {}
+            return out
         avgdl = max(self.cumlen[n] / n, 1e-9)
-        out: dict[int, float] = {}
         if isinstance(qterms, dict):
             qtf = qterms
         else:
             qtf = {}
             for t in qterms:
                 qtf[t] = qtf.get(t, 0) + 1
-        doclen = self.doclen
+        norm = k1 * (1 - b + b * self._doclen()[:n] / avgdl)
         for t, qc in qtf.items():
             docs = self.post_docs.get(t)
             if not docs:
@@ -131,13 +135,25 @@ class Index:
             if df == 0:
                 continue
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-            tfs = self.post_tf[t]
-            w = idf * qc
-            for j in range(df):
-                d = docs[j]
-                tf = tfs[j]
-                out[d] = out.get(d, 0.0) + w * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doclen[d] / avgdl))
+            d_arr, tf_arr = self._postings(t)
+            d_arr, tf_arr = d_arr[:df], tf_arr[:df]
+            # each document appears once per term, so plain fancy-index addition is safe
+            out[d_arr] += (idf * qc) * tf_arr * (k1 + 1) / (tf_arr + norm[d_arr])
         return out
+
+    def _postings(self, t: str) -> tuple["np.ndarray", "np.ndarray"]:
+        """A term's postings as arrays, converted again only when the term got new documents."""
+        docs = self.post_docs[t]
+        hit = self._arrays.get(t)
+        if hit is None or hit[0].shape[0] != len(docs):
+            hit = (np.asarray(docs, dtype=np.int64), np.asarray(self.post_tf[t], dtype=np.float64))
+            self._arrays[t] = hit
+        return hit
+
+    def _doclen(self) -> "np.ndarray":
+        if self._dl.shape[0] != len(self.doclen):
+            self._dl = np.asarray(self.doclen, dtype=np.float64)
+        return self._dl
 
     def df(self, term: str, n: int) -> int:
         docs = self.post_docs.get(term)

@@ -35,6 +35,7 @@ class Policy:
     date_boost: float = 1.5         # extra weight for messages sent around a date the query names
     recency_boost: float = 0.0      # relevance of recent messages counts up to (1 + this) times...
     recency_half_life: int = 40     # ...halving every this many messages back
+    candidates: int = 600           # messages ranked in full (the best by BM25); the rest fall to recency
     unit: str = "pair"              # "pair": whole turns; "message": single messages
 
     @classmethod
