@@ -165,3 +165,31 @@ def test_property_never_over_budget_and_chronological(contents, budget, query, m
     pos = [int(m["id"][1:]) for m in w.messages]
     assert pos == sorted(pos) and len(set(pos)) == len(pos)
     assert w.dropped + len(w.messages) == len(hist)
+
+
+def test_summary_text_is_counted_and_rendered() -> None:
+    hist = chat(60)
+    plain = build_window(hist, "zzz", budget_tokens=600)
+    w = build_window(hist, "zzz", budget_tokens=600, summary_text="We planned a trip to Oslo.")
+    assert w.parts["summary"] > 0 and w.budget == 600 - w.parts["summary"]
+    assert w.tokens <= w.budget < plain.budget
+    assert "trip to Oslo" in w.to_messages()[0]["content"]
+
+
+async def test_rolling_summary_cached_in_session_and_invalidated() -> None:
+    from tether.context.summary import cached_summary, update_summary
+
+    s = Session()
+    s.messages = [Message(role="user" if i % 2 == 0 else "assistant", content=FILLER[i % 4] + str(i)) for i in range(100)]
+    calls: list[list[dict]] = []
+
+    async def complete(msgs: list[dict]) -> str:
+        calls.append(msgs)
+        return f"summary #{len(calls)}"
+
+    w = window_for_session(s, "zzz", budget_tokens=300)
+    assert await update_summary(s, w, complete) == "summary #1"
+    assert await update_summary(s, w, complete) == "summary #1" and len(calls) == 1  # cached
+    assert cached_summary(s) == "summary #1"
+    s.messages[s.metadata["context_summary"]["count"] - 1] = Message(role="user", content="edited")
+    assert cached_summary(s) is None

@@ -29,6 +29,7 @@ class Policy:
     density: float = 0.0            # rank turns by score / tokens**density (0: score alone)
     recency_min: float = 0.1       # recency share when the query clearly points to older turns
     recency_gate: float = 0.5       # ...i.e. when the recent turns score below this share of the best
+    recency_gate_power: float = 0.0 # 0: all-or-nothing at the gate; >0: the share shrinks smoothly below it
     feedback_docs: int = 3          # pseudo-relevance feedback: expand the query from the top messages
     feedback_terms: int = 5        # ...with this many of their terms
     feedback_weight: float = 0.3    # ...each weighted this much relative to a query term
@@ -36,6 +37,7 @@ class Policy:
     recency_boost: float = 0.0      # relevance of recent messages counts up to (1 + this) times...
     recency_half_life: int = 40     # ...halving every this many messages back
     candidates: int = 600           # messages ranked in full (the best by BM25); the rest fall to recency
+    summary_text: str | None = None # a rolling summary of omitted turns (see summary.py); costs history budget
     unit: str = "pair"              # "pair": whole turns; "message": single messages
 
     @classmethod
@@ -175,7 +177,10 @@ def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, fl
             break
         for i in range(s0, e0):
             recent_best = max(recent_best, scores.get(i, 0.0))
-    return share if recent_best >= policy.recency_gate * best else policy.recency_min
+    ratio = min(1.0, recent_best / (policy.recency_gate * best))
+    if policy.recency_gate_power <= 0:
+        return share if ratio >= 1.0 else policy.recency_min
+    return policy.recency_min + (share - policy.recency_min) * ratio ** policy.recency_gate_power
 
 
 def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
