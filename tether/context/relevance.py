@@ -35,6 +35,26 @@ possibly something anything ones
 """.split())
 
 
+# Irregular forms a suffix stemmer cannot join to their base ("went" / "go"), plus a few
+# everyday variants; applied before stemming so "bought" matches "buy", "mum" matches "mom".
+_IRREGULAR_PAIRS = """
+went:go gone:go goes:go bought:buy made:make ran:run took:take taken:take saw:see seen:see met:meet
+gave:give given:give got:get gotten:get felt:feel told:tell thought:think found:find began:begin begun:begin
+wrote:write written:write kept:keep left:leave brought:bring taught:teach won:win lost:lose spent:spend
+sold:sell built:build drove:drive driven:drive flew:fly flown:fly ate:eat eaten:eat drank:drink drunk:drink
+swam:swim sang:sing sung:sing did:do done:do knew:know known:know grew:grow grown:grow threw:throw
+thrown:throw caught:catch fought:fight heard:hear held:hold paid:pay said:say sent:send sat:sit slept:sleep
+spoke:speak spoken:speak stood:stand understood:understand woke:wake wore:wear worn:wear chose:choose
+chosen:choose broke:break broken:break fell:fall fallen:fall forgot:forget forgotten:forget hid:hide
+rode:ride ridden:ride rang:ring rose:rise shook:shake stole:steal struck:strike swore:swear tore:tear
+led:lead lent:lend meant:mean dealt:deal dug:dig fed:feed hung:hang shot:shoot shut:shut sought:seek
+bent:bend bled:bleed bred:breed crept:creep fled:flee slid:slide spun:spin stuck:stick stung:sting swept:sweep
+wept:weep wound:wind became:become came:come drew:draw drawn:draw forgave:forgive froze:freeze
+children:child kids:kid mum:mom mommy:mom mother:mom daddy:dad father:dad
+"""
+_IRREGULAR = dict(p.split(":") for p in _IRREGULAR_PAIRS.split())
+
+
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
     """PyStemmer's English stemmer, or None (then words are only lower-cased)."""
@@ -51,7 +71,8 @@ _stem_cache: dict[str, str] = {}
 
 def terms(text: str) -> list[str]:
     """Lower-cased, stop-word-free, stemmed words of a text."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    irr = _IRREGULAR
+    words = [x for x in (irr.get(w, w) for w in _WORD.findall(text.lower())) if x not in STOPWORDS]
     out: list[str] = []
     miss = [w for w in words if w not in _stem_cache]
     if miss:
