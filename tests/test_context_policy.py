@@ -193,3 +193,24 @@ async def test_rolling_summary_cached_in_session_and_invalidated() -> None:
     assert cached_summary(s) == "summary #1"
     s.messages[s.metadata["context_summary"]["count"] - 1] = Message(role="user", content="edited")
     assert cached_summary(s) is None
+
+
+def test_fuse_scales_both_signals() -> None:
+    import numpy as np
+
+    from tether.context.embeddings import fuse
+
+    bm25 = np.array([0.0, 2.0, 4.0, 0.0])
+    sims = np.array([0.9, 0.1, 0.1, 0.1])
+    out = fuse(bm25, sims, 1.0)
+    assert out[2] == 1.0 and out[1] == 0.5 and out[0] == 1.0 and out[3] == 0.0
+
+
+def test_embeddings_option_without_extra_falls_back_to_bm25() -> None:
+    from tether.context import embeddings
+
+    hist = chat(40, {3: "my locker combination is 4812"})
+    w = build_window(hist, "locker combination?", budget_tokens=200, embeddings=True)
+    assert "u3" in ids(w)
+    if not embeddings.available():
+        assert ids(w) == ids(build_window(hist, "locker combination?", budget_tokens=200))

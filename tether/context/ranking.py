@@ -63,6 +63,11 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
     arr = idx.scores(qterms, n, policy.k1, policy.b)
     if policy.feedback_docs and arr.any():
         arr = _feedback(idx, qterms, arr, n, policy)
+    if policy.embeddings:
+        from . import embeddings
+
+        if embeddings.available():
+            arr = embeddings.fuse(arr, embeddings.similarities(idx, query, n), policy.embedding_weight)
     # only the best candidates go on: enough to fill any budget several times over
     m = policy.candidates
     if m < n:
