@@ -8,7 +8,7 @@ import numpy as np
 
 from .dates import query_periods
 from .items import History
-from .relevance import index_for, terms
+from .relevance import index_for, question_cues, terms
 from .select import Policy
 
 
@@ -90,6 +90,12 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
             f = 1.0 + policy.date_boost
             dates = idx.dates
             raw = {d: (s * f if any(a <= dates[d] <= b for a, b in periods) else s) for d, s in raw.items()}
+    if policy.answer_boost:
+        when, count = question_cues(query)
+        if when or count:
+            flags = idx.has_time if when else idx.has_number
+            f = 1.0 + policy.answer_boost
+            raw = {d: (s * f if flags[d] else s) for d, s in raw.items()}
     if policy.recency_boost:
         rb, hl = policy.recency_boost, max(policy.recency_half_life, 1)
         raw = {d: s * (1.0 + rb * 0.5 ** ((n - 1 - d) / hl)) for d, s in raw.items()}

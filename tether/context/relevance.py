@@ -55,6 +55,32 @@ children:child kids:kid mum:mom mommy:mom mother:mom daddy:dad father:dad
 _IRREGULAR = dict(p.split(":") for p in _IRREGULAR_PAIRS.split())
 
 
+# Words that date an event: a "when" question is answered by a message that has one.
+_TIME_WORDS = frozenset("""
+yesterday today tonight tomorrow ago last next week weeks weekend month months year years day days
+monday tuesday wednesday thursday friday saturday sunday morning evening night recently soon
+january february march april may june july august september october november december
+spring summer autumn fall winter christmas birthday since earlier later
+""".split())
+_NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten twelve twenty hundred dozen few couple".split())
+_HAS_DIGIT = re.compile(r"\d")
+_WHEN_Q = re.compile(r"\b(when|what (?:year|month|day|date|time)|how long ago|which (?:year|month|day))\b", re.I)
+_COUNT_Q = re.compile(r"\bhow (?:many|much|long|old|often)\b", re.I)
+
+
+def question_cues(query: str) -> tuple[bool, bool]:
+    """(asks when, asks how many/much/long): the kind of answer a message must hold."""
+    return bool(_WHEN_Q.search(query)), bool(_COUNT_Q.search(query))
+
+
+def answer_cues(text: str) -> tuple[bool, bool]:
+    """(mentions a time, mentions a number) for a message."""
+    low = text.lower()
+    words = set(_WORD.findall(low))
+    has_digit = bool(_HAS_DIGIT.search(low))
+    return bool(words & _TIME_WORDS) or has_digit, has_digit or bool(words & _NUMBER_WORDS)
+
+
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
     """PyStemmer's English stemmer, or None (then words are only lower-cased)."""
@@ -93,6 +119,8 @@ class Index:
         self.ids: list[str] = []
         self.contents: list[str] = []
         self.dates: list[int] = []  # date ordinals, 0 when unknown
+        self.has_time: list[bool] = []
+        self.has_number: list[bool] = []
         self.doclen: list[int] = []
         self.cumlen: list[int] = [0]
         self.post_docs: dict[str, list[int]] = {}
@@ -106,6 +134,9 @@ class Index:
     def append(self, mid: str, text: str, stamp: Any = None) -> None:
         d = len(self.ids)
         ts = terms(text)
+        t, num = answer_cues(text)
+        self.has_time.append(t)
+        self.has_number.append(num)
         day = to_date(stamp)
         self.dates.append(day.toordinal() if day else 0)
         self.ids.append(mid)

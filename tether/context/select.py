@@ -36,6 +36,7 @@ class Policy:
     date_boost: float = 1.5         # extra weight for messages sent around a date the query names
     recency_boost: float = 0.0      # relevance of recent messages counts up to (1 + this) times...
     recency_half_life: int = 40     # ...halving every this many messages back
+    answer_boost: float = 0.5       # "when"/"how many" questions favour messages that mention a time/number
     embeddings: bool = False        # fuse MiniLM similarity with BM25 (needs the tether[embeddings] extra)
     embedding_weight: float = 0.4   # weight of the dense score against BM25 (both scaled to [0, 1])
     candidates: int = 600           # messages ranked in full (the best by BM25); the rest fall to recency
