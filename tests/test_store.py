@@ -350,3 +350,20 @@ async def test_async_client_same_api(tether_home):
     assert (await c.load_session(sid)).messages == []
     assert await c.delete_session(sid) is True
     assert c.current_session_id is None
+
+
+def test_search_titles_and_message_text(client):
+    a = client.create_session(title="Lisbon trip")
+    b = client.create_session(title="other")
+    client.add_message(b, "user", 'Tell me about LISBON "old town"')
+    client.add_message(b, "assistant", "Sure.")
+    c = client.create_session(title="unrelated")
+    client.add_message(c, "user", "nothing here")
+    hits = {s.id: [m.content for m in msgs] for s, msgs in client.search_sessions("lisbon")}
+    assert hits == {a: [], b: ['Tell me about LISBON "old town"']}
+    quoted = client.search_sessions('"old town"')  # text JSON escapes in the file
+    assert [s.id for s, _ in quoted] == [b]
+    assert client.search_sessions("zebra") == []
+    assert len(client.search_sessions("lisbon", limit=1)) == 1
+    with pytest.raises(ValueError):
+        client.search_sessions("")

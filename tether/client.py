@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 _ROLES = ("system", "user", "assistant", "tool")
 
 
+def open_store(store: SessionStore | str | None, home: Path) -> SessionStore:
+    """A store object as given, a Redis URL, or the JSON Lines files under `<home>/sessions`."""
+    if isinstance(store, SessionStore):
+        return store
+    if isinstance(store, str) and store.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        from .sessions.redis_store import RedisStore
+
+        return RedisStore(store)
+    if store is not None:
+        raise ValueError(f"store must be a SessionStore or a redis:// URL, got {store!r}")
+    return JsonlStore(home / "sessions")
+
+
 class Tether:
     """Sessions, context windows and model routing behind one object."""
 
@@ -34,11 +47,11 @@ class Tether:
         self,
         home: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
     ) -> None:
         _env.setup()
         self.home: Path = ensure_dir(resolve_home(home))
-        self.store: SessionStore = store if store is not None else JsonlStore(self.home / "sessions")
+        self.store: SessionStore = open_store(store, self.home)
         self._config_source = config
         self.current_session_id: str | None = None
         self._turns: Turns | None = None
@@ -134,6 +147,12 @@ class Tether:
         self.store.create(session)
         return session.id
 
+    def search_sessions(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
+        """Sessions whose title or messages contain `text` (case-insensitive), newest first, with the matching messages."""
+        if not text:
+            raise ValueError("search text is empty")
+        return self.store.search(text, limit=limit)
+
     def session_exists(self, session_id: str) -> bool:
         return self.store.exists(session_id)
 
@@ -216,7 +235,7 @@ class AsyncTether:
         self,
         home: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
     ) -> None:
         self.sync = Tether(home=home, config=config, store=store)
 
@@ -271,6 +290,9 @@ class AsyncTether:
 
     async def import_session(self, data_or_path: str | bytes | Path | dict[str, Any], *, overwrite: bool = False) -> str:
         return await asyncio.to_thread(self.sync.import_session, data_or_path, overwrite=overwrite)
+
+    async def search_sessions(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
+        return await asyncio.to_thread(self.sync.search_sessions, text, limit)
 
     async def session_exists(self, session_id: str) -> bool:
         return await asyncio.to_thread(self.sync.session_exists, session_id)

@@ -54,8 +54,27 @@ class SessionStore(ABC):
     def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
         """Most recently used first; never opens every transcript."""
 
+    def search(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
+        """Sessions whose title or message text contains `text` (case-insensitive), with the matching messages.
+
+        Generic version: loads every session. Backends override it with something cheaper.
+        """
+        return [hit for hit in (search_session(self, row, text) for row in self.list()) if hit][:limit]
+
     def compact(self, session_id: str) -> None:
         """Rewrite storage without dead records, if the backend has any."""
 
     def close(self) -> None:
         """Release connections; files need nothing."""
+
+
+def search_session(store: SessionStore, row: SessionSummary, text: str) -> tuple[SessionSummary, list[Message]] | None:
+    needle = text.casefold()
+    try:
+        session = store.load(row.id)
+    except Exception:  # noqa: BLE001 - a file that vanished or broke is simply not a hit
+        return None
+    found = [m for m in session.messages if needle in m.content.casefold()]
+    if found or needle in (row.title or "").casefold():
+        return row, found
+    return None
