@@ -198,3 +198,26 @@ async def test_async_failure_marks_unanswered(fake_server, tether_home):
     fake_server.always.clear()
     r = await at.retry(e.value.session_id)
     assert r.model == "main" and len((await at.load_session(r.session_id)).messages) == 2
+
+
+def test_pin_and_history_survive_a_real_process_restart(make_tether, fake_server, tether_home):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import router_config
+
+    t = make_tether(retries=0)
+    fake_server.fail("main", "500")
+    r = t.chat_once("remember 42")
+    assert r.model == "backup" and r.pinned_model == "main"
+    code = ("import json, sys; from tether import Tether; "
+            "t = Tether(home=sys.argv[1], config=json.loads(sys.argv[2])); "
+            "r = t.chat_once('what number?', session_id=sys.argv[3]); print(r.model, r.pinned_model)")
+    fake_server.requests.clear()
+    out = subprocess.run([sys.executable, "-c", code, str(tether_home), json.dumps(router_config(fake_server)),
+                          r.session_id], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["main", "main"]
+    sent = fake_server.calls("main")[0]["messages"]
+    assert [m["content"] for m in sent][0] == "remember 42" and sent[-1]["content"] == "what number?"

@@ -147,8 +147,13 @@ class Turns:
         """Builds the window per tried model, with that model's own window size and tokenizer."""
         from .context import build_window
 
+        # plain dicts: the window reads a few fields per message, and getattr on a
+        # pydantic model for a field it lacks (tool_calls...) costs 10x a dict lookup
+        hist = [{"id": m.id, "role": m.role, "content": m.content, "name": m.name, "pinned": m.pinned,
+                 "timestamp": m.timestamp} for m in history]
+
         def build(info: Any, budget: int | None) -> Prepared:
-            w = build_window(history, query, budget_tokens=budget, model=info.model, system=session.system,
+            w = build_window(hist, query, budget_tokens=budget, model=info.model, system=session.system,
                              context=session.context or None, context_window=info.context_window,
                              max_output_tokens=info.max_output_tokens)
             msgs = w.to_messages(system=session.system, context=session.context or None, query=query)
@@ -163,7 +168,11 @@ class Turns:
         session = self.cache.load(session_id)
         name = model or session.pinned_model or self.pick_model(prompt, None)[0]
         info = self.router.catalogue.info(name)
-        return self.builder(session, list(session.messages), prompt)(info, None).window
+        from .context import build_window
+
+        return build_window(list(session.messages), prompt, model=info.model, system=session.system,
+                            context=session.context or None, context_window=info.context_window,
+                            max_output_tokens=info.max_output_tokens)
 
     # -- turn start ------------------------------------------------------------------
     def start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
