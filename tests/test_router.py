@@ -60,7 +60,8 @@ def flaky():
         from litellm.llms.custom_llm import CustomLLMError
         from litellm.utils import custom_llm_setup
 
-        f = Flaky([CustomLLMError(status_code=c, message=f"fake {c}") for c in errors])
+        f = Flaky([c if isinstance(c, BaseException) else CustomLLMError(status_code=c, message=f"fake {c}")
+                   for c in errors])
         lm.custom_provider_map = saved + [{"provider": "flaky", "custom_handler": f.handler}]
         custom_llm_setup()
         return f
@@ -154,3 +155,17 @@ def test_no_config_turn_logs_one_line_notice(tether_home, caplog):
         t.execute("b")
     notes = [r for r in caplog.records if "tether/echo" in r.getMessage()]
     assert len(notes) == 1 and "config.toml" in notes[0].getMessage()
+
+
+def test_ctrl_c_mid_call_keeps_question_unanswered_and_retry_answers_it(flaky):
+    from tether import Tether
+
+    flaky([KeyboardInterrupt()])
+    t = Tether(config={"default_model": "f", "models": {"f": {"model": "flaky/x"}}})
+    with pytest.raises(KeyboardInterrupt):
+        t.chat_once("are you there?")
+    sid = t.current_session_id
+    assert [(m.role, m.status) for m in t.load_session(sid).messages] == [("user", "unanswered")]
+    r = t.retry()
+    assert r.text.startswith("echo: are you there? [1 messages")
+    assert [(m.role, m.status) for m in t.load_session(sid).messages] == [("user", "ok"), ("assistant", "ok")]

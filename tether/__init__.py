@@ -29,3 +29,17 @@ __all__ = [
     "Session", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
     "TetherError", "Totals", "UnknownModel", "Usage", "errors",
 ]
+__all__ += ["AsyncStream", "ChatResult", "Restart", "Stream"]
+
+
+def __getattr__(name: str) -> object:
+    """The turn types load on first use: `import tether` stays as cheap as the session API."""
+    if name in ("AsyncStream", "Restart", "Stream"):
+        from . import turn_stream
+
+        return getattr(turn_stream, name)
+    if name == "ChatResult":
+        from .turns import ChatResult
+
+        return ChatResult
+    raise AttributeError(f"module 'tether' has no attribute {name!r}")

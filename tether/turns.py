@@ -309,6 +309,10 @@ class Turns:
         except Exception as e:
             self.failed(ts, e)
             raise
+        except BaseException:  # Ctrl-C mid-call: the question stays, marked unanswered
+            self.cache.forget(ts.session.id)
+            self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
+            raise
         return self.finish(ts, out)
 
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
