@@ -18,6 +18,7 @@ def test_offline_echo_answers_from_what_it_received(tether_home):
     assert r2.session_id == r.session_id and "[3 messages," in r2.text
     s = t.load_session(r.session_id)
     assert s.pinned_model == "tether/echo" and s.pin_reason.startswith("default")
+    assert s.title == "hello there" and t.current_session_id == s.id
     assert [(m.role, m.model) for m in s.messages] == [
         ("user", None), ("assistant", "tether/echo"), ("user", None), ("assistant", "tether/echo")]
     assert s.totals.turns == 2 and s.totals.total_tokens == r.usage["total_tokens"] + r2.usage["total_tokens"]

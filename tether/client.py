@@ -187,8 +187,19 @@ class Tether:
         """Subscribe to "message", "fallback", "pin_changed" or "error"; returns an unsubscribe function."""
         return self.turns.events.on(event, callback)
 
+    def preload(self) -> None:
+        """Start importing litellm (3-4 s) in a background thread, e.g. while the user types."""
+        from .router._lite import preload_in_background
+
+        preload_in_background()
+
     def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
-        """One turn: save the prompt, route it (pinned model first, then fallbacks), save the answer."""
+        """One turn: save the prompt, route it (pinned model first, then fallbacks), save the answer.
+
+        `session_id=None` creates a session (titled from the prompt) and makes it current;
+        `model=` picks a new session's model, or re-pins an existing session (recorded);
+        other keyword arguments (temperature, max_tokens...) go to litellm.
+        """
         ts = self.turns.start(prompt, session_id, model)
         self.current_session_id = ts.session.id
         return self.turns.run(ts, params)

@@ -181,7 +181,9 @@ class Turns:
             raise ValueError("prompt must be a non-empty string")
         if session_id is None:
             name, reason = self.pick_model(prompt, model)
-            session = Session(pinned_model=name, pin_reason=reason)
+            first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
+            title = first_line[:60] + ("…" if len(first_line) > 60 else "")
+            session = Session(pinned_model=name, pin_reason=reason, title=title)
             self.store.create(session)
             data = {"from": None, "to": name, "reason": reason}
             self.store.add_event(session.id, SessionEvent(type="pin_changed", data=data))
