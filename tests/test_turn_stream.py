@@ -137,3 +137,23 @@ async def test_async_stream_cancelled_task_stores_partial(fake_server, tether_ho
     msgs = (await at.load_session(box["st"].session_id)).messages
     assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted")]
     assert msgs[1].content == "main"  # exactly the one piece that was shown
+
+
+async def test_async_stream_abandoned_by_break_is_recorded(fake_server, tether_home):
+    import gc
+
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+
+    async def consume():
+        st = await at.stream("walk away")
+        async for piece in st:
+            break
+        return st.session_id
+
+    sid = await consume()
+    gc.collect()
+    msgs = (await at.load_session(sid)).messages
+    assert [(m.role, m.status, m.content) for m in msgs] == [
+        ("user", "ok", "walk away"), ("assistant", "interrupted", "main")]

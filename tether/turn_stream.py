@@ -177,3 +177,10 @@ class AsyncStream(_Base):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+    def __del__(self) -> None:  # abandoned without aclose(): still record what was shown
+        try:
+            if not self._done:
+                self._interrupt()
+        except Exception:
+            pass
