@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: chat test bench clean
+.PHONY: chat test bench clean redis-server
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -20,8 +20,14 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 chat: $(STAMP)
 	$(VENV)/bin/tether chat
 
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) redis-server
 	$(PY) -m pytest
+
+# The Redis store's tests start a real redis-server; Debian has it, PyPI does not.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { echo "installing redis-server for the Redis store tests"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null 2>&1 || \
+	  echo "could not install redis-server: install it to run tests/test_redis_store.py"; }
 
 bench: $(TEST_STAMP)
 	$(PY) bench/store.py

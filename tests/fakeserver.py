@@ -194,3 +194,12 @@ def free_port() -> int:
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+if __name__ == "__main__":  # run standalone (the benchmark keeps the server out of its own process)
+    import sys
+
+    srv = FakeServer().start()
+    print(srv.port, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    srv.stop()

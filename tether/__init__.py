@@ -28,6 +28,8 @@ from .errors import (  # noqa: E402
 if TYPE_CHECKING:
     from .client import AsyncTether, Tether
     from .sessions import Message, Session, SessionEvent, SessionSummary, Totals, Usage
+    from .turn_stream import AsyncStream, Restart, Stream
+    from .turns import ChatResult
 
 __version__ = "0.1.0"
 
@@ -36,12 +38,14 @@ _LAZY = {
     "AsyncTether": "client", "Tether": "client",
     "Message": "sessions", "Session": "sessions", "SessionEvent": "sessions",
     "SessionSummary": "sessions", "Totals": "sessions", "Usage": "sessions",
+    "AsyncStream": "turn_stream", "Restart": "turn_stream", "Stream": "turn_stream", "ChatResult": "turns",
 }
 
 __all__ = [
     "AllModelsFailed", "AsyncTether", "ConfigError", "ContextOverflow", "InvalidSessionId", "Message",
     "Session", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
     "TetherError", "Totals", "UnknownModel", "Usage", "errors",
+    "AsyncStream", "ChatResult", "Restart", "Stream",
 ]
 
 

@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 _ROLES = ("system", "user", "assistant", "tool")
 
 
+def open_store(store: SessionStore | str | None, home: Path) -> SessionStore:
+    """A store object as given, a Redis URL, or the JSON Lines files under `<home>/sessions`."""
+    if isinstance(store, SessionStore):
+        return store
+    if isinstance(store, str) and store.split("://", 1)[0] in ("redis", "rediss", "unix"):
+        from .sessions.redis_store import RedisStore
+
+        return RedisStore(store)
+    if store is not None:
+        raise ValueError(f"store must be a SessionStore or a redis:// URL, got {store!r}")
+    return JsonlStore(home / "sessions")
+
+
 class Tether:
     """Sessions, context windows and model routing behind one object."""
 
@@ -34,11 +47,11 @@ class Tether:
         self,
         home: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
     ) -> None:
         _env.setup()
         self.home: Path = ensure_dir(resolve_home(home))
-        self.store: SessionStore = store if store is not None else JsonlStore(self.home / "sessions")
+        self.store: SessionStore = open_store(store, self.home)
         self._config_source = config
         self.current_session_id: str | None = None
         self._turns: Turns | None = None
@@ -174,8 +187,19 @@ class Tether:
         """Subscribe to "message", "fallback", "pin_changed" or "error"; returns an unsubscribe function."""
         return self.turns.events.on(event, callback)
 
+    def preload(self) -> None:
+        """Start importing litellm (3-4 s) in a background thread, e.g. while the user types."""
+        from .router._lite import preload_in_background
+
+        preload_in_background()
+
     def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
-        """One turn: save the prompt, route it (pinned model first, then fallbacks), save the answer."""
+        """One turn: save the prompt, route it (pinned model first, then fallbacks), save the answer.
+
+        `session_id=None` creates a session (titled from the prompt) and makes it current;
+        `model=` picks a new session's model, or re-pins an existing session (recorded);
+        other keyword arguments (temperature, max_tokens...) go to litellm.
+        """
         ts = self.turns.start(prompt, session_id, model)
         self.current_session_id = ts.session.id
         return self.turns.run(ts, params)
@@ -222,7 +246,7 @@ class AsyncTether:
         self,
         home: str | os.PathLike[str] | None = None,
         config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | None = None,
+        store: SessionStore | str | None = None,
     ) -> None:
         self.sync = Tether(home=home, config=config, store=store)
 

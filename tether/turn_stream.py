@@ -2,10 +2,11 @@
 
 Iterate for text pieces as they arrive. When a model fails after some of its
 text was shown and another model takes over, the stream yields one
-`tether.Restart` marker: a `str` subclass equal to "" (so `"".join(stream)`
-still gives only the final answer) carrying `from_model`, `to_model`,
-`discarded` (the text to un-show) and `reason`; the pieces after it are the
-new model's answer from its beginning. A failure before any text falls back
+`tether.Restart` marker: a `str` subclass equal to "" (printing it prints
+nothing) carrying `from_model`, `to_model`, `discarded` (the text already shown
+that is NOT part of the answer) and `reason`; the pieces after it are the new
+model's answer from its beginning. `stream.text` and `stream.result.text` hold
+only the final answer. A failure before any text falls back
 silently. `.result` is the ChatResult once the stream is exhausted; `.close()`
 (or leaving a `with` block, or cancelling the task) before then stores the
 text shown so far as an assistant message marked "interrupted".
@@ -176,3 +177,10 @@ class AsyncStream(_Base):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.aclose()
+
+    def __del__(self) -> None:  # abandoned without aclose(): still record what was shown
+        try:
+            if not self._done:
+                self._interrupt()
+        except Exception:
+            pass

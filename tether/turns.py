@@ -18,6 +18,7 @@ from typing import Any
 from .errors import AllModelsFailed, UnknownModel
 from .router.config import RouterConfig
 from .router.engine import Attempt, Outcome, Prepared, Router
+from .session_cache import SessionCache
 from .sessions import Message, Session, SessionEvent, SessionStore, Usage
 
 log = logging.getLogger("tether")
@@ -92,6 +93,8 @@ class Turns:
         self.config = config
         self.router = router or Router(config)
         self.events = Events()
+        self.cache = SessionCache(store)
+        self._noticed = False
 
     # -- models and pins ---------------------------------------------------------
     def check_model(self, name: str) -> str:
@@ -126,6 +129,7 @@ class Turns:
         return self.config.default_model, f"default ({self.config.default_reason})"
 
     def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
+        self.cache.forget(session_id)
         self.store.update_header(session_id, {"pinned_model": model, "pin_reason": reason})
         data = {"from": old, "to": model, "reason": reason}
         self.store.add_event(session_id, SessionEvent(type="pin_changed", data=data))
@@ -143,8 +147,13 @@ class Turns:
         """Builds the window per tried model, with that model's own window size and tokenizer."""
         from .context import build_window
 
+        # plain dicts: the window reads a few fields per message, and getattr on a
+        # pydantic model for a field it lacks (tool_calls...) costs 10x a dict lookup
+        hist = [{"id": m.id, "role": m.role, "content": m.content, "name": m.name, "pinned": m.pinned,
+                 "timestamp": m.timestamp} for m in history]
+
         def build(info: Any, budget: int | None) -> Prepared:
-            w = build_window(history, query, budget_tokens=budget, model=info.model, system=session.system,
+            w = build_window(hist, query, budget_tokens=budget, model=info.model, system=session.system,
                              context=session.context or None, context_window=info.context_window,
                              max_output_tokens=info.max_output_tokens)
             msgs = w.to_messages(system=session.system, context=session.context or None, query=query)
@@ -156,10 +165,14 @@ class Turns:
 
     def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
         """The window the next turn would send to its first model (for `/context`)."""
-        session = self.store.load(session_id)
+        session = self.cache.load(session_id)
         name = model or session.pinned_model or self.pick_model(prompt, None)[0]
         info = self.router.catalogue.info(name)
-        return self.builder(session, list(session.messages), prompt)(info, None).window
+        from .context import build_window
+
+        return build_window(list(session.messages), prompt, model=info.model, system=session.system,
+                            context=session.context or None, context_window=info.context_window,
+                            max_output_tokens=info.max_output_tokens)
 
     # -- turn start ------------------------------------------------------------------
     def start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
@@ -168,12 +181,14 @@ class Turns:
             raise ValueError("prompt must be a non-empty string")
         if session_id is None:
             name, reason = self.pick_model(prompt, model)
-            session = Session(pinned_model=name, pin_reason=reason)
+            first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
+            title = first_line[:60] + ("…" if len(first_line) > 60 else "")
+            session = Session(pinned_model=name, pin_reason=reason, title=title)
             self.store.create(session)
             data = {"from": None, "to": name, "reason": reason}
             self.store.add_event(session.id, SessionEvent(type="pin_changed", data=data))
         else:
-            session = self.store.load(session_id)
+            session = self.cache.load(session_id)
             if model:  # an explicit model for an existing session is a user pin change
                 name = self.check_model(model)
                 if session.pinned_model != name:
@@ -189,15 +204,19 @@ class Turns:
             user, history, reused = last, msgs[:-1], True  # a retry: answer the same message
         else:
             user = Message(role="user", content=prompt)
-            self.store.append_message(session.id, user)
+            history = list(msgs)
+            self.cache.append_message(session, user)
             self.events.emit("message", {"session_id": session.id, "message": user})
-            history, reused = list(msgs), False
+            reused = False
         chain = self.config.chain(session.pinned_model or self.config.default_model)
+        if self.config.notice and not self._noticed and chain[0] == self.config.default_model:
+            self._noticed = True
+            log.warning(self.config.notice)  # once per client: how to configure a real model
         return TurnStart(session, user, chain, history, reused)
 
     def start_retry(self, session_id: str) -> TurnStart:
         """The last user message with no answer after it, answered in place (for `/retry`)."""
-        session = self.store.load(session_id)
+        session = self.cache.load(session_id)
         msgs = session.messages
         for i in range(len(msgs) - 1, -1, -1):
             if msgs[i].role == "assistant" and msgs[i].status == "ok":
@@ -227,11 +246,13 @@ class Turns:
         usage = Usage(**out.usage)
         answer = Message(role="assistant", content=out.text, model=out.model, usage=usage,
                          cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
-        self.store.append_message(s.id, answer)
+        self.cache.append_message(s, answer)
         if ts.user.status != "ok":
+            self.cache.forget(s.id)
             self.store.update_message(s.id, ts.user.id, {"status": "ok"})
         self.events.emit("message", {"session_id": s.id, "message": answer})
         if out.model != pinned:
+            self.cache.forget(s.id)
             data = {"from": pinned, "to": out.model,
                     "attempts": [a.to_dict() for a in out.attempts], "mid_stream": bool(restarts)}
             self.store.add_event(s.id, SessionEvent(type="fallback", data=data))
@@ -252,6 +273,7 @@ class Turns:
     def failed(self, ts: TurnStart, err: BaseException) -> None:
         """No model answered: keep the question, marked unanswered; record and announce the error."""
         sid = ts.session.id
+        self.cache.forget(sid)
         if isinstance(err, AllModelsFailed):
             err.session_id = sid
         fields: dict[str, Any] = {"status": "unanswered"}
@@ -266,6 +288,7 @@ class Turns:
 
     def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
         """A stream the caller abandoned: store what was shown, marked interrupted."""
+        self.cache.forget(ts.session.id)
         if not text:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             return None
@@ -288,6 +311,10 @@ class Turns:
         except Exception as e:
             self.failed(ts, e)
             raise
+        except BaseException:  # Ctrl-C mid-call: the question stays, marked unanswered
+            self.cache.forget(ts.session.id)
+            self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
+            raise
         return self.finish(ts, out)
 
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
@@ -297,6 +324,7 @@ class Turns:
         try:
             out = await self.router.acomplete(ts.chain, build, params)
         except asyncio.CancelledError:
+            self.cache.forget(ts.session.id)
             await asyncio.to_thread(self.store.update_message, ts.session.id, ts.user.id, {"status": "unanswered"})
             raise
         except Exception as e:

@@ -5,10 +5,11 @@ must be looked up, tiktoken only on the first count.
 """
 from .budget import ModelLimits, model_limits
 from .select import Policy
+from .session import window_for_session
 from .tokens import count_tokens, encoding_for
 from .window import Window, build_window, render_context
 
 __all__ = [
     "ModelLimits", "Policy", "Window", "build_window", "count_tokens", "encoding_for",
-    "model_limits", "render_context",
+    "model_limits", "render_context", "window_for_session",
 ]

@@ -1,11 +1,13 @@
 """A uniform, read-only view of history items (Message objects or plain dicts).
 
-The builder works on parallel lists (ids, roles, token counts...) rather than on
+The builder works on parallel columns (ids, roles, token counts...) rather than on
 the objects themselves: it is faster, and the caller gets back exactly the
-objects it passed in.
+objects it passed in. Columns of a growing session are cached and extended, so a
+turn on a 10,000-message session only reads each item's id, content and pin.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,53 +31,117 @@ class History:
     contents: list[str]
     tokens: list[int]
     pinned: list[bool]
+    timestamps: list[Any] = field(default_factory=list)
     group_of: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)  # [start, end) per turn
 
     @classmethod
     def of(cls, items: list[Any], enc_name: str) -> "History":
-        ids: list[str] = []
-        roles: list[str] = []
-        names: list[str | None] = []
-        contents: list[str] = []
-        tokens: list[int] = []
-        pinned: list[bool] = []
-        overhead: dict[tuple[str, str | None], int] = {}
-        for i, it in enumerate(items):
-            mid = _get(it, "id")
-            mid = str(mid) if mid is not None else f"#{i}"
-            role = _get(it, "role") or "user"
-            name = _get(it, "name")
-            content = _get(it, "content") or ""
-            if not isinstance(content, str):
-                content = str(content)
-            key = (role, name)
-            oh = overhead.get(key)
-            if oh is None:
-                oh = overhead[key] = overhead_tokens(role, name, enc_name)
-            ids.append(mid)
-            roles.append(role)
-            names.append(name)
-            contents.append(content)
-            tokens.append(content_tokens(it, enc_name) + oh)
-            pinned.append(bool(_get(it, "pinned", False)))
-        h = cls(items, ids, roles, names, contents, tokens, pinned)
-        h._group()
+        """Columns for items, reusing the cached columns of the same session where unchanged."""
+        n = len(items)
+        ids: list[str] = [""] * n
+        contents: list[str] = [""] * n
+        pinned: list[bool] = [False] * n
+        for k, it in enumerate(items):
+            if isinstance(it, dict):
+                mid, content, pin = it.get("id"), it.get("content"), it.get("pinned", False)
+            else:
+                mid, content, pin = getattr(it, "id", None), getattr(it, "content", ""), getattr(it, "pinned", False)
+            ids[k] = str(mid) if mid is not None else f"#{k}"
+            contents[k] = content if isinstance(content, str) else ("" if content is None else str(content))
+            pinned[k] = bool(pin)
+        cached = _cached(enc_name, ids, contents)
+        held = cached.matches(ids, contents) if cached else 0
+        if cached is None or held < len(cached.ids):
+            cached = _Columns()  # new session, or an edit/deletion: start again
+            held = 0
+            if ids:
+                _store(enc_name, ids, contents, cached)
+        cached.extend(items, ids, contents, held, enc_name)
+        h = cls(items, ids, cached.roles[:n], cached.names[:n], contents, cached.tokens[:n], pinned,
+                cached.stamps[:n])
+        h.groups = cached.groups_upto(n)
+        h.group_of = cached.group_of[:n]
         return h
-
-    def _group(self) -> None:
-        """A turn starts at each user (or system) message; replies and tool results join it."""
-        start = 0
-        for i, role in enumerate(self.roles):
-            if i > 0 and role in ("user", "system"):
-                self.groups.append((start, i))
-                start = i
-        if self.roles:
-            self.groups.append((start, len(self.roles)))
-        self.group_of = [0] * len(self.roles)
-        for g, (s, e) in enumerate(self.groups):
-            for i in range(s, e):
-                self.group_of[i] = g
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+class _Columns:
+    """Cached per-session columns that do not change when a message is pinned."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.contents: list[str] = []
+        self.roles: list[str] = []
+        self.names: list[str | None] = []
+        self.tokens: list[int] = []
+        self.stamps: list[Any] = []
+        self.group_of: list[int] = []
+        self.starts: list[int] = []  # start index of each turn group
+        self._groups: list[tuple[int, int]] = []
+
+    def matches(self, ids: list[str], contents: list[str]) -> int:
+        """How many leading messages are unchanged (same id and text)."""
+        n = min(len(ids), len(self.ids))
+        mi, mc = self.ids, self.contents
+        for k in range(n):
+            if mi[k] != ids[k] or not (mc[k] is contents[k] or mc[k] == contents[k]):
+                return k
+        return n
+
+    def extend(self, items: list[Any], ids: list[str], contents: list[str], held: int, enc: str) -> None:
+        """Append columns for items[len(self.ids):] (a shorter history just uses a prefix)."""
+        overhead: dict[tuple[str, str | None], int] = {}
+        for k in range(len(self.ids), len(items)):
+            it = items[k]
+            role = _get(it, "role") or "user"
+            name = _get(it, "name")
+            key = (role, name)
+            oh = overhead.get(key)
+            if oh is None:
+                oh = overhead[key] = overhead_tokens(role, name, enc)
+            self.ids.append(ids[k])
+            self.contents.append(contents[k])
+            self.roles.append(role)
+            self.names.append(name)
+            self.tokens.append(content_tokens(it, enc) + oh)
+            self.stamps.append(_get(it, "timestamp"))
+            # a turn starts at each user (or system) message; replies and tool results join it
+            if k == 0 or role in ("user", "system"):
+                self.starts.append(k)
+            self.group_of.append(len(self.starts) - 1)
+
+    def groups_upto(self, n: int) -> list[tuple[int, int]]:
+        """Turn groups of the first n messages, as [start, end) pairs."""
+        if n == 0:
+            return []
+        if len(self._groups) != len(self.starts) or (self._groups and self._groups[-1][1] != len(self.ids)):
+            st = self.starts
+            self._groups = [(s, st[g + 1] if g + 1 < len(st) else len(self.ids)) for g, s in enumerate(st)]
+        last = self.group_of[n - 1]
+        out = self._groups[: last + 1]
+        if out[-1][1] != n:
+            out[-1] = (out[-1][0], n)
+        return out
+
+
+_CACHE: "OrderedDict[tuple[str, str, str], _Columns]" = OrderedDict()
+_MAX_SESSIONS = 16
+
+
+def _cached(enc: str, ids: list[str], contents: list[str]) -> _Columns | None:
+    if not ids:
+        return None
+    key = (enc, ids[0], contents[0])
+    col = _CACHE.get(key)
+    if col is not None:
+        _CACHE.move_to_end(key)
+    return col
+
+
+def _store(enc: str, ids: list[str], contents: list[str], col: _Columns) -> None:
+    _CACHE[(enc, ids[0], contents[0])] = col
+    while len(_CACHE) > _MAX_SESSIONS:
+        _CACHE.popitem(last=False)

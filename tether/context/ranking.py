@@ -1,36 +1,134 @@
 """Turning relevance scores into an ordered list of units to add to the window."""
 from __future__ import annotations
 
+import math
+from typing import Any
+
+import numpy as np
+
+from .dates import query_periods
 from .items import History
-from .relevance import index_for, terms
+from .relevance import index_for, question_cues, terms
 from .select import Policy
 
 
-def rank_units(h: History, query: str, policy: Policy) -> list[list[int]]:
-    """Units (lists of history indices), most relevant first."""
+def _speaker_terms(h: History) -> dict[str, str]:
+    """Stemmed term -> speaker name, for the named speakers of a history."""
+    out: dict[str, str] = {}
+    for name in set(h.names):
+        if name:
+            for t in terms(name):
+                out[t] = name
+    return out
+
+
+def _feedback(idx: Any, qterms: list[str], raw: np.ndarray, n: int, policy: Policy) -> np.ndarray:
+    """Pseudo-relevance feedback: re-score with terms the best-matching messages share."""
+    k = min(policy.feedback_docs, n)
+    top = np.argpartition(-raw, k - 1)[:k] if k < n else np.arange(n)
+    top = [int(d) for d in top if raw[d] > 0]
+    if not top:
+        return raw
+    best = max(raw[d] for d in top)
+    weight: dict[str, float] = {}
+    for d in top:
+        w = raw[d] / best
+        for t in set(idx.doc_terms(d)):
+            weight[t] = weight.get(t, 0.0) + w
+    q = set(qterms)
+    cand = []
+    for t, w in weight.items():
+        if t in q:
+            continue
+        df = idx.df(t, n)
+        if df < 2:
+            continue  # a term from one message only re-finds that message
+        cand.append((w * math.log(1 + n / df), t))
+    cand.sort(reverse=True)
+    query: dict[str, float] = {}
+    for t in qterms:
+        query[t] = query.get(t, 0.0) + 1.0
+    for _, t in cand[: policy.feedback_terms]:
+        query[t] = policy.feedback_weight
+    return idx.scores(query, n, policy.k1, policy.b)
+
+
+def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]], dict[int, float]]:
+    """Units (lists of history indices), most relevant first, and the per-message scores."""
     qterms = terms(query)
     if not qterms:
-        return []
+        return [], {}
     n = len(h)
-    idx = index_for(h.ids, h.contents)
-    raw = idx.scores(qterms, n, policy.k1, policy.b)
+    idx = index_for(h.ids, h.contents, h.timestamps)
+    arr = idx.scores(qterms, n, policy.k1, policy.b)
+    if policy.feedback_docs and arr.any():
+        arr = _feedback(idx, qterms, arr, n, policy)
+    if policy.embeddings:
+        from . import embeddings
+
+        if embeddings.available():
+            arr = embeddings.fuse(arr, embeddings.similarities(idx, query, n), policy.embedding_weight)
+    # only the best candidates go on: enough to fill any budget several times over
+    m = policy.candidates
+    if m < n:
+        top = np.argpartition(-arr, m - 1)[:m]
+        raw = {int(d): float(arr[d]) for d in top if arr[d] > 0}
+    else:
+        raw = {int(d): float(arr[d]) for d in np.flatnonzero(arr)}
     if not raw:
-        return []
+        return [], {}
+    if policy.speaker_boost:
+        spk = _speaker_terms(h)
+        named = {spk[t] for t in qterms if t in spk}
+        if named:
+            f = 1.0 + policy.speaker_boost
+            names = h.names
+            raw = {d: (s * f if names[d] in named else s) for d, s in raw.items()}
+    if policy.date_boost:
+        periods = [(a.toordinal(), b.toordinal()) for a, b in query_periods(query)]
+        if periods:
+            f = 1.0 + policy.date_boost
+            dates = idx.dates
+            raw = {d: (s * f if any(a <= dates[d] <= b for a, b in periods) else s) for d, s in raw.items()}
+    if policy.answer_boost:
+        when, count = question_cues(query)
+        if when or count:
+            flags = idx.has_time if when else idx.has_number
+            f = 1.0 + policy.answer_boost
+            raw = {d: (s * f if flags[d] else s) for d, s in raw.items()}
+    if policy.recency_boost:
+        rb, hl = policy.recency_boost, max(policy.recency_half_life, 1)
+        raw = {d: s * (1.0 + rb * 0.5 ** ((n - 1 - d) / hl)) for d, s in raw.items()}
     nw = policy.neighbour_weight
+    reach = policy.neighbour_reach
     score: dict[int, float] = {}
     for d, s in raw.items():
         score[d] = score.get(d, 0.0) + s
         if nw:
-            for e in (d - 1, d + 1):
-                if 0 <= e < n:
-                    score[e] = score.get(e, 0.0) + nw * s
+            w = nw * s
+            for k in range(1, reach + 1):
+                if d - k >= 0:
+                    score[d - k] = score.get(d - k, 0.0) + w
+                if d + k < n:
+                    score[d + k] = score.get(d + k, 0.0) + w
+                w *= 0.5
     if policy.unit == "pair":
         gscore: dict[int, float] = {}
+        use_sum = policy.unit_score == "sum"
         for d, s in score.items():
             g = h.group_of[d]
-            if s > gscore.get(g, 0.0):
+            if use_sum:
+                gscore[g] = gscore.get(g, 0.0) + s
+            elif s > gscore.get(g, 0.0):
                 gscore[g] = s
+        if policy.density:
+            tok = h.tokens
+            groups = h.groups
+            a = policy.density
+            for g in gscore:
+                s0, e0 = groups[g]
+                gscore[g] /= max(sum(tok[s0:e0]), 1) ** a
         order = sorted(gscore, key=lambda g: -gscore[g])
-        return [list(range(*h.groups[g])) for g in order]
+        return [list(range(*h.groups[g])) for g in order], score
     order = sorted(score, key=lambda d: -score[d])
-    return [[d] for d in order]
+    return [[d] for d in order], score

@@ -14,6 +14,10 @@ from collections import OrderedDict
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
+from .dates import to_date
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 STOPWORDS = frozenset("""
@@ -26,8 +30,55 @@ that's the their theirs them themselves then there there's these they they'd the
 those through to too under until up very was wasn't we we'd we'll we're we've were weren't what what's when
 when's where where's which while who who's whom why why's with won't would you you'd you'll you're you've
 your yours yourself yourselves s t d ll m re ve just also will shall may might must yes yeah oh ok okay
-hey hi hello wow really so thanks thank
+hey hi hello wow really so thanks thank kind kinds type types sort sorts thing things likely probably
+possibly something anything ones
 """.split())
+
+
+# Irregular forms a suffix stemmer cannot join to their base ("went" / "go"), plus a few
+# everyday variants; applied before stemming so "bought" matches "buy", "mum" matches "mom".
+_IRREGULAR_PAIRS = """
+went:go gone:go goes:go bought:buy made:make ran:run took:take taken:take saw:see seen:see met:meet
+gave:give given:give got:get gotten:get felt:feel told:tell thought:think found:find began:begin begun:begin
+wrote:write written:write kept:keep left:leave brought:bring taught:teach won:win lost:lose spent:spend
+sold:sell built:build drove:drive driven:drive flew:fly flown:fly ate:eat eaten:eat drank:drink drunk:drink
+swam:swim sang:sing sung:sing did:do done:do knew:know known:know grew:grow grown:grow threw:throw
+thrown:throw caught:catch fought:fight heard:hear held:hold paid:pay said:say sent:send sat:sit slept:sleep
+spoke:speak spoken:speak stood:stand understood:understand woke:wake wore:wear worn:wear chose:choose
+chosen:choose broke:break broken:break fell:fall fallen:fall forgot:forget forgotten:forget hid:hide
+rode:ride ridden:ride rang:ring rose:rise shook:shake stole:steal struck:strike swore:swear tore:tear
+led:lead lent:lend meant:mean dealt:deal dug:dig fed:feed hung:hang shot:shoot shut:shut sought:seek
+bent:bend bled:bleed bred:breed crept:creep fled:flee slid:slide spun:spin stuck:stick stung:sting swept:sweep
+wept:weep wound:wind became:become came:come drew:draw drawn:draw forgave:forgive froze:freeze
+children:child kids:kid mum:mom mommy:mom mother:mom daddy:dad father:dad
+"""
+_IRREGULAR = dict(p.split(":") for p in _IRREGULAR_PAIRS.split())
+
+
+# Words that date an event: a "when" question is answered by a message that has one.
+_TIME_WORDS = frozenset("""
+yesterday today tonight tomorrow ago last next week weeks weekend month months year years day days
+monday tuesday wednesday thursday friday saturday sunday morning evening night recently soon
+january february march april may june july august september october november december
+spring summer autumn fall winter christmas birthday since earlier later
+""".split())
+_NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten twelve twenty hundred dozen few couple".split())
+_HAS_DIGIT = re.compile(r"\d")
+_WHEN_Q = re.compile(r"\b(when|what (?:year|month|day|date|time)|how long ago|which (?:year|month|day))\b", re.I)
+_COUNT_Q = re.compile(r"\bhow (?:many|much|long|old|often)\b", re.I)
+
+
+def question_cues(query: str) -> tuple[bool, bool]:
+    """(asks when, asks how many/much/long): the kind of answer a message must hold."""
+    return bool(_WHEN_Q.search(query)), bool(_COUNT_Q.search(query))
+
+
+def answer_cues(text: str) -> tuple[bool, bool]:
+    """(mentions a time, mentions a number) for a message."""
+    low = text.lower()
+    words = set(_WORD.findall(low))
+    has_digit = bool(_HAS_DIGIT.search(low))
+    return bool(words & _TIME_WORDS) or has_digit, has_digit or bool(words & _NUMBER_WORDS)
 
 
 @lru_cache(maxsize=1)
@@ -46,7 +97,8 @@ _stem_cache: dict[str, str] = {}
 
 def terms(text: str) -> list[str]:
     """Lower-cased, stop-word-free, stemmed words of a text."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    irr = _IRREGULAR
+    words = [x for x in (irr.get(w, w) for w in _WORD.findall(text.lower())) if x not in STOPWORDS]
     out: list[str] = []
     miss = [w for w in words if w not in _stem_cache]
     if miss:
@@ -66,17 +118,27 @@ class Index:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.contents: list[str] = []
+        self.dates: list[int] = []  # date ordinals, 0 when unknown
+        self.has_time: list[bool] = []
+        self.has_number: list[bool] = []
         self.doclen: list[int] = []
         self.cumlen: list[int] = [0]
         self.post_docs: dict[str, list[int]] = {}
         self.post_tf: dict[str, list[int]] = {}
+        self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._dl: np.ndarray = np.zeros(0)
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def append(self, mid: str, text: str) -> None:
+    def append(self, mid: str, text: str, stamp: Any = None) -> None:
         d = len(self.ids)
         ts = terms(text)
+        t, num = answer_cues(text)
+        self.has_time.append(t)
+        self.has_number.append(num)
+        day = to_date(stamp)
+        self.dates.append(day.toordinal() if day else 0)
         self.ids.append(mid)
         self.contents.append(text)
         self.doclen.append(len(ts))
@@ -102,16 +164,21 @@ class Index:
                 return k
         return n
 
-    def scores(self, qterms: list[str], n: int, k1: float = 1.2, b: float = 0.75) -> dict[int, float]:
-        """BM25 of the first n documents for the query terms (only non-zero scores)."""
+    def scores(
+        self, qterms: list[str] | dict[str, float], n: int, k1: float = 1.2, b: float = 0.75,
+    ) -> "np.ndarray":
+        """BM25 of the first n documents for the (weighted) query terms, as a dense array."""
+        out = np.zeros(max(n, 0), dtype=np.float64)
         if n <= 0:
-            return {}
+            return out
         avgdl = max(self.cumlen[n] / n, 1e-9)
-        out: dict[int, float] = {}
-        qtf: dict[str, int] = {}
-        for t in qterms:
-            qtf[t] = qtf.get(t, 0) + 1
-        doclen = self.doclen
+        if isinstance(qterms, dict):
+            qtf = qterms
+        else:
+            qtf = {}
+            for t in qterms:
+                qtf[t] = qtf.get(t, 0) + 1
+        norm = k1 * (1 - b + b * self._doclen()[:n] / avgdl)
         for t, qc in qtf.items():
             docs = self.post_docs.get(t)
             if not docs:
@@ -120,20 +187,39 @@ class Index:
             if df == 0:
                 continue
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-            tfs = self.post_tf[t]
-            w = idf * qc
-            for j in range(df):
-                d = docs[j]
-                tf = tfs[j]
-                out[d] = out.get(d, 0.0) + w * tf * (k1 + 1) / (tf + k1 * (1 - b + b * doclen[d] / avgdl))
+            d_arr, tf_arr = self._postings(t)
+            d_arr, tf_arr = d_arr[:df], tf_arr[:df]
+            # each document appears once per term, so plain fancy-index addition is safe
+            out[d_arr] += (idf * qc) * tf_arr * (k1 + 1) / (tf_arr + norm[d_arr])
         return out
+
+    def _postings(self, t: str) -> tuple["np.ndarray", "np.ndarray"]:
+        """A term's postings as arrays, converted again only when the term got new documents."""
+        docs = self.post_docs[t]
+        hit = self._arrays.get(t)
+        if hit is None or hit[0].shape[0] != len(docs):
+            hit = (np.asarray(docs, dtype=np.int64), np.asarray(self.post_tf[t], dtype=np.float64))
+            self._arrays[t] = hit
+        return hit
+
+    def _doclen(self) -> "np.ndarray":
+        if self._dl.shape[0] != len(self.doclen):
+            self._dl = np.asarray(self.doclen, dtype=np.float64)
+        return self._dl
+
+    def df(self, term: str, n: int) -> int:
+        docs = self.post_docs.get(term)
+        return bisect_left(docs, n) if docs else 0
+
+    def doc_terms(self, d: int) -> list[str]:
+        return terms(self.contents[d])
 
 
 _INDEXES: "OrderedDict[tuple[str, str], Index]" = OrderedDict()
 _MAX_INDEXES = 16
 
 
-def index_for(ids: list[str], contents: list[str]) -> Index:
+def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = None) -> Index:
     """The cached index of this session, extended (or rebuilt after an edit) to cover the history."""
     if not ids:
         return Index()
@@ -150,5 +236,5 @@ def index_for(ids: list[str], contents: list[str]) -> Index:
         while len(_INDEXES) > _MAX_INDEXES:
             _INDEXES.popitem(last=False)
     for k in range(len(idx), len(ids)):
-        idx.append(ids[k], contents[k])
+        idx.append(ids[k], contents[k], stamps[k] if stamps else None)
     return idx

@@ -23,6 +23,7 @@ from .tokens import (
 # overflow it and litellm need not be imported just to check.
 _SURELY_FITS = 2048
 OMITTED_NOTE = "[Only part of the earlier conversation is shown; {n} earlier messages were left out.]"
+SUMMARY_HEAD = "Summary of earlier conversation (not all of it is shown below):\n"
 ORPHAN_MARKER = "[earlier conversation omitted]"
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -70,6 +71,7 @@ class Window:
     system: str | None = None
     context: dict[str, Any] | str | None = None
     query: str | None = None
+    summary_text: str | None = None
 
     def to_messages(
         self,
@@ -85,6 +87,8 @@ class Window:
         query_text = self.query if query is None else _text_of(query)
         out: list[dict[str, Any]] = []
         head = [s for s in (system, render_context(context)) if s]
+        if self.summary_text:
+            head.append(SUMMARY_HEAD + self.summary_text)
         if markers and self.dropped:
             head.append(OMITTED_NOTE.format(n=self.dropped))
         if head:
@@ -174,15 +178,20 @@ def build_window(
         hist_budget = max(0, window - reply - fixed - margin - parts["markers"])
     else:
         hist_budget = max(0, int(budget_tokens))  # type: ignore[arg-type]
+    summary_text = policy.summary_text or None
+    parts["summary"] = _text_tokens(SUMMARY_HEAD + summary_text, enc) if summary_text else 0
+    if summary_text and parts["summary"] > hist_budget // 2:
+        summary_text, parts["summary"] = None, 0  # a summary must not eat the history it stands for
+    hist_budget -= parts["summary"]
 
     items = list(history)
     h = History.of(items, enc)
-    ranked = None
+    ranked, scores = None, None
     if policy.relevance and query_text and len(h) > 1:
         from .ranking import rank_units
 
-        ranked = rank_units(h, query_text, policy)
-    sel = select(h, hist_budget, policy, ranked)
+        ranked, scores = rank_units(h, query_text, policy)
+    sel = select(h, hist_budget, policy, ranked, scores)
 
     chosen_set = set(sel.chosen)
     messages: list[Any] = []
@@ -212,6 +221,7 @@ def build_window(
         system=system,
         context=context,
         query=query_text,
+        summary_text=summary_text,
     )
 
 

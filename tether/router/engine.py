@@ -185,11 +185,11 @@ class Router:
         raise AllModelsFailed(f"every model failed: {summary}", attempts)
 
     def _larger_first(self, queue: list[str], tried: set[str], window: int) -> list[str]:
-        """After an overflow only models with a larger window are worth trying, smallest first."""
-        pool = [n for n in queue if n not in tried]
-        pool += [n for n in self.config.models if n not in tried and n not in pool]
-        bigger = [n for n in pool if self.catalogue.info(n).context_window > window]
-        return sorted(bigger, key=lambda n: self.catalogue.info(n).context_window)
+        """After an overflow only larger windows help: the chain's in order, then other configured ones, smallest first."""
+        big = lambda n: self.catalogue.info(n).context_window > window  # noqa: E731
+        chain = [n for n in queue if n not in tried and big(n)]
+        extra = [n for n in self.config.models if n not in tried and n not in chain and big(n)]
+        return chain + sorted(extra, key=lambda n: self.catalogue.info(n).context_window)
 
     # -- results ------------------------------------------------------------
     def _finish(self, spec: ModelSpec, info: ModelInfo, response: Any) -> tuple[str, dict[str, int], float | None, Any]:
@@ -209,15 +209,18 @@ class Router:
         cost = hidden.get("response_cost")
         if cost is not None:
             return float(cost)
-        from ._lite import litellm
+        if info.known and "response_cost" not in hidden:  # a streamed answer rebuilt from chunks
+            from ._lite import litellm
 
-        try:
-            return float(litellm().completion_cost(completion_response=response, model=spec.model))
-        except Exception:
-            if info.input_cost_per_token is None and info.output_cost_per_token is None:
-                return None
-            return (usage["prompt_tokens"] * (info.input_cost_per_token or 0.0)
-                    + usage["completion_tokens"] * (info.output_cost_per_token or 0.0))
+            try:
+                return float(litellm().completion_cost(completion_response=response, model=spec.model))
+            except Exception:
+                pass
+        # litellm could not price it (unknown model): nothing to guess from unless prices are known
+        if info.input_cost_per_token is None and info.output_cost_per_token is None:
+            return None
+        return (usage["prompt_tokens"] * (info.input_cost_per_token or 0.0)
+                + usage["completion_tokens"] * (info.output_cost_per_token or 0.0))
 
     # -- runners ------------------------------------------------------------
     def complete(self, chain: list[str], build: WindowBuilder, params: dict[str, Any] | None = None) -> Outcome:

@@ -21,9 +21,9 @@ class Restart(str):
     """Yielded (as an empty string) when a model failed mid-answer and another takes over.
 
     The text shown so far (`discarded`) is not part of the answer; the pieces
-    that follow are the new model's answer from its beginning. Code that just
-    joins pieces keeps working (the marker is ""), code that prints should
-    check `isinstance(piece, Restart)` and clear or mark what it printed.
+    that follow are the new model's answer from its beginning. Printing the
+    marker prints nothing; code that displays pieces should check
+    `isinstance(piece, Restart)` and clear or mark what it showed.
     """
 
     from_model: str

@@ -18,7 +18,8 @@ from filelock import FileLock, Timeout
 from pydantic import TypeAdapter
 
 from ..errors import SessionCorrupt
-from .models import SessionSummary, Totals
+from .models import SessionSummary
+from .records import Fold, extend_summary
 
 if TYPE_CHECKING:
     from .jsonl import JsonlStore
@@ -27,7 +28,6 @@ log = logging.getLogger("tether.sessions")
 
 INDEX_VERSION = 1
 _summaries = TypeAdapter(list[SessionSummary])
-_SUMMARY_HEADER = ("title", "user_id", "status", "pinned_model", "updated_at")
 
 
 class SessionIndex:
@@ -98,7 +98,7 @@ class SessionIndex:
 
 
 def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
-    from .jsonl import Fold, split_records
+    from .jsonl import split_records
 
     try:
         data = path.read_bytes()
@@ -121,7 +121,7 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
 
 def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
     """Fold only the lines appended since the entry was made; None if that is not enough."""
-    from .jsonl import split_records, summary_add_message
+    from .jsonl import split_records
 
     off = entry["off"]
     with open(path, "rb") as f:
@@ -135,19 +135,7 @@ def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
         records, _ = split_records(tail, path)
     except SessionCorrupt:
         return None
-    s = dict(entry["s"])
-    totals = Totals.model_validate(s["totals"])
-    for rec in records:
-        kind = rec.get("type")
-        if kind == "message":
-            m = rec.get("message") or {}
-            summary_add_message(totals, m)
-            if (m.get("timestamp") or "") > (s.get("updated_at") or ""):
-                s["updated_at"] = m["timestamp"]
-        elif kind == "update":
-            s.update({k: v for k, v in (rec.get("fields") or {}).items() if k in _SUMMARY_HEADER})
-        elif kind != "event":
-            return None  # edits, removals, clears change totals: re-read the file
-    s["totals"] = totals.model_dump()
-    s["message_count"] = totals.messages
+    s = extend_summary(entry["s"], records)
+    if s is None:
+        return None
     return {"s": s, "ino": st.st_ino, "size": off + len(tail), "off": off + tail.rfind(b"\n") + 1}

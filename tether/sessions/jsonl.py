@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from filelock import FileLock
-from pydantic import ValidationError
 
 from ..errors import SessionCorrupt, SessionExists, SessionNotFound
 from .ids import validate_id
 from .index import SessionIndex
+from .models import Message, Session, SessionEvent, SessionSummary, utcnow
+from .records import Fold, edit_record, message_record, session_records, update_record
 from .store import SessionStore, search_session
-from .models import HEADER_FIELDS, Message, Session, SessionEvent, SessionSummary, Totals, utcnow
 
 log = logging.getLogger("tether.sessions")
 
@@ -35,18 +35,6 @@ def private_dir(path: Path) -> Path:
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
     return path
-
-
-def message_record(message: Message) -> dict[str, Any]:
-    """Defaults are left out of the file: a short line per message keeps loads fast."""
-    return {"type": "message", "message": message.model_dump(mode="json", exclude_defaults=True)}
-
-
-def session_records(session: Session) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = [{"type": "header", "session": session.header_dict()}]
-    records += [message_record(m) for m in session.messages]
-    records += [{"type": "event", "event": e.to_dict()} for e in session.events]
-    return records
 
 
 def dumps(record: dict[str, Any]) -> bytes:
@@ -113,87 +101,6 @@ def split_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
     if not all(isinstance(r, dict) for r in records):
         raise SessionCorrupt(path, "a record is not a JSON object")
     return records, torn
-
-
-class Fold:
-    """Replays a file's records into the session's state, as plain dicts (fast)."""
-
-    def __init__(self, path: Path, records: list[dict[str, Any]]) -> None:
-        if not records or records[0].get("type") != "header" or not isinstance(records[0].get("session"), dict):
-            raise SessionCorrupt(path, "missing header record")
-        self.header: dict[str, Any] = dict(records[0]["session"])
-        self.messages: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-        self.unknown: list[dict[str, Any]] = []
-        self.dead = 0
-        for rec in records[1:]:
-            self.apply(rec)
-
-    def apply(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("type")
-        if kind == "message":
-            m = rec["message"]
-            self.messages[m["id"]] = m
-            ts = m.get("timestamp")
-            if ts and ts > self.header.get("updated_at", ""):
-                self.header["updated_at"] = ts
-        elif kind == "update":
-            self.header.update(rec["fields"])
-            self.dead += 1
-        elif kind == "edit":
-            m = self.messages.get(rec["id"])
-            if m is not None:
-                m.update(rec["fields"])
-            self.dead += 1
-        elif kind == "remove":
-            self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
-        elif kind == "clear":
-            self.dead += 1 + len(self.messages)
-            self.messages.clear()
-        elif kind == "event":
-            self.events.append(rec["event"])
-        else:  # written by a newer tether: keep it through compaction
-            self.unknown.append(rec)
-
-    def session(self, path: Path) -> Session:
-        data = dict(self.header)
-        data["messages"] = list(self.messages.values())
-        data["events"] = self.events
-        try:
-            s = Session.model_validate(data)
-        except ValidationError as e:
-            raise SessionCorrupt(path, f"invalid data: {e.errors()[0].get('msg')} at {e.errors()[0].get('loc')}") from None
-        s.totals = Totals.of(s.messages)
-        return s
-
-    def records(self) -> list[dict[str, Any]]:
-        """The minimal records that rebuild this state (for compaction)."""
-        out: list[dict[str, Any]] = [{"type": "header", "session": self.header}]
-        out += [{"type": "message", "message": m} for m in self.messages.values()]
-        out += [{"type": "event", "event": e} for e in self.events]
-        return out + self.unknown
-
-    def summary(self) -> dict[str, Any]:
-        h = self.header
-        totals = Totals()
-        for m in self.messages.values():
-            summary_add_message(totals, m)
-        return {
-            "id": h.get("id"), "title": h.get("title"), "created_at": h.get("created_at"),
-            "updated_at": h.get("updated_at"), "user_id": h.get("user_id"), "status": h.get("status", "active"),
-            "pinned_model": h.get("pinned_model"), "message_count": totals.messages, "totals": totals.model_dump(),
-        }
-
-
-def summary_add_message(totals: Totals, m: dict[str, Any]) -> None:
-    totals.messages += 1
-    if m.get("role") == "assistant":
-        totals.turns += 1
-    u = m.get("usage") or {}
-    totals.prompt_tokens += u.get("prompt_tokens", 0) or 0
-    totals.completion_tokens += u.get("completion_tokens", 0) or 0
-    totals.total_tokens += u.get("total_tokens", 0) or 0
-    totals.cost_usd += m.get("cost_usd") or 0.0
 
 
 class JsonlStore(SessionStore):
@@ -268,21 +175,13 @@ class JsonlStore(SessionStore):
         self.append(session_id, message_record(message))
 
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
-        if "id" in fields:
-            raise ValueError("a message's id cannot be changed")
-        clean = Message.model_validate({"role": "user", "content": "", **fields}).model_dump(mode="json")
-        self.append(session_id, {"type": "edit", "id": message_id, "fields": {k: clean.get(k, fields[k]) for k in fields}})
+        self.append(session_id, edit_record(message_id, fields))
 
     def remove_message(self, session_id: str, message_id: str) -> None:
         self.append(session_id, {"type": "remove", "id": message_id})
 
     def update_header(self, session_id: str, fields: dict[str, Any]) -> None:
-        bad = set(fields) - HEADER_FIELDS
-        if bad:
-            raise ValueError(f"cannot update session field(s): {', '.join(sorted(bad))}")
-        fields = {"updated_at": utcnow(), **fields}
-        probe = Session.model_validate({"id": "x", **fields}).model_dump(mode="json")
-        self.append(session_id, {"type": "update", "fields": {k: probe[k] for k in fields}})
+        self.append(session_id, update_record(fields))
 
     def add_event(self, session_id: str, event: SessionEvent) -> None:
         self.append(session_id, {"type": "event", "event": event.to_dict()})

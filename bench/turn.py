@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Per-turn overhead of tether's chat turn beside bare litellm, measured in one run.
+
+1. A 1,000-message session: `AsyncTether.chat_once` (save prompt, load session,
+   build the window, call, save answer) versus a bare `litellm.acompletion`
+   sending exactly the messages tether sent, to the same local server.
+   Calls alternate so both see the same machine state. Target ratio <= 1.10.
+2. 500 concurrent `AsyncTether.chat_once` over 500 sessions versus 500
+   concurrent bare `acompletion` calls. Target throughput ratio >= 0.9.
+
+The OpenAI-compatible server (tests/fakeserver.py) runs in a child process so
+its CPU does not count against either side.
+
+    python bench/turn.py [--turns 40] [--history 1000] [--concurrent 500]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tether import AsyncTether  # noqa: E402
+from tether.router._lite import litellm  # noqa: E402
+from tether.sessions import Message, Session  # noqa: E402
+
+TEXT = "The quick brown fox jumps over the lazy dog while the session keeps growing."
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fakeserver.py")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())  # type: ignore[union-attr]
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def config(base: str) -> dict:
+    # a window big enough that the whole 1,000-message history is sent every turn
+    return {"default_model": "main", "breaker_failures": 0, "models": {
+        "main": {"model": "openai/main", "api_base": base, "api_key": "sk-bench", "context_window": 200_000}}}
+
+
+def bare_kwargs(base: str, messages: list[dict]) -> dict:
+    return {"model": "openai/main", "api_base": base, "api_key": "sk-bench", "messages": messages,
+            "timeout": 120.0, "max_retries": 0}
+
+
+async def overhead(t: AsyncTether, base: str, history: int, turns: int) -> dict:
+    s = Session(pinned_model="main", pin_reason="bench", messages=[
+        Message(role="user" if i % 2 == 0 else "assistant", content=f"{i} {TEXT}") for i in range(history)])
+    t.store.create(s)
+    lm = litellm()
+    last: dict = {}
+    real = lm.acompletion
+
+    async def capture(**kw):  # the exact messages tether sent (a pass-through; costs nothing measurable)
+        last["messages"] = kw["messages"]
+        return await real(**kw)
+
+    lm.acompletion = capture
+    # warm up both paths (imports, tokenizer, connection pool, token-count caches)
+    for i in range(3):
+        await t.chat_once(f"warm {i}", session_id=s.id)
+        await real(**bare_kwargs(base, last["messages"]))
+    ours, bare, sent = [], [], []
+    for i in range(turns):
+        t0 = time.perf_counter()
+        await t.chat_once(f"turn {i} {TEXT}", session_id=s.id)
+        ours.append(time.perf_counter() - t0)
+        msgs = list(last["messages"])
+        sent.append(len(msgs))
+        t0 = time.perf_counter()
+        await real(**bare_kwargs(base, msgs))
+        bare.append(time.perf_counter() - t0)
+    lm.acompletion = real
+    mo, mb = statistics.median(ours), statistics.median(bare)
+    return {"history_messages": history, "turns": turns, "messages_sent_median": statistics.median(sent),
+            "tether_ms_median": round(mo * 1000, 2), "bare_ms_median": round(mb * 1000, 2),
+            "tether_ms_mean": round(statistics.mean(ours) * 1000, 2), "bare_ms_mean": round(statistics.mean(bare) * 1000, 2),
+            "ratio_median": round(mo / mb, 3), "ratio_mean": round(statistics.mean(ours) / statistics.mean(bare), 3)}
+
+
+async def throughput(t: AsyncTether, base: str, n: int) -> dict:
+    sids = []
+    for i in range(n):
+        s = Session(pinned_model="main", pin_reason="bench")
+        t.store.create(s)
+        sids.append(s.id)
+    lm = litellm()
+    prompts = [f"question {i} {TEXT}" for i in range(n)]
+    await asyncio.gather(*(lm.acompletion(**bare_kwargs(base, [{"role": "user", "content": p}])) for p in prompts[:20]))
+    results = {}
+    for rnd in range(2):  # alternate order to cancel out warm-up effects
+        for name in (("bare", "tether") if rnd == 0 else ("tether", "bare")):
+            t0 = time.perf_counter()
+            if name == "tether":
+                await asyncio.gather(*(t.chat_once(p, session_id=sid) for p, sid in zip(prompts, sids)))
+            else:
+                await asyncio.gather(*(lm.acompletion(**bare_kwargs(base, [{"role": "user", "content": p}]))
+                                       for p in prompts))
+            results.setdefault(name, []).append(n / (time.perf_counter() - t0))
+    ours, bare = max(results["tether"]), max(results["bare"])
+    return {"calls": n, "tether_calls_per_s": round(ours, 1), "bare_calls_per_s": round(bare, 1),
+            "throughput_ratio": round(ours / bare, 3)}
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--turns", type=int, default=40)
+    ap.add_argument("--history", type=int, default=1000)
+    ap.add_argument("--concurrent", type=int, default=500)
+    args = ap.parse_args()
+    proc, base = start_server()
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            t = AsyncTether(home=home, config=config(base))
+            out = {"overhead": await overhead(t, base, args.history, args.turns),
+                   "concurrency": await throughput(t, base, args.concurrent)}
+    finally:
+        proc.stdin.close()  # type: ignore[union-attr]
+        proc.wait(timeout=10)
+    print(json.dumps(out, indent=2))
+    o, c = out["overhead"], out["concurrency"]
+    print(f"\n1,000-message session: tether {o['tether_ms_median']} ms vs bare {o['bare_ms_median']} ms per turn "
+          f"(ratio {o['ratio_median']}, target <= 1.10)")
+    print(f"{c['calls']} concurrent turns: tether {c['tether_calls_per_s']}/s vs bare {c['bare_calls_per_s']}/s "
+          f"(ratio {c['throughput_ratio']}, target >= 0.9)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,128 @@
+"""Router configuration: schema, validation messages, defaults, secrets kept out of files."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tether import ConfigError, Tether
+from tether.router.config import ECHO_MODEL, inspect_config, load_config, parse_config
+
+ISSUE_EXAMPLE = textwrap.dedent('''
+    default_model = "fast"
+    fallbacks = ["smart", "local"]
+    [models.fast]
+    model = "gpt-4o-mini"
+    [models.smart]
+    model = "anthropic/claude-sonnet-4-5"
+    fallbacks = ["fast"]
+    [models.local]
+    model = "openai/llama3"
+    api_base = "http://127.0.0.1:8080/v1"
+    api_key_env = "LOCAL_KEY"
+    context_window = 8192
+    max_output_tokens = 1024
+    [[routes]]
+    when = { min_prompt_tokens = 20000 }
+    model = "smart"
+''')
+
+
+def test_issue_example_parses_with_chains_and_routes(tether_home):
+    tether_home.mkdir(parents=True)
+    (tether_home / "config.toml").write_text(ISSUE_EXAMPLE)
+    cfg = load_config(tether_home)
+    assert cfg.source == "file" and cfg.path == tether_home / "config.toml"
+    assert cfg.default_model == "fast"
+    assert cfg.chain("fast") == ["fast", "smart", "local"]
+    assert cfg.chain("smart") == ["smart", "fast"]  # per-model chain overrides the global one
+    assert cfg.models["local"].context_window == 8192
+    assert cfg.pick_route("x", 25_000) == ("smart", 0)
+    assert cfg.pick_route("x", 100) is None
+    # a raw litellm string is a model too
+    assert cfg.spec("openai/gpt-4o").model == "openai/gpt-4o"
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"defualt_model": "x"}, "defualt_model"),
+    ({"models": {"a": {"model": "gpt-4o", "context_window": "big"}}}, "models.a.context_window"),
+    ({"models": {"a": {"api_base": "http://x"}}}, "models.a.model"),
+    ({"models": {"a": {"model": "gpt-4o", "temprature": 1}}}, "models.a.temprature"),
+    ({"models": {"a": {"model": "gpt-4o"}}, "fallbacks": ["nosuch"]}, "fallbacks[0]"),
+    ({"routes": [{"model": "gpt-4o", "when": {"min_tokens": 3}}]}, "routes[0].when.min_tokens"),
+    ({"retries": True}, "retries"),
+    ({"models": {"a": {"model": "gpt-4o", "fallbacks": ["b"]}}}, "models.a.fallbacks[0]"),
+])
+def test_validation_errors_name_the_bad_key(raw, key):
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw)
+    assert str(e.value).startswith(key)
+
+
+def test_bad_file_reported_not_raised_and_sessions_still_work(tether_home):
+    tether_home.mkdir(parents=True)
+    (tether_home / "config.toml").write_text('default_model = "fast"\n[models.fast]\nmodel = 3\n')
+    rep = inspect_config(tether_home)
+    assert rep.exists and not rep.valid and "models.fast.model" in rep.error and rep.default_model is None
+    t = Tether()
+    assert not t.config_report().valid
+    sid = t.create_session("still works")
+    assert [s.id for s in t.list_sessions()] == [sid]
+    with pytest.raises(ConfigError, match="models.fast.model"):
+        t.chat_once("hi", session_id=sid)
+
+
+def test_broken_toml_names_the_file(tether_home):
+    tether_home.mkdir(parents=True)
+    (tether_home / "config.toml").write_text("default_model = \n")
+    with pytest.raises(ConfigError, match="config.toml"):
+        load_config(tether_home)
+
+
+def test_no_config_no_keys_means_echo_with_notice(tether_home):
+    cfg = load_config(tether_home)
+    assert cfg.default_model == ECHO_MODEL and cfg.source == "none"
+    assert "config.toml" in cfg.notice and "OPENAI_API_KEY" in cfg.notice
+
+
+def test_provider_key_in_env_picks_that_provider(tether_home, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "x")
+    cfg = load_config(tether_home)
+    assert cfg.default_model.startswith("anthropic/") and cfg.notice is None
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    assert load_config(tether_home).default_model == "gpt-4o-mini"
+
+
+def test_config_path_argument_and_missing_path(tmp_path):
+    p = tmp_path / "my.toml"
+    p.write_text('default_model = "openai/x"\n')
+    assert Tether(config=p).config.default_model == "openai/x"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path, tmp_path / "nope.toml")
+
+
+def test_api_key_never_reaches_session_files(make_tether, tether_home, fake_server, monkeypatch):
+    monkeypatch.setenv("LOCAL_KEY", "sk-env-SECRET-42")
+    t = make_tether(models={"envkey": {"model": "openai/envkey", "api_base": fake_server.base,
+                                       "api_key_env": "LOCAL_KEY"}})
+    fake_server.always["main"] = "401"
+    r = t.chat_once("hello")
+    assert r.model == "backup"
+    r2 = t.chat_once("again", model="envkey")
+    assert r2.model == "envkey"
+    blob = b"".join(p.read_bytes() for p in tether_home.rglob("*") if p.is_file())
+    assert b"SECRET" not in blob
+    assert "SECRET" not in repr(t.config.models["main"]) and "api_key" not in t.config.models["main"].public()
+
+
+def test_import_and_session_ops_do_not_import_litellm(tmp_path):
+    code = ("import sys, tether; t = tether.Tether(home=%r); sid = t.create_session('x'); "
+            "t.add_message(sid, 'user', 'hi'); t.list_sessions(); t.config_report(); t.pin_model(sid, 'main'); "
+            "print('litellm' in sys.modules)") % str(tmp_path)
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('default_model = "main"\n[models.main]\nmodel = "openai/m"\n')
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,216 @@
+"""The selection policy on small constructed histories: recency share, relevance fill, cues, caches."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tether.context import build_window, window_for_session
+from tether.context import items as items_mod
+from tether.context import relevance
+from tether.context.tokens import message_tokens
+from tether.sessions import Message, Session
+
+FILLER = [
+    "the weather was mild and we walked along the river for a while",
+    "lunch was a sandwich and some soup, nothing special to report",
+    "work has been busy with meetings and a few long reviews this week",
+    "the train was late again so I read a few pages of my book",
+]
+
+
+def chat(n_pairs: int, special: dict[int, str] | None = None, start: datetime | None = None) -> list[dict]:
+    """n_pairs of filler turns; special maps a pair number to the user text of that pair."""
+    special = special or {}
+    t0 = start or datetime(2024, 1, 1, 9, 0)
+    out = []
+    for i in range(n_pairs):
+        when = (t0 + timedelta(days=i)).isoformat()
+        out.append({"id": f"u{i}", "role": "user", "content": special.get(i, FILLER[i % 4] + f" ({i})"), "timestamp": when})
+        out.append({"id": f"a{i}", "role": "assistant", "content": "I see. " + FILLER[(i + 1) % 4], "timestamp": when})
+    return out
+
+
+def ids(w) -> list[str]:  # type: ignore[no-untyped-def]
+    return [m["id"] if isinstance(m, dict) else m.id for m in w.messages]
+
+
+def test_recency_share_takes_newest_whole_turns_when_nothing_matches() -> None:
+    hist = chat(80)
+    w = build_window(hist, "zzzz qqqq", budget_tokens=600)
+    got = ids(w)
+    n = len(got)
+    assert n >= 4 and n % 2 == 0
+    assert got == [m["id"] for m in hist[-n:]], "an unmatched query gets the most recent turns"
+
+
+def test_relevance_fill_finds_an_old_turn_and_keeps_its_pair() -> None:
+    hist = chat(120, {7: "my locker combination is 4812, remember the zebra sticker"})
+    w = build_window(hist, "What was my locker combination?", budget_tokens=500)
+    got = ids(w)
+    assert "u7" in got and "a7" in got
+    assert "u119" in got and "a119" in got, "the newest turn is always kept"
+    assert got.index("u7") < got.index("u119"), "chronological order"
+
+
+def test_relevance_does_not_crowd_out_recency() -> None:
+    special = {i: f"we talked about the zebra exhibit again ({i})" for i in range(0, 60, 3)}
+    hist = chat(100, special)
+    w = build_window(hist, "what about the zebra exhibit?", budget_tokens=800)
+    got = set(ids(w))
+    assert {"u99", "a99"} <= got, "the newest turn is always kept"
+    assert sum(1 for i in special if f"u{i}" in got) >= 8, "old turns that match fill the budget"
+    # a question about recent turns (or a gate switched off) keeps the full recency share
+    w = build_window(hist, "what about the zebra exhibit?", budget_tokens=800, recency_gate=0.0)
+    got = set(ids(w))
+    assert {f"{r}{i}" for r in "ua" for i in range(92, 100)} <= got
+    assert sum(1 for i in special if f"u{i}" in got) >= 5
+
+
+def test_date_cue_prefers_messages_from_that_time() -> None:
+    special = {i: f"went to the concert in the park ({i})" for i in (10, 50)}
+    hist = chat(90, special, start=datetime(2023, 1, 1))
+    day50 = datetime(2023, 1, 1) + timedelta(days=50)
+    q = f"What did I do on {day50.day} {day50.strftime('%B')}, {day50.year}? the concert?"
+    w = build_window(hist, q, budget_tokens=120, recency_share=0.0)
+    assert "u50" in ids(w) and "u10" not in ids(w)
+
+
+def test_index_is_extended_not_rebuilt_as_messages_arrive() -> None:
+    hist = chat(30, {3: "the password hint is marmalade"})
+    build_window(hist, "password hint?", budget_tokens=300)
+    idx = relevance.index_for([m["id"] for m in hist], [m["content"] for m in hist])
+    size = len(idx)
+    hist += [{"id": "u30", "role": "user", "content": "new marmalade topic"},
+             {"id": "a30", "role": "assistant", "content": "ok"}]
+    build_window(hist, "password hint?", budget_tokens=300)
+    idx2 = relevance.index_for([m["id"] for m in hist], [m["content"] for m in hist])
+    assert idx2 is idx and len(idx2) == size + 2
+
+
+def test_edit_invalidates_index_and_token_cache() -> None:
+    hist = chat(60, {5: "the secret word is pineapple"})
+    w1 = build_window(hist, "what is the secret word pineapple?", budget_tokens=200, recency_share=0.0)
+    assert "u5" in ids(w1)
+    assert "u20" not in ids(w1)
+    hist[40] = {**hist[40], "content": "the secret word is pineapple, pineapple, pineapple and more text " * 3}
+    w2 = build_window(hist, "what is the secret word pineapple?", budget_tokens=200, recency_share=0.0)
+    assert "u20" in ids(w2)  # the edited text is indexed...
+    assert w2.tokens == sum(message_tokens(m, w2.encoding) for m in w2.messages) <= 200  # ...and recounted
+    hist[10] = {**hist[10], "content": "nothing to see here"}
+    w3 = build_window(hist, "what is the secret word pineapple?", budget_tokens=200, recency_share=0.0)
+    assert "u5" not in ids(w3) and "u20" in ids(w3)
+
+
+def test_prefix_history_gives_same_result_as_fresh_caches() -> None:
+    hist = chat(70, {4: "the garage code is 1234", 40: "the garage door is broken"})
+    build_window(hist, "garage code?", budget_tokens=250)  # caches the longer history
+    short = hist[:60]
+    warm = ids(build_window(short, "garage code?", budget_tokens=250))
+    relevance._INDEXES.clear()
+    items_mod._CACHE.clear()
+    cold = ids(build_window(short, "garage code?", budget_tokens=250))
+    assert warm == cold
+
+
+def test_pin_change_without_edit_is_seen() -> None:
+    hist = [Message(role="user" if i % 2 == 0 else "assistant", content=FILLER[i % 4] + str(i)) for i in range(60)]
+    w1 = build_window(hist, "zzz", budget_tokens=150)
+    assert hist[2].id not in ids(w1)
+    hist[2].pinned = True
+    w2 = build_window(hist, "zzz", budget_tokens=150)
+    assert hist[2].id in ids(w2)
+
+
+def test_speaker_named_in_query_is_preferred() -> None:
+    hist = []
+    for i in range(40):
+        hist.append({"id": f"x{i}", "role": "user", "name": "Ann", "content": f"Ann: filler {FILLER[i % 4]}"})
+        hist.append({"id": f"y{i}", "role": "assistant", "name": "Bob", "content": f"Bob: filler {FILLER[(i+2) % 4]}"})
+    hist[10]["content"] = "Ann: I adopted a cat named Pixel"
+    hist[31]["content"] = "Bob: I adopted a cat named Rex"
+    w = build_window(hist, "Which cat did Bob adopt?", budget_tokens=90, recency_share=0.0)
+    assert "y15" in ids(w) and "x5" not in ids(w)
+
+
+def test_window_for_session_uses_system_context_and_skips_unanswered() -> None:
+    s = Session(system="be terse", context={"project": "tether"}, pinned_model="gpt-4o-mini")
+    s.messages = [Message(role="user", content="hello"), Message(role="assistant", content="hi"),
+                  Message(role="user", content="lost question", status="unanswered")]
+    w = window_for_session(s, "next question")
+    assert [m.content for m in w.messages] == ["hello", "hi"]
+    assert w.encoding == "o200k_base" and w.parts["system"] > 0 and w.parts["context"] > 0
+    msgs = w.to_messages()
+    assert msgs[0]["role"] == "system" and "project: tether" in msgs[0]["content"]
+    assert msgs[-1]["content"] == "next question"
+    assert w.summary()["kept"] == 2
+
+
+words = st.sampled_from("alpha beta gamma delta river mountain code budget token zebra ok yes".split())
+texts = st.lists(words, min_size=0, max_size=80).map(" ".join)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    contents=st.lists(st.tuples(st.sampled_from(["user", "assistant", "tool"]), texts, st.booleans()), max_size=40),
+    budget=st.integers(min_value=0, max_value=700),
+    query=texts,
+    model=st.sampled_from([None, "gpt-4o-mini", "gpt-4"]),
+)
+def test_property_never_over_budget_and_chronological(contents, budget, query, model) -> None:  # type: ignore[no-untyped-def]
+    hist = [{"id": f"p{i}", "role": r, "content": c, "pinned": pin and i % 7 == 0} for i, (r, c, pin) in enumerate(contents)]
+    w = build_window(hist, query or "q", budget_tokens=budget, model=model)
+    assert w.tokens == sum(message_tokens(m, w.encoding) for m in w.messages) <= budget
+    pos = [int(m["id"][1:]) for m in w.messages]
+    assert pos == sorted(pos) and len(set(pos)) == len(pos)
+    assert w.dropped + len(w.messages) == len(hist)
+
+
+def test_summary_text_is_counted_and_rendered() -> None:
+    hist = chat(60)
+    plain = build_window(hist, "zzz", budget_tokens=600)
+    w = build_window(hist, "zzz", budget_tokens=600, summary_text="We planned a trip to Oslo.")
+    assert w.parts["summary"] > 0 and w.budget == 600 - w.parts["summary"]
+    assert w.tokens <= w.budget < plain.budget
+    assert "trip to Oslo" in w.to_messages()[0]["content"]
+
+
+async def test_rolling_summary_cached_in_session_and_invalidated() -> None:
+    from tether.context.summary import cached_summary, update_summary
+
+    s = Session()
+    s.messages = [Message(role="user" if i % 2 == 0 else "assistant", content=FILLER[i % 4] + str(i)) for i in range(100)]
+    calls: list[list[dict]] = []
+
+    async def complete(msgs: list[dict]) -> str:
+        calls.append(msgs)
+        return f"summary #{len(calls)}"
+
+    w = window_for_session(s, "zzz", budget_tokens=300)
+    assert await update_summary(s, w, complete) == "summary #1"
+    assert await update_summary(s, w, complete) == "summary #1" and len(calls) == 1  # cached
+    assert cached_summary(s) == "summary #1"
+    s.messages[s.metadata["context_summary"]["count"] - 1] = Message(role="user", content="edited")
+    assert cached_summary(s) is None
+
+
+def test_fuse_scales_both_signals() -> None:
+    import numpy as np
+
+    from tether.context.embeddings import fuse
+
+    bm25 = np.array([0.0, 2.0, 4.0, 0.0])
+    sims = np.array([0.9, 0.1, 0.1, 0.1])
+    out = fuse(bm25, sims, 1.0)
+    assert out[2] == 1.0 and out[1] == 0.5 and out[0] == 1.0 and out[3] == 0.0
+
+
+def test_embeddings_option_without_extra_falls_back_to_bm25() -> None:
+    from tether.context import embeddings
+
+    hist = chat(40, {3: "my locker combination is 4812"})
+    w = build_window(hist, "locker combination?", budget_tokens=200, embeddings=True)
+    assert "u3" in ids(w)
+    if not embeddings.available():
+        assert ids(w) == ids(build_window(hist, "locker combination?", budget_tokens=200))

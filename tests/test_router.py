@@ -1,0 +1,171 @@
+"""Router pieces at litellm's seams: the offline model, the CustomLLM error path, the breaker, no SDK retries."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tether.router._lite import litellm
+from tether.router.breaker import CircuitBreaker
+from tether.router.config import parse_config
+from tether.router.engine import Prepared, Router
+from tether.router.echo import answer
+
+
+def test_echo_through_litellm_sync_async_stream():
+    lm = litellm()
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "ping"}]
+    reply, pt, ct = answer(msgs)
+    assert reply.startswith("echo: ping [2 messages,") and pt > 0 and ct > 0
+    r = lm.completion(model="tether/echo", messages=msgs)
+    assert r.choices[0].message.content == reply and r.usage.prompt_tokens == pt
+    ar = asyncio.run(lm.acompletion(model="tether/echo", messages=msgs))
+    assert ar.choices[0].message.content == reply
+    chunks = list(lm.completion(model="tether/echo", messages=msgs, stream=True, stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reply
+    assert lm.stream_chunk_builder(chunks, messages=msgs).usage.completion_tokens == ct
+    assert lm.get_model_info("tether/echo")["max_input_tokens"] == 128_000
+
+
+class Flaky:
+    """A CustomLLM seam: raises the queued litellm errors, then answers."""
+
+    def __init__(self, errors):
+        from litellm import CustomLLM
+
+        outer = self
+        self.errors = list(errors)
+        self.calls = 0
+
+        class H(CustomLLM):
+            def completion(self, model, messages, *a, **kw):
+                outer.calls += 1
+                if outer.errors:
+                    raise outer.errors.pop(0)
+                return litellm().completion(model="tether/echo", messages=messages)
+
+            async def acompletion(self, model, messages, *a, **kw):
+                return self.completion(model, messages)
+
+        self.handler = H()
+
+
+@pytest.fixture
+def flaky():
+    lm = litellm()
+    saved = list(lm.custom_provider_map)
+
+    def make(errors):
+        from litellm.llms.custom_llm import CustomLLMError
+        from litellm.utils import custom_llm_setup
+
+        f = Flaky([c if isinstance(c, BaseException) else CustomLLMError(status_code=c, message=f"fake {c}")
+                   for c in errors])
+        lm.custom_provider_map = saved + [{"provider": "flaky", "custom_handler": f.handler}]
+        custom_llm_setup()
+        return f
+
+    yield make
+    lm.custom_provider_map = saved
+
+
+def _router(**over):
+    cfg = {"default_model": "f", "fallbacks": ["tether/echo"], "retries": 2, "backoff": 0.001,
+           "retry_after_cap": 0.01, "breaker_failures": 0, "models": {"f": {"model": "flaky/x"}}}
+    cfg.update(over)
+    return Router(parse_config(cfg))
+
+
+def build(info, budget):
+    return Prepared([{"role": "user", "content": "hi"}], 5, None, 0)
+
+
+def test_custom_llm_429_is_retried_then_answers(flaky):
+    f = flaky([429, 503])
+    out = _router().complete(["f", "tether/echo"], build)
+    assert out.model == "f" and f.calls == 3
+    assert [a.kind for a in out.attempts] == ["rate_limit", "server", "ok"]
+
+
+def test_custom_llm_401_goes_to_fallback_without_retry(flaky):
+    f = flaky([401, 401, 401])
+    out = _router().complete(["f", "tether/echo"], build)
+    assert out.model == "tether/echo" and f.calls == 1 and out.failed_models == ["f"]
+
+
+async def test_async_engine_same_policy(flaky):
+    f = flaky([500, 500, 500])
+    out = await _router().acomplete(["f", "tether/echo"], build)
+    assert out.model == "tether/echo" and f.calls == 3
+    assert [a.kind for a in out.attempts] == ["server", "server", "server", "ok"]
+
+
+def test_openai_sdk_does_not_retry_behind_our_back(make_tether, fake_server):
+    fake_server.always.update({"main": "500"})
+    r = make_tether(retries=0).chat_once("hi")
+    assert r.model == "backup" and len(fake_server.calls("main")) == 1  # max_retries=0 reached the SDK
+
+
+def test_breaker_states_with_a_fake_clock():
+    now = [0.0]
+    b = CircuitBreaker(failures=2, cooldown=10, clock=lambda: now[0])
+    assert b.allow("m") and b.state("m")["state"] == "closed"
+    b.failure("m")
+    assert b.allow("m")  # one failure is not enough
+    b.failure("m")
+    assert not b.allow("m") and b.state("m") == {"state": "open", "failures": 2, "retry_in": 10.0}
+    now[0] = 10.5
+    assert b.state("m")["state"] == "half-open"
+    assert b.allow("m")  # the probe
+    assert not b.allow("m")  # only one probe at a time
+    b.failure("m")  # probe failed: open again for a full cool-down
+    assert not b.allow("m") and b.state("m")["retry_in"] == 10.0
+    now[0] = 21
+    assert b.allow("m")
+    b.success("m")
+    assert b.state("m") == {"state": "closed", "failures": 0, "retry_in": None} and b.allow("m")
+
+
+def test_breaker_disabled_with_zero():
+    b = CircuitBreaker(failures=0)
+    for _ in range(10):
+        b.failure("m")
+    assert b.allow("m")
+
+
+def test_session_cache_sees_writes_made_outside_the_turn(make_tether, fake_server):
+    t = make_tether()
+    sid = t.chat_once("one").session_id
+    t.add_message(sid, "user", "a note added by the app")
+    t.add_message(sid, "assistant", "noted")
+    make_tether().add_message(sid, "user", "from another client")
+    t.chat_once("two", session_id=sid)
+    sent = [m["content"] for m in fake_server.calls("main")[-1]["messages"]]
+    assert sent[-4:] == ["a note added by the app", "noted", "from another client", "two"]
+    assert len(t.load_session(sid).messages) == 7
+
+
+def test_no_config_turn_logs_one_line_notice(tether_home, caplog):
+    from tether import Tether
+
+    t = Tether()
+    with caplog.at_level("WARNING", logger="tether"):
+        t.chat_once("a")
+        t.execute("b")
+    notes = [r for r in caplog.records if "tether/echo" in r.getMessage()]
+    assert len(notes) == 1 and "config.toml" in notes[0].getMessage()
+
+
+def test_ctrl_c_mid_call_keeps_question_unanswered_and_retry_answers_it(flaky):
+    from tether import Tether
+
+    flaky([KeyboardInterrupt()])
+    t = Tether(config={"default_model": "f", "models": {"f": {"model": "flaky/x"}}})
+    with pytest.raises(KeyboardInterrupt):
+        t.chat_once("are you there?")
+    sid = t.current_session_id
+    assert [(m.role, m.status) for m in t.load_session(sid).messages] == [("user", "unanswered")]
+    r = t.retry()
+    assert r.text.startswith("echo: are you there? [1 messages")
+    assert [(m.role, m.status) for m in t.load_session(sid).messages] == [("user", "ok"), ("assistant", "ok")]

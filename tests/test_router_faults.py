@@ -1,0 +1,162 @@
+"""Failures on the real HTTP path (local OpenAI-compatible server): retry, fall back, record."""
+from __future__ import annotations
+
+import pytest
+
+from fakeserver import free_port
+from tether import AllModelsFailed
+
+
+def kinds(result_or_err):
+    return [(a.model, a.kind) for a in result_or_err.attempts]
+
+
+def test_plain_turn_records_model_usage_and_request(make_tether, fake_server):
+    t = make_tether()
+    r = t.chat_once("hello")
+    assert r.model == "main" and r.pinned_model == "main" and r.fallback_from is None
+    assert r.text == "main says: hello (1 messages)"
+    assert r.usage["total_tokens"] > 0 and r.window_tokens > 0
+    assert kinds(r) == [("main", "ok")]
+    assert [c["model"] for c in fake_server.calls()] == ["main"]
+    assert fake_server.calls()[0]["messages"][-1] == {"role": "user", "content": "hello"}
+
+
+def test_429_retry_after_is_honoured_on_same_model(make_tether, fake_server):
+    fake_server.fail("main", "429:30")  # 30 s asked, capped to retry_after_cap in config
+    r = make_tether().chat_once("hi")
+    assert r.model == "main" and r.fallback_from is None
+    assert kinds(r) == [("main", "rate_limit"), ("main", "ok")]
+    assert r.attempts[0].status == 429
+
+
+@pytest.mark.parametrize("fault, kind", [("500", "server"), ("503", "server"), ("malformed", "malformed")])
+def test_transient_errors_retry_then_fall_back(make_tether, fake_server, fault, kind):
+    fake_server.fail("main", fault, fault)  # retries=1: both tries fail
+    t = make_tether()
+    r = t.chat_once("hi")
+    assert r.model == "backup" and r.fallback_from == "main" and r.pinned_model == "main"
+    assert kinds(r) == [("main", kind), ("main", kind), ("backup", "ok")]
+    assert r.text.startswith("backup says")
+
+
+def test_timeout_retries_then_falls_back(make_tether, fake_server):
+    fake_server.fail("main", "timeout")
+    r = make_tether(retries=0).chat_once("hi")
+    assert kinds(r) == [("main", "timeout"), ("backup", "ok")]
+
+
+def test_connection_refused_falls_back(make_tether, fake_server):
+    dead = {"model": "openai/dead", "api_base": f"http://127.0.0.1:{free_port()}/v1", "api_key": "x"}
+    r = make_tether(default_model="dead", models={"dead": dead}).chat_once("hi")
+    assert kinds(r) == [("dead", "connection"), ("dead", "connection"), ("backup", "ok")]
+
+
+@pytest.mark.parametrize("fault, kind", [("401", "auth"), ("404", "not_found")])
+def test_auth_and_not_found_go_straight_to_next(make_tether, fake_server, fault, kind):
+    fake_server.always["main"] = fault
+    r = make_tether(retries=3).chat_once("hi")
+    assert kinds(r) == [("main", kind), ("backup", "ok")]
+    assert len(fake_server.calls("main")) == 1
+
+
+def _fill(t, n=12):
+    sid = t.create_session("long")
+    for i in range(n):
+        t.add_message(sid, "user", f"question {i} " + "words " * 30)
+        t.add_message(sid, "assistant", f"answer {i} " + "words " * 30)
+    return sid
+
+
+def test_context_overflow_rebuilds_a_smaller_window_on_same_model(make_tether, fake_server):
+    t = make_tether()
+    sid = _fill(t)
+    fake_server.fail("main", "context")
+    r = t.chat_once("now", session_id=sid)
+    assert r.model == "main" and kinds(r) == [("main", "context_overflow"), ("main", "ok")]
+    first, second = fake_server.calls("main")
+    assert len(second["messages"]) < len(first["messages"])
+    assert r.attempts[1].window_tokens < r.attempts[0].window_tokens
+
+
+def test_persistent_overflow_moves_to_a_model_with_a_larger_window(make_tether, fake_server):
+    t = make_tether(default_model="small", fallbacks=["main"],
+                    models={"main": {"context_window": 64000}, "small": {"context_window": 2000}})
+    sid = _fill(t, 3)
+    fake_server.always["small"] = "context"
+    r = t.chat_once("now", session_id=sid)
+    assert r.model == "main" and r.fallback_from == "small"
+    assert [a.kind for a in r.attempts] == ["context_overflow", "context_overflow", "ok"]
+
+
+def test_fallback_gets_a_window_sized_for_it(make_tether, fake_server):
+    t = make_tether(fallbacks=["small"], retries=0)
+    sid = _fill(t, 20)
+    fake_server.always["main"] = "500"
+    r = t.chat_once("what now?", session_id=sid)
+    assert r.model == "small"
+    big, small = fake_server.calls("main")[0]["messages"], fake_server.calls("small")[0]["messages"]
+    assert len(big) == 41  # whole history (40) + query
+    assert len(small) < len(big) and small[-1]["content"] == "what now?"
+    assert r.window_tokens <= 400 and r.window_dropped > 0
+
+
+def test_all_models_fail_keeps_message_unanswered_then_retry_answers_it_once(make_tether, fake_server):
+    fake_server.always.update({"main": "500", "backup": "503"})
+    t = make_tether(retries=0)
+    seen = []
+    t.on("error", seen.append)
+    with pytest.raises(AllModelsFailed) as e:
+        t.chat_once("please answer")
+    assert kinds(e.value) == [("main", "server"), ("backup", "server")]
+    sid = e.value.session_id
+    assert seen and seen[0]["session_id"] == sid
+    msgs = t.load_session(sid).messages
+    assert [(m.role, m.status) for m in msgs] == [("user", "unanswered")]
+    fake_server.always.clear()
+    r = t.chat_once("please answer", session_id=sid)  # asking again answers the same message
+    msgs = t.load_session(sid).messages
+    assert [(m.role, m.content, m.status) for m in msgs] == [
+        ("user", "please answer", "ok"), ("assistant", r.text, "ok")]
+    assert r.user_message_id == msgs[0].id
+    assert len(fake_server.calls("main")[-1]["messages"]) == 1  # sent once, not duplicated
+
+
+def test_retry_method_answers_last_unanswered_without_duplicating(make_tether, fake_server):
+    fake_server.always.update({"main": "401", "backup": "401"})
+    t = make_tether()
+    with pytest.raises(AllModelsFailed):
+        t.chat_once("first question")
+    sid = t.current_session_id
+    fake_server.always.clear()
+    r = t.retry(sid)
+    assert r.text == "main says: first question (1 messages)"
+    s = t.load_session(sid)
+    assert [m.role for m in s.messages] == ["user", "assistant"] and s.totals.turns == 1
+    with pytest.raises(ValueError, match="no unanswered"):
+        t.retry(sid)
+
+
+def test_circuit_breaker_skips_then_probes(make_tether, fake_server):
+    t = make_tether(breaker_failures=2, breaker_cooldown=1000, retries=0)
+    fake_server.always["main"] = "500"
+    t.chat_once("one")
+    sid = t.current_session_id
+    t.chat_once("two", session_id=sid)
+    assert len(fake_server.calls("main")) == 2
+    r = t.chat_once("three", session_id=sid)  # open: main is skipped without a request
+    assert len(fake_server.calls("main")) == 2
+    assert kinds(r) == [("main", "circuit_open"), ("backup", "ok")]
+    assert t.models()[0]["circuit"]["state"] == "open"
+    breaker = t.turns.router.breaker
+    now = breaker._clock()
+    breaker._clock = lambda: now + 2000  # cool-down over: one probe goes through
+    fake_server.always.clear()
+    r = t.chat_once("four", session_id=sid)
+    assert r.model == "main" and breaker.state("main")["state"] == "closed"
+
+
+def test_per_model_retries_override(make_tether, fake_server):
+    fake_server.fail("main", "500", "500", "500")
+    r = make_tether(models={"main": {"retries": 3}}).chat_once("hi")
+    assert r.model == "main" and len(r.attempts) == 4

@@ -1,0 +1,224 @@
+"""The turn: pinning, persistence across processes, events, totals, async, the offline model."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tether import AsyncTether, Tether, UnknownModel
+
+
+def test_offline_echo_answers_from_what_it_received(tether_home):
+    t = Tether()
+    assert t.config.default_model == "tether/echo" and t.config.notice
+    r = t.chat_once("hello there")
+    assert r.text == "echo: hello there [1 messages, 9 tokens]"
+    assert r.model == "tether/echo" and r.usage == {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
+    r2 = t.execute("and again")  # same session: the echo sees the history
+    assert r2.session_id == r.session_id and "[3 messages," in r2.text
+    s = t.load_session(r.session_id)
+    assert s.pinned_model == "tether/echo" and s.pin_reason.startswith("default")
+    assert s.title == "hello there" and t.current_session_id == s.id
+    assert [(m.role, m.model) for m in s.messages] == [
+        ("user", None), ("assistant", "tether/echo"), ("user", None), ("assistant", "tether/echo")]
+    assert s.totals.turns == 2 and s.totals.total_tokens == r.usage["total_tokens"] + r2.usage["total_tokens"]
+
+
+async def test_echo_async_and_stream():
+    t = AsyncTether()
+    r = await t.chat_once("async hi")
+    assert r.text == "echo: async hi [1 messages, 9 tokens]"
+    st = await t.stream("streamed", session_id=r.session_id)
+    pieces = [p async for p in st]
+    assert len(pieces) > 2 and "".join(pieces) == st.result.text
+    assert st.result.text.startswith("echo: streamed [3 messages")
+    assert st.result.usage["completion_tokens"] > 0
+
+
+def test_answer_stores_model_tokens_cost_latency(make_tether, fake_server):
+    t = make_tether(models={"main": {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}})
+    r = t.chat_once("price me")
+    u = r.usage
+    assert r.cost_usd == pytest.approx(u["prompt_tokens"] * 0.001 + u["completion_tokens"] * 0.002)
+    m = t.load_session(r.session_id).messages[-1]
+    assert m.model == "main" and m.usage.total_tokens == u["total_tokens"]
+    assert m.cost_usd == pytest.approx(r.cost_usd) and m.latency_ms > 0
+    assert t.load_session(r.session_id).totals.cost_usd == pytest.approx(r.cost_usd)
+
+
+def test_litellm_cost_for_a_known_model(make_tether, fake_server):
+    t = make_tether(models={"priced": {"model": "openai/gpt-4o-mini", "api_base": fake_server.base, "api_key": "k"}})
+    r = t.chat_once("hi", model="priced")
+    assert r.cost_usd and r.cost_usd > 0  # from litellm's bundled price map
+
+
+def test_pin_survives_fallback_and_process_restart(make_tether, fake_server, tether_home):
+    t = make_tether(retries=0)
+    fake_server.fail("main", "500")
+    r = t.chat_once("one")
+    assert r.model == "backup" and r.fallback_from == "main" and r.pinned_model == "main"
+    sid = r.session_id
+    s = t.load_session(sid)
+    assert s.pinned_model == "main"
+    assert [e.type for e in s.events] == ["pin_changed", "fallback"]
+    assert s.events[1].data["from"] == "main" and s.events[1].data["to"] == "backup"
+    t2 = make_tether()  # a new process, as far as tether is concerned
+    fake_server.requests.clear()
+    r2 = t2.chat_once("two", session_id=sid)
+    assert r2.model == "main" and [c["model"] for c in fake_server.calls()] == ["main"]
+
+
+def test_history_reaches_the_model_on_a_resumed_session(make_tether, fake_server):
+    t = make_tether()
+    sid = t.chat_once("my name is Ada").session_id
+    fake_server.requests.clear()
+    make_tether().chat_once("what is my name?", session_id=sid)
+    sent = fake_server.calls("main")[0]["messages"]
+    assert [m["content"] for m in sent] == ["my name is Ada", "main says: my name is Ada (1 messages)", "what is my name?"]
+
+
+def test_new_session_model_explicit_then_route_then_default(make_tether, fake_server):
+    t = make_tether(routes=[{"when": {"min_prompt_tokens": 50}, "model": "backup"},
+                            {"when": {"contains": "poem"}, "model": "small"}])
+    assert t.chat_once("short").model == "main"
+    long = t.chat_once("word " * 80)
+    assert long.model == "backup" and t.load_session(long.session_id).pin_reason == "route 0"
+    assert t.chat_once("write a Poem").pinned_model == "small"
+    exp = t.chat_once("word " * 80, model="small")
+    assert exp.pinned_model == "small" and t.load_session(exp.session_id).pin_reason == "explicit"
+    raw = t.chat_once("raw", model="tether/echo")  # a raw litellm string works as a model name
+    assert raw.model == raw.pinned_model == "tether/echo" and raw.text.startswith("echo: raw")
+
+
+def test_pin_model_records_change_and_rejects_unknown(make_tether, fake_server):
+    t = make_tether()
+    changes = []
+    t.on("pin_changed", changes.append)
+    sid = t.chat_once("hi").session_id
+    assert t.pin_model(sid, "backup") == "backup"
+    s = t.load_session(sid)
+    assert s.pinned_model == "backup" and s.pin_reason == "user"
+    assert changes[-1] == {"session_id": sid, "from": "main", "to": "backup", "reason": "user"}
+    assert t.chat_once("next", session_id=sid).model == "backup"
+    with pytest.raises(UnknownModel, match="nosuchthing"):
+        t.pin_model(sid, "nosuchthing")
+    assert t.load_session(sid).pinned_model == "backup"
+
+
+def test_repin_after_consecutive_failed_turns(make_tether, fake_server):
+    t = make_tether(retries=0, repin_after_failures=2)
+    fake_server.always["main"] = "503"
+    r1 = t.chat_once("a")
+    sid = r1.session_id
+    assert r1.pinned_model == "main"
+    r2 = t.chat_once("b", session_id=sid)
+    assert r2.pinned_model == "backup"
+    s = t.load_session(sid)
+    assert s.pinned_model == "backup" and s.pin_reason.startswith("auto")
+    assert [e.type for e in s.events].count("pin_changed") == 2
+    fake_server.requests.clear()
+    assert t.chat_once("c", session_id=sid).model == "backup"
+    assert fake_server.calls("main") == []
+
+
+def test_repin_is_off_by_default(make_tether, fake_server):
+    t = make_tether(retries=0)
+    fake_server.always["main"] = "503"
+    sid = t.chat_once("a").session_id
+    for p in "bcd":
+        t.chat_once(p, session_id=sid)
+    assert t.load_session(sid).pinned_model == "main"
+
+
+def test_a_success_resets_the_failure_streak(make_tether, fake_server):
+    t = make_tether(retries=0, repin_after_failures=2)
+    fake_server.fail("main", "503")
+    sid = t.chat_once("a").session_id
+    t.chat_once("b", session_id=sid)  # main answers
+    fake_server.fail("main", "503")
+    assert t.chat_once("c", session_id=sid).pinned_model == "main"
+
+
+def test_events_message_and_fallback(make_tether, fake_server):
+    t = make_tether(retries=0)
+    got: dict[str, list] = {"message": [], "fallback": []}
+    t.on("message", got["message"].append)
+    t.on("fallback", got["fallback"].append)
+    t.on("error", lambda p: 1 / 0)  # a broken callback never breaks a turn
+    fake_server.fail("main", "500")
+    r = t.chat_once("hi")
+    assert [p["message"].role for p in got["message"]] == ["user", "assistant"]
+    fb = got["fallback"][0]
+    assert (fb["from_model"], fb["to_model"], fb["session_id"]) == ("main", "backup", r.session_id)
+    with pytest.raises(ValueError):
+        t.on("nonsense", print)
+
+
+def test_preview_window_and_models(make_tether, fake_server):
+    t = make_tether()
+    sid = t.chat_once("first").session_id
+    w = t.preview_window(sid, "next?")
+    assert len(w.messages) == 2 and w.tokens > 0
+    ws = t.preview_window(sid, "next?", model="small")
+    assert ws.parts["window"] == 400
+    rows = {m["name"]: m for m in t.models()}
+    assert rows["small"]["context_window"] == 400 and rows["main"]["default"]
+    assert rows["main"]["circuit"]["state"] == "closed" and "api_key" not in rows["main"]
+
+
+def test_system_and_context_reach_the_model(make_tether, fake_server):
+    t = make_tether()
+    sid = t.create_session("s", system="Be terse.", context={"project": "tether"})
+    t.chat_once("hi", session_id=sid)
+    sent = fake_server.calls("main")[0]["messages"]
+    assert sent[0]["role"] == "system" and "Be terse." in sent[0]["content"] and "tether" in sent[0]["content"]
+
+
+async def test_async_concurrent_turns_over_many_sessions(fake_server, tether_home):
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    sids = [await at.create_session(f"s{i}") for i in range(20)]
+    results = await asyncio.gather(*(at.chat_once(f"q{i}", session_id=s) for i, s in enumerate(sids)))
+    assert [r.text for r in results] == [f"main says: q{i} (1 messages)" for i in range(20)]
+    for s, r in zip(sids, results):
+        msgs = (await at.load_session(s)).messages
+        assert [m.content for m in msgs] == [f"q{sids.index(s)}", r.text]
+
+
+async def test_async_failure_marks_unanswered(fake_server, tether_home):
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server, retries=0))
+    fake_server.always.update({"main": "500", "backup": "500"})
+    from tether import AllModelsFailed
+
+    with pytest.raises(AllModelsFailed) as e:
+        await at.chat_once("x")
+    assert (await at.load_session(e.value.session_id)).messages[0].status == "unanswered"
+    fake_server.always.clear()
+    r = await at.retry(e.value.session_id)
+    assert r.model == "main" and len((await at.load_session(r.session_id)).messages) == 2
+
+
+def test_pin_and_history_survive_a_real_process_restart(make_tether, fake_server, tether_home):
+    import json
+    import subprocess
+    import sys
+
+    from conftest import router_config
+
+    t = make_tether(retries=0)
+    fake_server.fail("main", "500")
+    r = t.chat_once("remember 42")
+    assert r.model == "backup" and r.pinned_model == "main"
+    code = ("import json, sys; from tether import Tether; "
+            "t = Tether(home=sys.argv[1], config=json.loads(sys.argv[2])); "
+            "r = t.chat_once('what number?', session_id=sys.argv[3]); print(r.model, r.pinned_model)")
+    fake_server.requests.clear()
+    out = subprocess.run([sys.executable, "-c", code, str(tether_home), json.dumps(router_config(fake_server)),
+                          r.session_id], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["main", "main"]
+    sent = fake_server.calls("main")[0]["messages"]
+    assert [m["content"] for m in sent][0] == "remember 42" and sent[-1]["content"] == "what number?"

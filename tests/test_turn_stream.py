@@ -1,0 +1,159 @@
+"""Streaming turns: invisible fallback before text, documented restart mid-answer, interrupted partials."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tether import AllModelsFailed, AsyncTether
+from tether.router.streaming import Restart
+
+
+def test_stream_yields_pieces_and_stores_the_answer_once(make_tether, fake_server):
+    t = make_tether()
+    st = t.stream("hello stream")
+    pieces = list(st)
+    assert len(pieces) > 3 and not any(isinstance(p, Restart) for p in pieces)
+    assert "".join(pieces) == st.result.text == "main says: hello stream (1 messages)"
+    assert st.result.usage["total_tokens"] > 0  # usage comes through stream_options include_usage
+    assert fake_server.calls()[0]["stream_options"] == {"include_usage": True}
+    msgs = t.load_session(st.session_id).messages
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
+    assert msgs[1].content == st.result.text and msgs[1].usage.total_tokens == st.result.usage["total_tokens"]
+
+
+def test_failure_before_first_piece_falls_back_invisibly(make_tether, fake_server):
+    fake_server.fail("main", "500", "500")
+    t = make_tether()
+    st = t.stream("hi")
+    pieces = list(st)
+    assert not any(isinstance(p, Restart) for p in pieces)
+    assert st.result.model == "backup" and st.result.fallback_from == "main" and st.result.restarts == 0
+    assert "".join(pieces).startswith("backup says")
+
+
+def test_mid_stream_cut_restarts_on_fallback_and_stores_only_complete_answer(make_tether, fake_server):
+    fake_server.fail("main", "cut")
+    t = make_tether()
+    fallbacks = []
+    t.on("fallback", fallbacks.append)
+    st = t.stream("tell me a long story")
+    pieces = list(st)
+    marks = [p for p in pieces if isinstance(p, Restart)]
+    assert len(marks) == 1
+    r = marks[0]
+    assert (r.from_model, r.to_model) == ("main", "backup") and r.discarded == "main says: tell"
+    shown_before = "".join(pieces[:pieces.index(r)])
+    assert shown_before == r.discarded
+    after = "".join(pieces[pieces.index(r) + 1:])
+    assert after == st.result.text == "backup says: tell me a long story (1 messages)"
+    assert st.result.restarts == 1 and st.result.model == "backup"
+    assert [a.kind for a in st.result.attempts] == ["mid_stream", "ok"]
+    assert fallbacks[0]["mid_stream"] is True and fallbacks[0]["to_model"] == "backup"
+    msgs = t.load_session(st.session_id).messages
+    assert [(m.role, m.content) for m in msgs] == [("user", "tell me a long story"), ("assistant", st.result.text)]
+
+
+def test_close_stores_partial_answer_marked_interrupted(make_tether, fake_server):
+    t = make_tether()
+    st = t.stream("interrupt me")
+    got = [next(st), next(st)]
+    st.close()
+    assert st.result is None
+    msgs = t.load_session(st.session_id).messages
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted")]
+    assert msgs[1].content == "".join(got) and msgs[1].model == "main"
+    st.close()  # idempotent
+    assert len(t.load_session(st.session_id).messages) == 2
+
+
+def test_abandoned_stream_is_recorded_as_interrupted(make_tether, fake_server):
+    t = make_tether()
+
+    def consume():
+        st = t.stream("abandon me")
+        for i, _ in enumerate(st):
+            if i == 1:
+                return st.session_id  # the stream object is dropped here
+
+    sid = consume()
+    msgs = t.load_session(sid).messages
+    assert msgs[-1].status == "interrupted" and msgs[-1].content == "main says:"
+
+
+def test_with_block_closes(make_tether, fake_server):
+    t = make_tether()
+    with t.stream("ctx") as st:
+        next(st)
+    assert t.load_session(st.session_id).messages[-1].status == "interrupted"
+
+
+def test_stream_all_fail_raises_and_keeps_unanswered(make_tether, fake_server):
+    fake_server.always.update({"main": "401", "backup": "cut"})
+    t = make_tether()
+    st = t.stream("doomed")
+    with pytest.raises(AllModelsFailed) as e:
+        list(st)
+    assert [a.kind for a in e.value.attempts] == ["auth", "mid_stream"]
+    msgs = t.load_session(st.session_id).messages
+    assert [(m.role, m.status) for m in msgs] == [("user", "unanswered")]
+
+
+async def test_async_stream_mid_stream_fallback(fake_server, tether_home):
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    fake_server.fail("main", "cut")
+    st = await at.stream("async story")
+    pieces = [p async for p in st]
+    marks = [p for p in pieces if isinstance(p, Restart)]
+    assert len(marks) == 1 and marks[0].to_model == "backup"
+    assert "".join(pieces[pieces.index(marks[0]) + 1:]) == st.result.text == "backup says: async story (1 messages)"
+    assert "".join(pieces) == marks[0].discarded + st.result.text
+    msgs = (await at.load_session(st.session_id)).messages
+    assert [m.content for m in msgs] == ["async story", st.result.text]
+
+
+async def test_async_stream_cancelled_task_stores_partial(fake_server, tether_home):
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    first = asyncio.Event()
+    box = {}
+
+    async def consumer():
+        st = await at.stream("cancel me")
+        box["st"] = st
+        async with st:
+            async for _ in st:
+                first.set()
+                await asyncio.sleep(3600)  # the user walks away mid-answer
+
+    task = asyncio.create_task(consumer())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    msgs = (await at.load_session(box["st"].session_id)).messages
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted")]
+    assert msgs[1].content == "main"  # exactly the one piece that was shown
+
+
+async def test_async_stream_abandoned_by_break_is_recorded(fake_server, tether_home):
+    import gc
+
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+
+    async def consume():
+        st = await at.stream("walk away")
+        async for piece in st:
+            break
+        return st.session_id
+
+    sid = await consume()
+    gc.collect()
+    msgs = (await at.load_session(sid)).messages
+    assert [(m.role, m.status, m.content) for m in msgs] == [
+        ("user", "ok", "walk away"), ("assistant", "interrupted", "main")]

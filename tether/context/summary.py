@@ -1,0 +1,79 @@
+"""Optional rolling summary of older turns (off by default).
+
+build_window stays pure: it only takes a summary text (`summary_text=`). This
+module keeps a summary of the session's oldest messages in the session's
+metadata, covering a prefix of the history, and extends it (folding the old
+summary in) when enough newer messages have been left out of windows. The caller
+supplies the completion function: model calls belong to the router.
+"""
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from tether.sessions.models import Session
+
+from .window import Window
+
+META_KEY = "context_summary"
+CHUNK = 40                 # re-summarise once this many omitted messages are not yet covered
+MAX_SOURCE_CHARS = 24_000  # what one summary call reads
+PROMPT = (
+    "Summarise the earlier part of this conversation for your own later use: facts stated, decisions, "
+    "names, dates, open questions. Be brief (at most {words} words). Fold in the earlier summary:\n{previous}"
+)
+
+
+def _covered(session: Session) -> tuple[int, str | None]:
+    """How many leading messages the stored summary covers (0 if none or no longer valid), and its text."""
+    entry = session.metadata.get(META_KEY)
+    if not isinstance(entry, dict):
+        return 0, None
+    count, upto, text = entry.get("count"), entry.get("upto"), entry.get("text")
+    msgs = session.messages
+    if not isinstance(count, int) or not 0 < count <= len(msgs) or msgs[count - 1].id != upto:
+        return 0, None  # history was edited or truncated: the summary no longer matches
+    return count, text if isinstance(text, str) else None
+
+
+def cached_summary(session: Session) -> str | None:
+    """The stored summary, if it still matches the session's history."""
+    return _covered(session)[1]
+
+
+def pending(session: Session, window: Window) -> list[int]:
+    """Indices of messages the window leaves out that the summary does not cover yet."""
+    count, _ = _covered(session)
+    dropped = set(window.dropped_ids)
+    return [i for i, m in enumerate(session.messages) if i >= count and m.id in dropped]
+
+
+def summary_prompt(session: Session, upto: int, words: int = 150) -> list[dict[str, str]]:
+    """Messages asking the model to extend the summary to cover messages[:upto]."""
+    count, previous = _covered(session)
+    lines: list[str] = []
+    size = 0
+    for m in reversed(session.messages[count:upto]):
+        line = f"{m.name or m.role}: {m.content}"
+        if size + len(line) > MAX_SOURCE_CHARS:
+            break
+        lines.append(line)
+        size += len(line)
+    lines.reverse()
+    return [
+        {"role": "system", "content": PROMPT.format(words=words, previous=previous or "(none)")},
+        {"role": "user", "content": "\n".join(lines)},
+    ]
+
+
+async def update_summary(
+    session: Session, window: Window, complete: Callable[[list[dict[str, str]]], Awaitable[str]],
+    *, words: int = 150, chunk: int = CHUNK,
+) -> str | None:
+    """Extend the stored summary when `chunk` or more omitted messages are uncovered; returns the summary."""
+    todo = pending(session, window)
+    if len(todo) < chunk:
+        return cached_summary(session)
+    upto = todo[-1] + 1
+    text = (await complete(summary_prompt(session, upto, words))).strip()
+    session.metadata[META_KEY] = {"count": upto, "upto": session.messages[upto - 1].id, "text": text}
+    return text

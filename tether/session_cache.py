@@ -1,0 +1,76 @@
+"""Keep recently used sessions in memory between turns, re-read only when the file changed.
+
+Loading a 1,000-message session costs milliseconds of JSON and validation on every
+turn; a stat() says whether anyone (another process, another client) wrote to it
+since our own last write. Only appends are mirrored in memory; any other write
+we make drops the entry, so the cache can never disagree with the store.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from .sessions import Message, Session, SessionStore
+
+
+class SessionCache:
+    def __init__(self, store: SessionStore, size: int = 64) -> None:
+        self.store = store
+        self.size = size
+        self._path = getattr(store, "path", None)  # only file stores can be validated by stat
+        self._items: OrderedDict[str, tuple[Session, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _sig(self, session_id: str) -> Any:
+        if self._path is None:
+            return None
+        try:
+            st = os.stat(self._path(session_id))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def load(self, session_id: str) -> Session:
+        """The session as stored; from memory when the file is exactly as we last left it."""
+        if self._path is not None:
+            sig = self._sig(session_id)
+            with self._lock:
+                hit = self._items.get(session_id)
+                if hit is not None and sig is not None and hit[1] == sig:
+                    self._items.move_to_end(session_id)
+                    return hit[0]
+        session = self.store.load(session_id)
+        self._put(session)
+        return session
+
+    def _put(self, session: Session) -> None:
+        if self._path is None:
+            return
+        sig = self._sig(session.id)
+        if sig is None:
+            return
+        with self._lock:
+            self._items[session.id] = (session, sig)
+            self._items.move_to_end(session.id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def append_message(self, session: Session, message: Message) -> None:
+        """Write through, and mirror the append if our copy was current before it."""
+        before = self._sig(session.id)
+        self.store.append_message(session.id, message)
+        with self._lock:
+            hit = self._items.get(session.id)
+            current = hit is not None and hit[0] is session and before is not None and hit[1] == before
+        if current:
+            session.messages.append(message)
+            session.totals.add(message)
+            self._put(session)
+        else:
+            self.forget(session.id)
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._items.pop(session_id, None)

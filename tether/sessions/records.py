@@ -1,0 +1,147 @@
+"""The change records every store replays: a header, then messages, edits, updates, events.
+
+Both the JSON Lines files and the Redis lists hold the same records, so the logic
+that turns them into a Session (or a listing summary) is written once, here.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import SessionCorrupt
+from .models import HEADER_FIELDS, Message, Session, Totals, utcnow
+
+
+def message_record(message: Message) -> dict[str, Any]:
+    """Defaults are left out of the file: a short line per message keeps loads fast."""
+    return {"type": "message", "message": message.model_dump(mode="json", exclude_defaults=True)}
+
+
+def session_records(session: Session) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = [{"type": "header", "session": session.header_dict()}]
+    records += [message_record(m) for m in session.messages]
+    records += [{"type": "event", "event": e.to_dict()} for e in session.events]
+    return records
+
+
+class Fold:
+    """Replays a file's records into the session's state, as plain dicts (fast)."""
+
+    def __init__(self, path: object, records: list[dict[str, Any]]) -> None:
+        if not records or records[0].get("type") != "header" or not isinstance(records[0].get("session"), dict):
+            raise SessionCorrupt(path, "missing header record")
+        self.header: dict[str, Any] = dict(records[0]["session"])
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.unknown: list[dict[str, Any]] = []
+        self.dead = 0
+        for rec in records[1:]:
+            self.apply(rec)
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("type")
+        if kind == "message":
+            m = rec["message"]
+            self.messages[m["id"]] = m
+            ts = m.get("timestamp")
+            if ts and ts > self.header.get("updated_at", ""):
+                self.header["updated_at"] = ts
+        elif kind == "update":
+            self.header.update(rec["fields"])
+            self.dead += 1
+        elif kind == "edit":
+            m = self.messages.get(rec["id"])
+            if m is not None:
+                m.update(rec["fields"])
+            self.dead += 1
+        elif kind == "remove":
+            self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
+        elif kind == "clear":
+            self.dead += 1 + len(self.messages)
+            self.messages.clear()
+        elif kind == "event":
+            self.events.append(rec["event"])
+        else:  # written by a newer tether: keep it through compaction
+            self.unknown.append(rec)
+
+    def session(self, path: object) -> Session:
+        data = dict(self.header)
+        data["messages"] = list(self.messages.values())
+        data["events"] = self.events
+        try:
+            s = Session.model_validate(data)
+        except ValidationError as e:
+            raise SessionCorrupt(path, f"invalid data: {e.errors()[0].get('msg')} at {e.errors()[0].get('loc')}") from None
+        s.totals = Totals.of(s.messages)
+        return s
+
+    def records(self) -> list[dict[str, Any]]:
+        """The minimal records that rebuild this state (for compaction)."""
+        out: list[dict[str, Any]] = [{"type": "header", "session": self.header}]
+        out += [{"type": "message", "message": m} for m in self.messages.values()]
+        out += [{"type": "event", "event": e} for e in self.events]
+        return out + self.unknown
+
+    def summary(self) -> dict[str, Any]:
+        h = self.header
+        totals = Totals()
+        for m in self.messages.values():
+            summary_add_message(totals, m)
+        return {
+            "id": h.get("id"), "title": h.get("title"), "created_at": h.get("created_at"),
+            "updated_at": h.get("updated_at"), "user_id": h.get("user_id"), "status": h.get("status", "active"),
+            "pinned_model": h.get("pinned_model"), "message_count": totals.messages, "totals": totals.model_dump(),
+        }
+
+
+def summary_add_message(totals: Totals, m: dict[str, Any]) -> None:
+    totals.messages += 1
+    if m.get("role") == "assistant":
+        totals.turns += 1
+    u = m.get("usage") or {}
+    totals.prompt_tokens += u.get("prompt_tokens", 0) or 0
+    totals.completion_tokens += u.get("completion_tokens", 0) or 0
+    totals.total_tokens += u.get("total_tokens", 0) or 0
+    totals.cost_usd += m.get("cost_usd") or 0.0
+
+
+
+
+def extend_summary(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Fold appended records into a listing summary; None when only a full re-read can tell."""
+    s = dict(summary)
+    totals = Totals.model_validate(s["totals"])
+    for rec in records:
+        kind = rec.get("type")
+        if kind == "message":
+            m = rec.get("message") or {}
+            summary_add_message(totals, m)
+            if (m.get("timestamp") or "") > (s.get("updated_at") or ""):
+                s["updated_at"] = m["timestamp"]
+        elif kind == "update":
+            s.update({k: v for k, v in (rec.get("fields") or {}).items() if k in SUMMARY_HEADER})
+        elif kind != "event":
+            return None  # edits, removals, clears change totals: re-read
+    s["totals"] = totals.model_dump()
+    s["message_count"] = totals.messages
+    return s
+
+
+SUMMARY_HEADER = ("title", "user_id", "status", "pinned_model", "updated_at")
+
+
+def edit_record(message_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    if "id" in fields:
+        raise ValueError("a message's id cannot be changed")
+    clean = Message.model_validate({"role": "user", "content": "", **fields}).model_dump(mode="json")
+    return {"type": "edit", "id": message_id, "fields": {k: clean.get(k, fields[k]) for k in fields}}
+
+
+def update_record(fields: dict[str, Any]) -> dict[str, Any]:
+    bad = set(fields) - HEADER_FIELDS
+    if bad:
+        raise ValueError(f"cannot update session field(s): {', '.join(sorted(bad))}")
+    fields = {"updated_at": utcnow(), **fields}
+    probe = Session.model_validate({"id": "x", **fields}).model_dump(mode="json")
+    return {"type": "update", "fields": {k: probe[k] for k in fields}}
