@@ -138,7 +138,7 @@ def test_resume_shows_the_last_turns(tether_home):
         c.repl.load(r.session_id)
         out = c.out.getvalue()
         assert "question 4" in out and "echo: question 4" in out
-        assert "first question" not in out and "earlier messages not shown" in out
+        assert "> first question" not in out and "earlier messages not shown" in out
 
 
 # -- slash commands ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ pydantic either. Each command imports what it needs inside its body.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -61,6 +62,34 @@ def _quiet_stdout() -> None:
         pass
 
 
+class _StderrHandler(logging.Handler):
+    """tether's log warnings as `tether: ...` lines on the current stderr (which tests swap)."""
+
+    quiet: set[str] = set()  # messages already shown another way (the chat prints its own hint)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if text in self.quiet:
+                return
+            if "<home>" in text:
+                from .home import resolve_home
+
+                text = text.replace("<home>", str(resolve_home()))
+            click.echo(f"tether: {text}", err=True)
+        except Exception:  # noqa: BLE001 - logging must never break a command
+            pass
+
+
+def _setup_logging(debug: bool) -> None:
+    log = logging.getLogger("tether")
+    for h in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
+        log.removeHandler(h)
+    log.addHandler(_StderrHandler())
+    log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    log.propagate = False
+
+
 def client() -> Any:
     from .client import Tether
 
@@ -80,6 +109,7 @@ def main(debug: bool) -> None:
     tether sessions list        your sessions; also show, rename, delete, export, import, search
     tether models / config      what is configured and where
     """
+    _setup_logging(debug)
 
 
 # -- chat ----------------------------------------------------------------------------
@@ -114,6 +144,8 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
     if model and model not in cfg.models:
         model = loader.client().turns.check_model(model)
     hint = cfg.notice.replace("<home>", str(home)) if cfg.notice else None
+    if cfg.notice:
+        _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
     repl = Repl(loader, make_console(), model=model, system=system, title=title,
                 default_model=cfg.default_model, home=home, hint=hint)
     if resume:
