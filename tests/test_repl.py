@@ -60,6 +60,7 @@ def test_a_turn_streams_saves_and_updates_the_toolbar(tether_home):
         msgs = c.messages()
         assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
         assert msgs[0].content == "hello there" and msgs[1].model == "tether/echo"
+        assert c.client.load_session(c.repl.session_id).title == "hello there"  # titled by its first message
         bar = c.repl.toolbar().value
         assert "tether/echo" in bar and f"{msgs[1].usage.total_tokens} tokens" in bar and c.repl.session_id in bar
 
@@ -330,3 +331,18 @@ def test_every_model_failing_keeps_the_question_for_retry(tether_home, server):
         c.run("/retry\r")
         msgs = c.messages()
         assert [m.role for m in msgs] == ["user", "assistant"] and msgs[0].status == "ok"
+
+
+def test_ctrl_c_before_the_first_piece_leaves_the_question_unanswered_for_retry(tether_home, monkeypatch):
+    def start(self):  # SIGINT while waiting for the model's first chunk
+        raise KeyboardInterrupt
+
+    with chat(tether_home) as c:
+        with monkeypatch.context() as m:
+            m.setattr(AnswerView, "start", start)
+            out = c.run("slow model\r")
+        assert "no answer yet; your message is saved" in out
+        assert [(x.role, x.status) for x in c.messages()] == [("user", "unanswered")]
+        assert "tether/echo" in c.repl.toolbar().value and "(default)" not in c.repl.toolbar().value
+        c.run("/retry\r")
+        assert [(x.role, x.status) for x in c.messages()] == [("user", "ok"), ("assistant", "ok")]

@@ -171,12 +171,18 @@ class Repl:
         self.session_id, self.pinned, self.title = None, None, None
         self.tokens, self.cost = 0, 0.0
 
-    def ensure_session(self) -> str:
-        """The current session, created on the first message so an idle chat leaves nothing behind."""
+    def start_turn(self, text: str) -> Any:
+        """Start a streamed turn. A new session is created by its first message, so an idle chat
+        leaves nothing behind; the client picks its model and title unless the user chose them."""
+        sid = self.session_id
+        if sid is None and (self.title or self.system):
+            title = self.title or text.strip().splitlines()[0][:60]
+            sid = self.client.create_session(title=title, system=self.system, model=self.model)
+        stream = self.client.stream(text, session_id=sid, model=self.model if sid is None else None)
         if self.session_id is None:
-            self.session_id = self.client.create_session(title=self.title, system=self.system, model=self.model)
-            self.pinned = self.model
-        return self.session_id
+            self.session_id = stream.session_id
+            self.refresh()  # the pinned model and title the client chose
+        return stream
 
     def error(self, text: str) -> None:
         self.console.print(f"error: {text}", style="bold red", markup=False, highlight=False)
@@ -219,12 +225,11 @@ class Repl:
         from .router.streaming import Restart
 
         try:
-            sid = self.ensure_session()
             from .router._lite import loaded
 
             if not loaded():
                 self.info("(loading models…)")
-            stream = self.client.stream(text, session_id=sid, model=None)
+            stream = self.start_turn(text)
         except KeyboardInterrupt:
             self.info("(cancelled)")
             return
@@ -242,11 +247,14 @@ class Repl:
         except KeyboardInterrupt:
             view.stop()
             stream.close()
-            notice(self.console, "(interrupted: the partial answer is saved; /retry asks again)")
+            what = "the partial answer is saved" if view.text.strip() else "no answer yet; your message is saved"
+            notice(self.console, f"(interrupted: {what}; /retry asks again)")
+            self.refresh()
             return
         except Exception as e:  # noqa: BLE001 - AllModelsFailed, or a bug in a provider
             view.stop()
             self.error(f"{e} (your message is saved; /retry asks again)")
+            self.refresh()
             return
         view.finish()
         self.after_turn(stream.result)
