@@ -41,10 +41,9 @@ class TetherGroup(click.Group):
 
 
 def describe(e: BaseException) -> str:
-    """Our own errors speak for themselves; anything else also names its type and --debug."""
+    """Our errors (and bad values, files) speak for themselves; anything else names its type and --debug."""
     if isinstance(e, (TetherError, ValueError, OSError)):
-        text = str(e) or type(e).__name__
-        return text if isinstance(e, TetherError) else f"{text}"
+        return str(e) or type(e).__name__
     return f"{type(e).__name__}: {e} (run with --debug for the traceback)"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_util import resolve_session_id
-from .render import fmt_cost, fmt_per_million, notice, sessions_table, shorten, table
+from .render import fmt_cost, fmt_per_million, sessions_table, shorten, table
 
 if TYPE_CHECKING:
     from .repl import Repl
