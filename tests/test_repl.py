@@ -346,3 +346,28 @@ def test_ctrl_c_before_the_first_piece_leaves_the_question_unanswered_for_retry(
         assert "tether/echo" in c.repl.toolbar().value and "(default)" not in c.repl.toolbar().value
         c.run("/retry\r")
         assert [(x.role, x.status) for x in c.messages()] == [("user", "ok"), ("assistant", "ok")]
+
+
+def _append_history(path: str, tag: str) -> None:
+    from tether.repl_input import LockedFileHistory
+
+    h = LockedFileHistory(path)
+    for i in range(40):
+        h.store_string(f"{tag} line {i}\nsecond part {i}")
+
+
+def test_two_terminals_appending_history_do_not_corrupt_it(tmp_path):
+    import multiprocessing
+
+    from tether.repl_input import LockedFileHistory
+
+    path = str(tmp_path / "chat_history")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_append_history, args=(path, tag)) for tag in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    items = list(LockedFileHistory(path).load_history_strings())
+    assert len(items) == 80
+    assert sorted(items) == sorted(f"{t} line {i}\nsecond part {i}" for t in "ab" for i in range(40))
