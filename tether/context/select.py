@@ -17,8 +17,8 @@ class Policy:
     """Tunable knobs of the selection; defaults are what the benchmarks were tuned with."""
 
     # budget shares
-    recency_share: float = 0.5       # of the history budget, for the newest whole turns...
-    recency_min: float = 0.1         # ...shrunk to this when the query points to older turns:
+    recency_share: float = 0.45      # of the history budget, for the newest whole turns...
+    recency_min: float = 0.25        # ...shrunk to this when the query points to older turns:
     recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
     truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16          # below this many tokens a cut message says nothing useful
