@@ -274,3 +274,13 @@ def test_ask_on_a_configured_model_and_its_fallback(tether_home, server):
     out = ok("models").output
     assert "main *" in out and "backup" in out and "16,000" in out and "$1.00/M" in out
     assert "default model: main (config)" in ok("config").output
+
+
+def test_chat_fed_from_a_pipe_treats_each_line_as_a_message_or_command():
+    r = ok("chat", "--title", "Scripted", input="hello\n/tokens\n/exit\nnever sent\n")
+    assert "echo: hello" in r.stdout and "= 19 tokens" in r.stdout
+    (s,) = Tether().list_sessions()
+    assert s.title == "Scripted" and s.message_count == 2
+    r = ok("chat", "-c", input="again\n")
+    assert "echo: hello" in r.stdout  # the resumed session's last turns come first
+    assert Tether().get_history(s.id)[-2].content == "again"

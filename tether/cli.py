@@ -162,7 +162,10 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
             if title:
                 c.rename_session(sid, title)
             repl.load(sid)
-    repl.run()
+    if sys.stdin.isatty():
+        repl.run()
+    else:
+        repl.run_lines(sys.stdin)
 
 
 # -- ask -----------------------------------------------------------------------------

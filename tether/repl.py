@@ -8,7 +8,7 @@ in a thread while the user types, and the first turn waits for it if it must.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,17 +105,25 @@ class Repl:
         self.pinned: str | None = None
         self.next_default = ""  # text to pre-fill the next prompt with (after /undo)
         self.running = True
-        history = LockedFileHistory(home / HISTORY_FILE) if home is not None else None
-        from .repl_commands import COMMANDS
+        self._home, self._input, self._output = home, input, output
+        self._session: PromptSession[str] | None = None
 
-        self.session = PromptSession(
-            PROMPT, history=history, key_bindings=key_bindings(), bottom_toolbar=self.toolbar,
-            completer=ChatCompleter({n: c.help for n, c in COMMANDS.items()}, self._session_choices,
-                                    self._model_choices),
-            complete_while_typing=False, enable_history_search=False, input=input, output=output,
-            mouse_support=False,
-        )
-        self.session.app.after_render += self._first_render
+    @property
+    def session(self) -> PromptSession[str]:
+        """The line editor, made on first use (a chat fed from a pipe never needs one)."""
+        if self._session is None:
+            from .repl_commands import COMMANDS
+
+            history = LockedFileHistory(self._home / HISTORY_FILE) if self._home is not None else None
+            self._session = PromptSession(
+                PROMPT, history=history, key_bindings=key_bindings(), bottom_toolbar=self.toolbar,
+                completer=ChatCompleter({n: c.help for n, c in COMMANDS.items()}, self._session_choices,
+                                        self._model_choices),
+                complete_while_typing=False, enable_history_search=False, input=self._input,
+                output=self._output, mouse_support=False,
+            )
+            self._session.app.after_render += self._first_render
+        return self._session
 
     # -- the client, loaded in the background ------------------------------------------
     @property
@@ -203,6 +211,19 @@ class Repl:
             except EOFError:  # Ctrl-D on an empty line leaves
                 break
             self.handle(text)
+        return 0
+
+    def run_lines(self, lines: Iterable[str]) -> int:
+        """Stdin is not a terminal: every line is a message or a slash command, no line editor."""
+        self.loader.start()
+        if self.hint:
+            import sys
+
+            print(self.hint, file=sys.stderr)
+        for line in lines:
+            if not self.running:
+                break
+            self.handle(line.rstrip("\n"))
         return 0
 
     def handle(self, text: str) -> None:

@@ -22,7 +22,7 @@ class Command:
 
 def _help(r: Repl, arg: str) -> None:
     lines = [f"  {c.usage:<24} {c.help}" for c in COMMANDS.values()]
-    keys = ["  Enter sends · Alt-Enter or Esc Enter (or Ctrl-J) inserts a newline · pasted newlines are kept",
+    keys = ["  Enter sends · Alt-Enter or Esc Enter inserts a newline · pasted newlines are kept",
             "  Ctrl-C stops an answer or clears the line · Ctrl-D or /exit leaves · //text sends '/text'"]
     r.console.print("\n".join(["commands:", *lines, "keys:", *keys]), markup=False, highlight=False)
 

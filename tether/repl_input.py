@@ -49,10 +49,6 @@ def key_bindings() -> KeyBindings:
     def _newline(event: KeyPressEvent) -> None:
         event.current_buffer.insert_text("\n")
 
-    @kb.add("c-j")  # Ctrl-J: a newline where Alt-Enter is taken by the terminal
-    def _newline_ctrl_j(event: KeyPressEvent) -> None:
-        event.current_buffer.insert_text("\n")
-
     return kb
 
 
