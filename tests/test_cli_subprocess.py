@@ -149,3 +149,40 @@ def test_chat_in_a_real_terminal_then_resume(tether_home):
     finally:
         child.close()
     assert child.exitstatus == 0
+
+
+def test_ctrl_c_in_a_real_terminal_stops_a_waiting_answer_and_the_chat_goes_on(tether_home):
+    """A real SIGINT while the model has not answered yet (the fake server hangs): the
+    question stays saved as unanswered and the next message on another model works."""
+    pexpect = pytest.importorskip("pexpect")
+    from fakeserver import FakeServer
+
+    from test_cli import write_config
+
+    srv = FakeServer().start()
+    srv.always["main"] = "hang"
+    write_config(tether_home, srv)
+    child = pexpect.spawn(TETHER, ["chat"], env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")
+        child.send("are you there?\r")
+        child.expect("are you there")
+        while not srv.calls("main"):  # the request reached the model: now we are mid-answer
+            child.expect([pexpect.TIMEOUT], timeout=0.1)
+        child.sendintr()
+        child.expect("interrupted: no answer yet")
+        child.expect("›")
+        child.send("/model backup\r")
+        child.expect("pinned to backup")
+        child.expect("›")
+        child.send("still usable?\r")
+        child.expect("backup says: still usable")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    (s,) = Tether().list_sessions()
+    msgs = Tether().get_history(s.id)
+    assert [(m.role, m.status) for m in msgs] == [("user", "unanswered"), ("user", "ok"), ("assistant", "ok")]
