@@ -138,6 +138,23 @@ def print_transcript(console: Console, messages: list[Any], heading: str | None 
         console.print()
 
 
+class _Tail:
+    """Markdown showing only its last screenful: a live region taller than the terminal
+    cannot be redrawn in place, and while streaming the newest text is what matters."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        from rich.segment import Segment
+
+        lines = console.render_lines(markdown(self.text), options, pad=False)
+        keep = max(1, console.height - 2)
+        for line in lines[-keep:]:
+            yield from line
+            yield Segment.line()
+
+
 class AnswerView:
     """Shows one streamed answer: live Markdown on a terminal, plain text pieces otherwise.
 
@@ -157,7 +174,7 @@ class AnswerView:
             return
         from rich.live import Live
 
-        self.live = Live(markdown(""), console=self.console, refresh_per_second=12, transient=False)
+        self.live = Live(_Tail(""), console=self.console, refresh_per_second=12, transient=False)
         self.live.start()
 
     def add(self, piece: str) -> None:
@@ -166,7 +183,7 @@ class AnswerView:
             self.console.file.write(piece)
             self.console.file.flush()
         elif self.live is not None:
-            self.live.update(markdown(self.text))
+            self.live.update(_Tail(self.text))
 
     def restart(self, from_model: str, to_model: str, reason: str) -> None:
         """A model failed mid-answer: say so, and start the next model's answer afresh."""
@@ -181,7 +198,7 @@ class AnswerView:
             self.console.file.write("\n")
             self.text += "\n"
         if self.live is not None:
-            self.live.update(markdown(self.text), refresh=True)
+            self.live.update(markdown(self.text))  # the whole answer, drawn once by stop()
             self.live.stop()
             self.live = None
 
