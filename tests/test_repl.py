@@ -371,3 +371,18 @@ def test_two_terminals_appending_history_do_not_corrupt_it(tmp_path):
     items = list(LockedFileHistory(path).load_history_strings())
     assert len(items) == 80
     assert sorted(items) == sorted(f"{t} line {i}\nsecond part {i}" for t in "ab" for i in range(40))
+
+
+def test_answer_view_on_a_terminal_streams_a_tail_then_draws_the_whole_markdown():
+    out = io.StringIO()
+    console = make_console(file=out, force_terminal=True)
+    console.size = (80, 10)
+    view = AnswerView(console)
+    view.start()
+    for i in range(30):
+        view.add(f"- **item {i}**\n")
+    view.finish()
+    text = out.getvalue()
+    final = text[text.rindex("item 0"):]  # the last drawing starts with the first item
+    assert all(f"item {i}" in final for i in range(30)) and "**" not in final  # rendered, not raw
+    assert view.text.count("item") == 30
