@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
@@ -41,7 +42,7 @@ def time_to_prompt(args: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
-def median(fn, runs: int) -> float:  # type: ignore[no-untyped-def]
+def median(fn: Callable[[], float], runs: int) -> float:
     return statistics.median(fn() for _ in range(runs))
 
 

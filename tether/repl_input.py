@@ -6,11 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+if TYPE_CHECKING:
+    from filelock import FileLock
 
 HISTORY_FILE = "chat_history"
 
@@ -26,7 +30,7 @@ class LockedFileHistory(FileHistory):
         super().__init__(str(filename))
         self._lock_path = f"{filename}.lock"
 
-    def _lock(self):  # type: ignore[no-untyped-def]
+    def _lock(self) -> FileLock:
         from filelock import FileLock
 
         return FileLock(self._lock_path, timeout=5, mode=0o600)
