@@ -61,6 +61,7 @@ def test_session_commands_as_processes(tether_home, tmp_path):
     sid = t.create_session(title="Process test", model="tether/echo")
     t.add_message(sid, "user", "find the word pineapple")
     t.add_message(sid, "assistant", "ok")
+    assert "sessions" in tether(tether_home, "--help").stdout
     assert sid in tether(tether_home, "sessions", "list").stdout
     assert json.loads(tether(tether_home, "sessions", "list", "--json").stdout)[0]["id"] == sid
     assert "pineapple" in tether(tether_home, "sessions", "show", sid).stdout
@@ -117,6 +118,8 @@ def test_ask_against_the_local_server_with_fallback(tether_home):
         assert data["model"] == "backup" and data["fallback_from"] == "main"
         assert data["text"] == "backup says: route me (1 messages)"
         assert "main failed; backup answered instead" in p.stderr
+        out = tether(tether_home, "models").stdout
+        assert "main *" in out and "openai/backup" in out and "16,000" in out
     finally:
         srv.stop()
 
