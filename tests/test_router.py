@@ -182,11 +182,11 @@ def test_session_cache_bounds_sessions_and_messages(tmp_path):
         s = Session(messages=[Message(role="user", content=str(i)) for i in range(n)])
         store.create(s)
         ids.append(s.id)
-    c = SessionCache(store, size=2, max_messages=8)
+    c = SessionCache(store, size=2, max_messages=7)
     a = c.load(ids[0])
     assert c.load(ids[0]) is a  # unchanged file: served from memory
     c.load(ids[1])
-    c.load(ids[2])  # 3 + 3 + 5 > 8 and 3 > size: the oldest go
+    c.load(ids[2])  # 3 sessions > size 2, and 3 + 5 > 7 messages: the oldest go
     assert list(c._items) == [ids[2]] and c._total == 5
     b = c.load(ids[2])
     c.append_message(b, Message(role="assistant", content="x"))
