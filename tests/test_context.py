@@ -160,3 +160,12 @@ def test_empty_history_and_zero_budget() -> None:
 def test_unknown_policy_option_rejected() -> None:
     with pytest.raises(TypeError):
         build_window(conv(2), "q", budget_tokens=100, no_such_knob=1)
+
+
+def test_explicit_budget_with_short_query_does_not_import_litellm() -> None:
+    code = (
+        "import sys; from tether.context import build_window; "
+        "w = build_window([{'id': 'a', 'role': 'user', 'content': 'hi'}], 'q', budget_tokens=50, model='gpt-4o'); "
+        "assert w.messages and 'litellm' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

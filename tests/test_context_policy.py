@@ -62,7 +62,7 @@ def test_relevance_does_not_crowd_out_recency() -> None:
     assert {"u99", "a99"} <= got, "the newest turn is always kept"
     assert sum(1 for i in special if f"u{i}" in got) >= 8, "old turns that match fill the budget"
     # a question about recent turns (or a gate switched off) keeps the full recency share
-    w = build_window(hist, "what about the zebra exhibit?", budget_tokens=800, recency_gate=0.0)
+    w = build_window(hist, "what about the zebra exhibit?", budget_tokens=800, recency_gate=0)
     got = set(ids(w))
     assert {f"{r}{i}" for r in "ua" for i in range(92, 100)} <= got
     assert sum(1 for i in special if f"u{i}" in got) >= 5

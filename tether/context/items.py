@@ -52,7 +52,7 @@ class History:
             pinned[k] = bool(pin)
         cached = _cached(enc_name, ids, contents)
         held = cached.matches(ids, contents) if cached else 0
-        if cached is None or held < len(cached.ids):
+        if cached is None or held < min(n, len(cached.ids)):
             cached = _Columns()  # new session, or an edit/deletion: start again
             held = 0
             if ids:

@@ -96,9 +96,6 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
             flags = idx.has_time if when else idx.has_number
             f = 1.0 + policy.answer_boost
             raw = {d: (s * f if flags[d] else s) for d, s in raw.items()}
-    if policy.recency_boost:
-        rb, hl = policy.recency_boost, max(policy.recency_half_life, 1)
-        raw = {d: s * (1.0 + rb * 0.5 ** ((n - 1 - d) / hl)) for d, s in raw.items()}
     nw = policy.neighbour_weight
     reach = policy.neighbour_reach
     score: dict[int, float] = {}
@@ -114,20 +111,11 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
                 w *= 0.5
     if policy.unit == "pair":
         gscore: dict[int, float] = {}
-        use_sum = policy.unit_score == "sum"
-        for d, s in score.items():
-            g = h.group_of[d]
-            if use_sum:
-                gscore[g] = gscore.get(g, 0.0) + s
-            elif s > gscore.get(g, 0.0):
+        group_of = h.group_of
+        for d, s in score.items():  # a turn is as relevant as its best message
+            g = group_of[d]
+            if s > gscore.get(g, 0.0):
                 gscore[g] = s
-        if policy.density:
-            tok = h.tokens
-            groups = h.groups
-            a = policy.density
-            for g in gscore:
-                s0, e0 = groups[g]
-                gscore[g] /= max(sum(tok[s0:e0]), 1) ** a
         order = sorted(gscore, key=lambda g: -gscore[g])
         return [list(range(*h.groups[g])) for g in order], score
     order = sorted(score, key=lambda d: -score[d])

@@ -16,32 +16,30 @@ from .items import History
 class Policy:
     """Tunable knobs of the selection; defaults are what the benchmarks were tuned with."""
 
-    recency_share: float = 0.5     # of the history budget, for the newest whole turns
-    relevance: bool = True          # fill the rest with earlier turns ranked against the query
-    truncate_share: float = 0.5     # a message longer than the whole budget is cut to this share of it
-    min_truncated: int = 16         # below this many tokens a cut message says nothing useful
-    k1: float = 0.9                 # BM25 term-frequency saturation
-    b: float = 0.4                  # BM25 length normalisation
-    neighbour_weight: float = 0.7   # share of a message's score given to its neighbours
-    neighbour_reach: int = 2        # how many messages either side receive that share (halving each step)
-    speaker_boost: float = 0.3      # extra weight for messages by a speaker the query names
-    unit_score: str = "max"         # how a turn's messages combine: "max" or "sum"
-    density: float = 0.0            # rank turns by score / tokens**density (0: score alone)
-    recency_min: float = 0.1       # recency share when the query clearly points to older turns
-    recency_gate: float = 0.5       # ...i.e. when the recent turns score below this share of the best
-    recency_gate_power: float = 0.0 # 0: all-or-nothing at the gate; >0: the share shrinks smoothly below it
-    feedback_docs: int = 3          # pseudo-relevance feedback: expand the query from the top messages
-    feedback_terms: int = 5        # ...with this many of their terms
-    feedback_weight: float = 0.3    # ...each weighted this much relative to a query term
-    date_boost: float = 1.5         # extra weight for messages sent around a date the query names
-    recency_boost: float = 0.0      # relevance of recent messages counts up to (1 + this) times...
-    recency_half_life: int = 40     # ...halving every this many messages back
-    answer_boost: float = 0.5       # "when"/"how many" questions favour messages that mention a time/number
-    embeddings: bool = False        # fuse MiniLM similarity with BM25 (needs the tether[embeddings] extra)
-    embedding_weight: float = 0.4   # weight of the dense score against BM25 (both scaled to [0, 1])
-    candidates: int = 600           # messages ranked in full (the best by BM25); the rest fall to recency
-    summary_text: str | None = None # a rolling summary of omitted turns (see summary.py); costs history budget
-    unit: str = "pair"              # "pair": whole turns; "message": single messages
+    # budget shares
+    recency_share: float = 0.45      # of the history budget, for the newest whole turns...
+    recency_min: float = 0.25        # ...shrunk to this when the query points to older turns:
+    recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
+    truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
+    min_truncated: int = 16          # below this many tokens a cut message says nothing useful
+    unit: str = "pair"               # "pair": whole user/assistant turns; "message": single messages
+    # relevance
+    relevance: bool = True           # fill the rest with earlier turns ranked against the query
+    k1: float = 0.9                  # BM25 term-frequency saturation
+    b: float = 0.4                   # BM25 length normalisation (chat turns vary little in length)
+    feedback_docs: int = 3           # pseudo-relevance feedback: expand the query from the top messages...
+    feedback_terms: int = 5          # ...with this many of their terms...
+    feedback_weight: float = 0.3     # ...each weighted this much relative to a query term
+    neighbour_weight: float = 0.7    # share of a message's score given to its neighbours (answers follow questions)
+    neighbour_reach: int = 2         # how many messages either side get that share (halving each step)
+    speaker_boost: float = 0.3       # extra weight for messages by a speaker the query names
+    date_boost: float = 1.5          # extra weight for messages sent around a date the query names
+    answer_boost: float = 0.5        # "when"/"how many" questions favour messages with a time/number
+    embeddings: bool = False         # fuse MiniLM similarity with BM25 (needs the tether[embeddings] extra)
+    embedding_weight: float = 0.4    # weight of the dense score against BM25 (both scaled to [0, 1])
+    candidates: int = 600            # messages ranked in full (the best by BM25); the rest fall to recency
+    # extras
+    summary_text: str | None = None  # a rolling summary of omitted turns (see summary.py); costs history budget
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Policy":
@@ -163,12 +161,10 @@ def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, fl
 
     A follow-up ("and then?") matches nothing and keeps the recent turns; a question
     about something said long ago matches old turns only, and gets the budget there.
+    "Far better": no recent message is among the `recency_gate` best matches.
     """
     share = policy.recency_share
     if not scores or policy.recency_gate <= 0 or policy.recency_min >= share:
-        return share
-    best = max(scores.values())
-    if best <= 0:
         return share
     limit = budget * share
     used = 0
@@ -180,10 +176,10 @@ def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, fl
             break
         for i in range(s0, e0):
             recent_best = max(recent_best, scores.get(i, 0.0))
-    ratio = min(1.0, recent_best / (policy.recency_gate * best))
-    if policy.recency_gate_power <= 0:
-        return share if ratio >= 1.0 else policy.recency_min
-    return policy.recency_min + (share - policy.recency_min) * ratio ** policy.recency_gate_power
+    if recent_best <= 0 and max(scores.values()) <= 0:
+        return share
+    better = sum(1 for v in scores.values() if v > recent_best)
+    return share if better < policy.recency_gate else policy.recency_min
 
 
 def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
