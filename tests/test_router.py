@@ -169,3 +169,28 @@ def test_ctrl_c_mid_call_keeps_question_unanswered_and_retry_answers_it(flaky):
     r = t.retry()
     assert r.text.startswith("echo: are you there? [1 messages")
     assert [(m.role, m.status) for m in t.load_session(sid).messages] == [("user", "ok"), ("assistant", "ok")]
+
+
+def test_session_cache_bounds_sessions_and_messages(tmp_path):
+    from tether.session_cache import SessionCache
+    from tether.sessions import Message, Session
+    from tether.sessions.jsonl import JsonlStore
+
+    store = JsonlStore(tmp_path / "s")
+    ids = []
+    for n in (3, 3, 5):
+        s = Session(messages=[Message(role="user", content=str(i)) for i in range(n)])
+        store.create(s)
+        ids.append(s.id)
+    c = SessionCache(store, size=2, max_messages=7)
+    a = c.load(ids[0])
+    assert c.load(ids[0]) is a  # unchanged file: served from memory
+    c.load(ids[1])
+    c.load(ids[2])  # 3 sessions > size 2, and 3 + 5 > 7 messages: the oldest go
+    assert list(c._items) == [ids[2]] and c._total == 5
+    b = c.load(ids[2])
+    c.append_message(b, Message(role="assistant", content="x"))
+    assert c.load(ids[2]) is b and len(b.messages) == 6 == len(store.load(ids[2]).messages)
+    store.append_message(ids[2], Message(role="user", content="outside"))
+    fresh = c.load(ids[2])
+    assert fresh is not b and fresh.messages[-1].content == "outside"

@@ -16,11 +16,16 @@ from .sessions import Message, Session, SessionStore
 
 
 class SessionCache:
-    def __init__(self, store: SessionStore, size: int = 64) -> None:
+    """Up to `size` sessions holding at most `max_messages` messages in all (LRU)."""
+
+    def __init__(self, store: SessionStore, size: int = 1024, max_messages: int = 200_000) -> None:
         self.store = store
         self.size = size
+        self.max_messages = max_messages
         self._path = getattr(store, "path", None)  # only file stores can be validated by stat
         self._items: OrderedDict[str, tuple[Session, Any]] = OrderedDict()
+        self._counts: dict[str, int] = {}  # messages per cached session, for the memory bound
+        self._total = 0
         self._lock = threading.Lock()
 
     def _sig(self, session_id: str) -> Any:
@@ -52,10 +57,17 @@ class SessionCache:
         if sig is None:
             return
         with self._lock:
+            self._drop(session.id)
             self._items[session.id] = (session, sig)
-            self._items.move_to_end(session.id)
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
+            self._counts[session.id] = len(session.messages)
+            self._total += len(session.messages)
+            while len(self._items) > 1 and (len(self._items) > self.size or self._total > self.max_messages):
+                self._drop(next(iter(self._items)))
+
+    def _drop(self, session_id: str) -> None:
+        """Remove one entry; the caller holds the lock."""
+        if self._items.pop(session_id, None) is not None:
+            self._total -= self._counts.pop(session_id, 0)
 
     def append_message(self, session: Session, message: Message) -> None:
         """Write through, and mirror the append if our copy was current before it."""
@@ -73,4 +85,4 @@ class SessionCache:
 
     def forget(self, session_id: str) -> None:
         with self._lock:
-            self._items.pop(session_id, None)
+            self._drop(session_id)
