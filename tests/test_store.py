@@ -80,7 +80,7 @@ def test_get_history_limit_and_message_edit(client):
     client.update_message(sid, ids[1], content="edited", pinned=True, status="unanswered")
     m = client.load_session(sid).messages[1]
     assert (m.content, m.pinned, m.status) == ("edited", True, "unanswered")
-    client.store.remove_message(sid, ids[0])
+    client.remove_message(sid, ids[0])
     assert [m.id for m in client.get_history(sid)] == ids[1:]
     assert client.list_sessions()[0].message_count == 4
 

@@ -61,42 +61,13 @@ def list_(as_json: bool, limit: int | None, user_id: str | None) -> None:
         click.echo(f"tether: skipped {sid}: {why}", err=True)
 
 
-INDEX_FILE, INDEX_VERSION, SUFFIX = ".index.json", 1, ".jsonl"  # tether/sessions/index.py, jsonl.py
-
-
 def fast_summaries(limit: int | None, user_id: str | None) -> list[dict[str, Any]] | None:
-    """The listing straight from the store's index when it is current, else None.
-
-    Building the client loads pydantic and the session models (~0.1-0.2 s); a listing
-    only needs the index's summaries. Any doubt (other version, a file changed since
-    the index was written, a file not in it) returns None and the store does the work.
-    """
-    import os
-
+    """The listing straight from a current index (no pydantic, no session models), else None."""
     from .home import resolve_home
+    from .sessions.indexfile import fresh_rows, select_rows
 
-    root = resolve_home() / "sessions"
-    try:
-        data = json.loads((root / INDEX_FILE).read_bytes())
-        if data.get("version") != INDEX_VERSION:
-            return None
-        entries = data["entries"]
-        rows = []
-        with os.scandir(root) as it:
-            for f in it:
-                if not f.name.endswith(SUFFIX) or f.name.startswith("."):
-                    continue
-                e = entries.get(f.name[: -len(SUFFIX)])
-                st = f.stat()
-                if not e or e.get("ino") != st.st_ino or e.get("size") != st.st_size:
-                    return None
-                rows.append(e["s"])
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-    if user_id is not None:
-        rows = [r for r in rows if r.get("user_id") == user_id]
-    rows.sort(key=lambda r: (r.get("updated_at") or "", r.get("id") or ""), reverse=True)
-    return rows[:limit] if limit is not None else rows
+    rows = fresh_rows(resolve_home() / "sessions")
+    return None if rows is None else select_rows(rows, limit, user_id)
 
 
 @sessions.command()

@@ -120,6 +120,10 @@ class Tether:
     def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:
         self.store.update_message(session_id, message_id, fields)
 
+    def remove_message(self, session_id: str, message_id: str) -> None:
+        """Take one message out of the session (for undo and retry); recorded, not rewritten."""
+        self.store.remove_message(session_id, message_id)
+
     def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
         messages = self.store.load(session_id).messages
         return messages[-limit:] if limit else messages
@@ -289,6 +293,9 @@ class AsyncTether:
 
     async def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:
         await asyncio.to_thread(self.sync.update_message, session_id, message_id, **fields)
+
+    async def remove_message(self, session_id: str, message_id: str) -> None:
+        await asyncio.to_thread(self.sync.remove_message, session_id, message_id)
 
     async def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
         return await asyncio.to_thread(self.sync.get_history, session_id, limit)

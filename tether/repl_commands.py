@@ -148,7 +148,7 @@ def _retry(r: Repl, arg: str) -> None:
         r.info("nothing to retry")
         return
     for m in msgs[i + 1:]:
-        r.client.store.remove_message(r.session_id, m.id)
+        r.client.remove_message(r.session_id, m.id)
     r.refresh()
     r.send(msgs[i].content)
 
@@ -160,7 +160,7 @@ def _undo(r: Repl, arg: str) -> None:
         r.info("nothing to undo")
         return
     for m in msgs[i:]:
-        r.client.store.remove_message(r.session_id, m.id)
+        r.client.remove_message(r.session_id, m.id)
     r.refresh()
     r.next_default = msgs[i].content
     r.info(f"removed the last exchange ({len(msgs) - i} messages)")

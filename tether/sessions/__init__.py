@@ -1,9 +1,36 @@
-"""Session models and stores. Imports nothing else of tether's."""
-from .ids import new_id, validate_id
-from .models import SCHEMA_VERSION, Message, Session, SessionEvent, SessionSummary, Totals, Usage
-from .store import SessionStore
+"""Session models and stores. Imports nothing else of tether's but its errors.
 
-__all__ = [
-    "SCHEMA_VERSION", "Message", "Session", "SessionEvent", "SessionStore", "SessionSummary",
-    "Totals", "Usage", "new_id", "validate_id",
-]
+Names load on first access (PEP 562), so light paths such as `tether sessions list`
+can read the index without importing pydantic and the models.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .ids import new_id, validate_id
+    from .models import SCHEMA_VERSION, Message, Session, SessionEvent, SessionSummary, Totals, Usage
+    from .store import SessionStore
+
+_LAZY = {
+    "new_id": "ids", "validate_id": "ids",
+    "SCHEMA_VERSION": "models", "Message": "models", "Session": "models", "SessionEvent": "models",
+    "SessionSummary": "models", "Totals": "models", "Usage": "models",
+    "SessionStore": "store",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tether.sessions' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 from pydantic import TypeAdapter
 
 from ..errors import SessionCorrupt
+from .indexfile import INDEX_NAME, INDEX_VERSION, is_fresh, read_entries, select_rows, session_files
 from .models import SessionSummary
 from .records import Fold, extend_summary
 
@@ -26,23 +27,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tether.sessions")
 
-INDEX_VERSION = 1
 _summaries = TypeAdapter(list[SessionSummary])
 
 
 class SessionIndex:
     def __init__(self, store: "JsonlStore") -> None:
         self.store = store
-        self.path = store.root / ".index.json"
+        self.path = store.root / INDEX_NAME
 
     def _read(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.path.read_bytes())
-            if data.get("version") == INDEX_VERSION and isinstance(data.get("entries"), dict):
-                return data["entries"]
+            return read_entries(self.store.root)
         except FileNotFoundError:
             pass
-        except (OSError, ValueError, AttributeError) as e:
+        except (OSError, ValueError) as e:
             log.warning("rebuilding unreadable session index %s: %s", self.path, e)
         return {}
 
@@ -63,9 +61,9 @@ class SessionIndex:
         fresh: dict[str, Any] = {}
         changed = False
         problems: dict[str, str] = {}
-        for sid, st in self.store.session_files():
+        for sid, st in session_files(self.store.root):
             entry = entries.get(sid)
-            if entry and entry.get("ino") == st.st_ino and entry.get("size") == st.st_size:
+            if is_fresh(entry, st):
                 fresh[sid] = entry
                 continue
             changed = True
@@ -86,14 +84,7 @@ class SessionIndex:
         return fresh
 
     def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
-        rows = [e["s"] for e in self.refresh().values()]
-        if user_id is not None:
-            rows = [r for r in rows if r.get("user_id") == user_id]
-        if status is not None:
-            rows = [r for r in rows if r.get("status", "active") == status]
-        rows.sort(key=lambda r: (r.get("updated_at") or "", r.get("id") or ""), reverse=True)
-        if limit is not None:
-            rows = rows[: max(0, limit)]
+        rows = select_rows([e["s"] for e in self.refresh().values()], limit, user_id, status)
         return _summaries.validate_python(rows)
 
 

@@ -13,20 +13,20 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from filelock import FileLock
 
 from ..errors import SessionCorrupt, SessionExists, SessionNotFound
 from .ids import validate_id
 from .index import SessionIndex
+from .indexfile import SUFFIX
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
 from .records import Fold, edit_record, message_record, session_records, update_record
 from .store import SessionStore, search_session
 
 log = logging.getLogger("tether.sessions")
 
-SUFFIX = ".jsonl"
 COMPACT_MIN_DEAD = 256  # dead records tolerated before load() compacts a file
 
 
@@ -215,16 +215,6 @@ class JsonlStore(SessionStore):
             write_atomic(self.path(session.id), b"".join(dumps(r) for r in session_records(session)))
 
     # -- listing --------------------------------------------------------------------
-    def session_files(self) -> Iterator[tuple[str, os.stat_result]]:
-        with os.scandir(self.root) as it:
-            for entry in it:
-                name = entry.name
-                if name.endswith(SUFFIX) and not name.startswith("."):
-                    try:
-                        yield name[: -len(SUFFIX)], entry.stat()
-                    except FileNotFoundError:
-                        continue
-
     def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
         return self.index.list(limit=limit, user_id=user_id, status=status)
 
