@@ -230,7 +230,9 @@ class Turns:
     def _streak(self, ts: TurnStart) -> int:
         """Consecutive earlier turns the pinned model failed (kept in message metadata)."""
         prev = ts.history[-1] if ts.history else None
-        return int(prev.metadata.get("pin_failures", 0)) if prev is not None else 0
+        before = int(prev.metadata.get("pin_failures", 0)) if prev is not None else 0
+        # a retried question carries the count of the turn that failed on it
+        return max(before, int(ts.user.metadata.get("pin_failures", 0)) - 1) if ts.reused else before
 
     def finish(self, ts: TurnStart, out: Outcome, restarts: int = 0, announced: bool = False) -> ChatResult:
         """Store the answer; `announced`: a stream already emitted the fallback event."""
