@@ -1,15 +1,19 @@
 """tether: an LLM chat router with session-persistent model selection.
 
-Importing tether is cheap: litellm loads only when a model is first called.
+Importing tether is cheap: litellm loads only when a model is first called, and the
+client and session models (pydantic) load on first attribute access (PEP 562), so
+`tether --help` and other light CLI paths pay for neither.
 """
 from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from . import _env
 
 _env.setup()
 
 from . import errors  # noqa: E402
-from .client import AsyncTether, Tether  # noqa: E402
 from .errors import (  # noqa: E402
     AllModelsFailed,
     ConfigError,
@@ -20,26 +24,39 @@ from .errors import (  # noqa: E402
     TetherError,
     UnknownModel,
 )
-from .sessions import Message, Session, SessionEvent, SessionSummary, Totals, Usage  # noqa: E402
+
+if TYPE_CHECKING:
+    from .client import AsyncTether, Tether
+    from .sessions import Message, Session, SessionEvent, SessionSummary, Totals, Usage
+    from .turn_stream import AsyncStream, Restart, Stream
+    from .turns import ChatResult
 
 __version__ = "0.1.0"
+
+# public name -> submodule that defines it, imported on first access
+_LAZY = {
+    "AsyncTether": "client", "Tether": "client",
+    "Message": "sessions", "Session": "sessions", "SessionEvent": "sessions",
+    "SessionSummary": "sessions", "Totals": "sessions", "Usage": "sessions",
+    "AsyncStream": "turn_stream", "Restart": "turn_stream", "Stream": "turn_stream", "ChatResult": "turns",
+}
 
 __all__ = [
     "AllModelsFailed", "AsyncTether", "ConfigError", "ContextOverflow", "InvalidSessionId", "Message",
     "Session", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
     "TetherError", "Totals", "UnknownModel", "Usage", "errors",
+    "AsyncStream", "ChatResult", "Restart", "Stream",
 ]
-__all__ += ["AsyncStream", "ChatResult", "Restart", "Stream"]
 
 
-def __getattr__(name: str) -> object:
-    """The turn types load on first use: `import tether` stays as cheap as the session API."""
-    if name in ("AsyncStream", "Restart", "Stream"):
-        from . import turn_stream
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tether' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
 
-        return getattr(turn_stream, name)
-    if name == "ChatResult":
-        from .turns import ChatResult
 
-        return ChatResult
-    raise AttributeError(f"module 'tether' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,6 +1,313 @@
-"""The `tether` command (placeholder until the CLI lands)."""
+"""The `tether` command: chat, ask, sessions, models, config.
+
+This module imports only click at the top: `tether --help`, `tether sessions list`
+and `tether config` must never pay for litellm (seconds) and should not pay for
+pydantic either. Each command imports what it needs inside its body.
+"""
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sys
+from typing import Any
 
-def main() -> None:
-    print("tether: the CLI is being built; see README.md")
+import click
+
+from .errors import TetherError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class TetherGroup(click.Group):
+    """Turns any error into one line on stderr and a non-zero exit; `--debug` shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("tether: interrupted", err=True)
+            ctx.exit(130)
+        except BrokenPipeError:
+            _quiet_stdout()
+            ctx.exit(0)
+        except Exception as e:  # noqa: BLE001 - the one place errors become a message
+            if _debug(ctx):
+                raise
+            click.echo(f"tether: error: {describe(e)}", err=True)
+            ctx.exit(1)
+
+
+def describe(e: BaseException) -> str:
+    """Our errors (and bad values, files) speak for themselves; anything else names its type and --debug."""
+    if isinstance(e, (TetherError, ValueError, OSError)):
+        return str(e) or type(e).__name__
+    return f"{type(e).__name__}: {e} (run with --debug for the traceback)"
+
+
+def _debug(ctx: click.Context) -> bool:
+    root = ctx.find_root()
+    return bool(root.params.get("debug")) or os.environ.get("TETHER_DEBUG") == "1"
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe, point stdout at /dev/null so the exit-time flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+class _StderrHandler(logging.Handler):
+    """tether's log warnings as `tether: ...` lines on the current stderr (which tests swap)."""
+
+    quiet: set[str] = set()  # messages already shown another way (the chat prints its own hint)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if text in self.quiet:
+                return
+            if "<home>" in text:
+                from .home import resolve_home
+
+                text = text.replace("<home>", str(resolve_home()))
+            click.echo(f"tether: {text}", err=True)
+        except Exception:  # noqa: BLE001 - logging must never break a command
+            pass
+
+
+def _setup_logging(debug: bool) -> None:
+    log = logging.getLogger("tether")
+    for h in [h for h in log.handlers if isinstance(h, _StderrHandler)]:
+        log.removeHandler(h)
+    log.addHandler(_StderrHandler())
+    log.setLevel(logging.DEBUG if debug else logging.WARNING)
+    log.propagate = False
+
+
+def client() -> Any:
+    from .client import Tether
+
+    return Tether()
+
+
+@click.group(cls=TetherGroup, context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option("0.1.0", prog_name="tether")
+def main(debug: bool) -> None:
+    """tether: LLM chat with sessions that keep their model.
+
+    \b
+    tether chat                 interactive chat (new session)
+    tether chat -c              continue the most recently used session
+    tether ask "question"       one answer from the shell (stdin works too)
+    tether sessions list        your sessions; also show, rename, delete, export, import, search
+    tether models / config      what is configured and where
+    """
+    _setup_logging(debug)
+
+
+# -- chat ----------------------------------------------------------------------------
+@main.command()
+@click.option("--session", "session_id", metavar="ID", help="Continue this session (id or unique prefix).")
+@click.option("-c", "--continue", "cont", is_flag=True, help="Continue the most recently used session.")
+@click.option("-m", "--model", help="Model for this session (config name or litellm string).")
+@click.option("-s", "--system", help="System prompt for this session.")
+@click.option("-t", "--title", help="Title for this session.")
+def chat(session_id: str | None, cont: bool, model: str | None, system: str | None, title: str | None) -> None:
+    """Interactive chat. Enter sends, Alt-Enter adds a line, /help lists commands."""
+    from .home import ensure_dir, resolve_home
+    from .router.config import load_config
+
+    if session_id and cont:
+        raise click.UsageError("use either --session or --continue, not both")
+    home = ensure_dir(resolve_home())
+    cfg = load_config(home)  # a bad config stops here with one line, before any prompt
+    from .render import make_console
+    from .repl import Loader, Repl
+
+    resume = bool(session_id or cont)
+    if resume or (model and model not in cfg.models):
+        loader = Loader(client=client())  # needed now: to find the session or check the model
+    else:
+        def factory() -> Any:  # runs in the loader thread: pydantic and the client load there
+            from .client import Tether
+
+            return Tether(home=home)
+
+        loader = Loader(factory=factory)
+    if model and model not in cfg.models:
+        model = loader.client().turns.check_model(model)
+    hint = cfg.notice.replace("<home>", str(home)) if cfg.notice else None
+    if cfg.notice:
+        _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
+    repl = Repl(loader, make_console(), model=model, system=system, title=title,
+                default_model=cfg.default_model, home=home, hint=hint)
+    if resume:
+        from .cli_util import most_recent_session, resolve_session_id
+
+        c = loader.client()
+        sid = resolve_session_id(c, session_id) if session_id else most_recent_session(c)
+        if sid is None:
+            click.echo("tether: no session to continue yet: starting a new one", err=True)
+        else:
+            if model:
+                c.pin_model(sid, model)
+            if system is not None:
+                c.update_session(sid, system=system)
+            if title:
+                c.rename_session(sid, title)
+            repl.load(sid)
+    if sys.stdin.isatty():
+        repl.run()
+    else:
+        repl.run_lines(sys.stdin)
+
+
+# -- ask -----------------------------------------------------------------------------
+@main.command()
+@click.argument("prompt", nargs=-1)
+@click.option("--session", "session_id", metavar="ID", help="Ask within this session (id or unique prefix).")
+@click.option("-c", "--continue", "cont", is_flag=True, help="Ask within the most recently used session.")
+@click.option("-m", "--model", help="Model (config name or litellm string); pins the session.")
+@click.option("-s", "--system", help="System prompt (sets the session's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--no-stream", is_flag=True, help="Print the answer when complete instead of as it arrives.")
+def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str | None, system: str | None,
+        as_json: bool, no_stream: bool) -> None:
+    """One turn from the shell: prints the answer; a piped stdin is appended to PROMPT."""
+    text = " ".join(prompt)
+    if not sys.stdin.isatty():
+        piped = sys.stdin.read()
+        if piped.strip():
+            text = f"{text}\n\n{piped}" if text else piped
+    if not text.strip():
+        raise click.UsageError("no prompt: pass it as an argument or pipe it in")
+    if session_id and cont:
+        raise click.UsageError("use either --session or --continue, not both")
+    from .cli_util import most_recent_session, resolve_session_id
+
+    c = client()
+    sid = resolve_session_id(c, session_id) if session_id else (most_recent_session(c) if cont else None)
+    if model:
+        model = c.turns.check_model(model)  # before anything is written
+    if system is not None:
+        if sid is None:
+            sid = c.create_session(system=system, model=model)
+        else:
+            c.update_session(sid, system=system)
+    if as_json or no_stream:
+        result = c.chat_once(text, session_id=sid, model=model)
+        if as_json:
+            click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        else:
+            _write(result.text + "\n")
+    else:
+        result = _stream_to_stdout(c.stream(text, session_id=sid, model=model))
+    if result.fallback_from:
+        click.echo(f"tether: {result.fallback_from} failed; {result.model} answered instead", err=True)
+    if sys.stderr.isatty() and not as_json:
+        click.echo(f"session {result.session_id} · {result.model}", err=True)
+
+
+def _write(text: str) -> bool:
+    """Write to stdout; False once the reader has gone away (`| head -1`)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        _quiet_stdout()
+        return False
+
+
+def _stream_to_stdout(stream: Any) -> Any:
+    """Print pieces as they arrive. If stdout closes early, keep reading so the whole answer is saved."""
+    from .router.streaming import Restart
+
+    open_ = True
+    last = ""
+    try:
+        for piece in stream:
+            if isinstance(piece, Restart):
+                click.echo(f"\ntether: {piece.from_model} failed mid-answer ({piece.reason}); "
+                           f"{piece.to_model} answers from the start", err=True)
+                continue
+            if open_ and piece:
+                open_ = _write(piece)
+                last = piece
+    except KeyboardInterrupt:
+        stream.close()  # the partial answer is saved, marked interrupted
+        raise
+    if open_ and not last.endswith("\n"):
+        _write("\n")
+    return stream.result
+
+
+# -- models and config ---------------------------------------------------------------
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def models(as_json: bool) -> None:
+    """Configured models: context window, price per token, circuit-breaker state."""
+    from .render import fmt_per_million, table
+
+    rows = client().models()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, default=str))
+        return
+    out = []
+    for m in rows:
+        circuit = m["circuit"]
+        out.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
+                    str(m["max_output_tokens"] or "-"), fmt_per_million(m["input_cost_per_token"]),
+                    fmt_per_million(m["output_cost_per_token"]),
+                    circuit["state"] + (f" ({circuit['failures']} failures)" if circuit["failures"] else "")])
+    click.echo(table(["NAME", "LITELLM MODEL", "WINDOW", "MAX OUT", "INPUT", "OUTPUT", "CIRCUIT"], out, {2, 3, 4, 5}))
+    click.echo("* default model · prices per million tokens ('-' where unknown)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def config(as_json: bool) -> None:
+    """Where the config is, whether it validates, and the effective default model."""
+    from .home import resolve_home
+    from .router.config import inspect_config
+
+    home = resolve_home()
+    rep = inspect_config(home, None)
+    cfg = rep.config
+    if as_json:
+        data = {"home": str(home), "path": str(rep.path), "exists": rep.exists, "valid": rep.valid,
+                "error": rep.error, **({"config": cfg.describe()} if cfg else {})}
+        click.echo(json.dumps(data, indent=2, default=str))
+    else:
+        click.echo(f"home:          {home}")
+        click.echo(f"config file:   {rep.path}" + ("" if rep.exists else " (not present: using defaults)"))
+        click.echo(f"valid:         {'yes' if rep.valid else 'no'}")
+        if cfg:
+            click.echo(f"default model: {cfg.default_model} ({cfg.default_reason})")
+            if cfg.fallbacks:
+                click.echo(f"fallbacks:     {', '.join(cfg.fallbacks)}")
+            if cfg.models:
+                click.echo("models:        " + ", ".join(f"{n} = {s.model}" for n, s in cfg.models.items()))
+            if cfg.notice:
+                click.echo(cfg.notice.replace("<home>", str(home)))
+    if not rep.valid:
+        click.echo(f"tether: error: {rep.error}", err=True)
+        sys.exit(1)
+
+
+def _register() -> None:
+    from .cli_sessions import sessions
+
+    main.add_command(sessions)
+
+
+_register()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Every `tether` command in-process through click's CliRunner (fast); see test_cli_subprocess.py
+for the same commands as real processes."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tether import Tether
+from tether.cli import main
+
+
+def run(*args: str, input: str | None = None):
+    return CliRunner().invoke(main, list(args), input=input)
+
+
+def ok(*args: str, input: str | None = None):
+    r = run(*args, input=input)
+    assert r.exit_code == 0, (r.output, r.exception)
+    return r
+
+
+def fails(*args: str, input: str | None = None):
+    """A clean failure: non-zero, one 'tether: error' line on stderr, no traceback."""
+    r = run(*args, input=input)
+    assert r.exit_code != 0
+    assert "Traceback" not in r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tether: error: "), r.stderr
+    return r
+
+
+def make_session(title: str, *pairs: tuple[str, str], user_id: str | None = None) -> str:
+    t = Tether()
+    sid = t.create_session(title=title, user_id=user_id, model="tether/echo")
+    for role, content in pairs:
+        t.add_message(sid, role, content)
+    return sid
+
+
+# -- sessions --------------------------------------------------------------------------
+def test_sessions_list_table_json_limit_and_user():
+    assert "no sessions yet" in ok("sessions", "list").output
+    a = make_session("Alpha trip", ("user", "hello"), ("assistant", "hi"), user_id="ann")
+    b = make_session("Beta notes", ("user", "x"), user_id="bob")
+    out = ok("sessions", "list").output
+    header = out.splitlines()[0].split()
+    assert header == ["ID", "TITLE", "MODEL", "MSGS", "TOKENS", "COST", "LAST", "USED"]
+    assert out.index(b) < out.index(a)  # most recently used first
+    assert "Alpha trip" in out and "tether/echo" in out
+    rows = json.loads(ok("sessions", "list", "--json").output)
+    assert [r["id"] for r in rows] == [b, a] and rows[1]["message_count"] == 2
+    assert [r["id"] for r in json.loads(ok("sessions", "list", "--json", "--limit", "1").output)] == [b]
+    assert [r["id"] for r in json.loads(ok("sessions", "list", "--json", "--user", "ann").output)] == [a]
+
+
+def test_sessions_list_from_the_index_matches_the_store_and_never_misses_a_change(monkeypatch):
+    from tether import cli_sessions
+
+    a = make_session("First", ("user", "q"))
+    b = make_session("Second", ("user", "q"), ("assistant", "a"))
+    ok("sessions", "list")  # the store writes its index
+    assert [r["id"] for r in cli_sessions.fast_summaries(None, None)] == [b, a]
+    fast = ok("sessions", "list").output
+    with monkeypatch.context() as m:
+        m.setattr(cli_sessions, "fast_summaries", lambda *args: None)
+        assert ok("sessions", "list").output == fast
+    Tether().add_message(a, "user", "used again")  # the index is now behind the file
+    assert cli_sessions.fast_summaries(None, None) is None
+    out = ok("sessions", "list").output
+    assert out.index(a) < out.index(b)
+    assert [r["id"] for r in cli_sessions.fast_summaries(1, None)] == [a]
+
+
+def test_sessions_show_text_and_json_and_prefix_ids():
+    sid = make_session("Shown", ("user", "what is tether?"), ("assistant", "a **router**"))
+    out = ok("sessions", "show", sid[:-2]).output
+    assert f"id:       {sid}" in out and "what is tether?" in out and "router" in out
+    doc = json.loads(ok("sessions", "show", sid, "--json").output)
+    assert doc["id"] == sid and [m["role"] for m in doc["messages"]] == ["user", "assistant"]
+
+
+def test_unknown_session_ids_fail_with_one_line():
+    for cmd in (["sessions", "show", "nope"], ["sessions", "rename", "nope", "x"], ["sessions", "delete", "nope", "-y"],
+                ["sessions", "export", "nope"], ["ask", "--session", "nope", "hi"], ["sessions", "show", "../etc"]):
+        assert "no session with id" in fails(*cmd).stderr
+
+
+def test_rename_and_delete():
+    sid = make_session("Old")
+    ok("sessions", "rename", sid, "New", "title")
+    assert Tether().load_session(sid).title == "New title"
+    ok("sessions", "delete", sid)  # stdin is not a terminal: no question asked
+    assert not Tether().session_exists(sid)
+
+
+def test_delete_asks_in_a_terminal(monkeypatch):
+    sid = make_session("Keep me")
+    monkeypatch.setattr("tether.cli_sessions.interactive", lambda: True)
+    r = CliRunner().invoke(main, ["sessions", "delete", sid], input="n\n")
+    assert r.exit_code == 1 and "delete session" in r.output
+    assert Tether().session_exists(sid)
+
+
+def test_export_and_import_round_trip(tmp_path):
+    sid = make_session("Round trip", ("user", "q"), ("assistant", "a"))
+    md = ok("sessions", "export", sid, "--format", "md").output
+    assert md.startswith("# Round trip") and "## user" in md
+    target = tmp_path / "export.json"
+    ok("sessions", "export", sid, "-o", str(target))
+    r = fails("sessions", "import", str(target))
+    assert "--overwrite" in r.stderr
+    Tether().delete_session(sid)
+    assert f"imported {sid}" in ok("sessions", "import", str(target)).output
+    assert [m.content for m in Tether().get_history(sid)] == ["q", "a"]
+    ok("sessions", "import", "--overwrite", str(target))
+
+
+def test_import_oblix_files_and_report_bad_ones(tmp_path):
+    oblix = {"id": "3f0c2a9e-1111-4222-8333-944455556666", "title": "From Oblix", "created_at": "2025-01-02T03:04:05",
+             "updated_at": "2025-01-02T03:04:05", "messages": [
+                 {"id": "m1", "role": "user", "content": "hi", "timestamp": "2025-01-02T03:04:05"},
+                 {"id": "m2", "role": "assistant", "content": "hello", "timestamp": "2025-01-02T03:04:06"}],
+             "context": {}, "metadata": {}}
+    good = tmp_path / "oblix.json"
+    good.write_text(json.dumps(oblix))
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json at all")
+    r = run("sessions", "import", str(good), str(bad))
+    assert r.exit_code == 1 and f"imported {oblix['id']}" in r.stdout
+    assert "bad.json" in r.stderr and "Traceback" not in r.output
+    assert Tether().load_session(oblix["id"]).title == "From Oblix"
+
+
+def test_search_titles_and_message_text():
+    a = make_session("Kyoto itinerary", ("user", "temples"))
+    b = make_session("Other", ("user", "a long message mentioning KYOTO somewhere"))
+    make_session("Unrelated", ("user", "nothing"))
+    out = ok("sessions", "search", "kyoto").output
+    assert a in out and b in out and "mentioning KYOTO" in out and "Unrelated" not in out
+    r = run("sessions", "search", "zanzibar")
+    assert r.exit_code == 1 and "no session mentions" in r.output
+
+
+# -- config and models ---------------------------------------------------------------------
+def test_config_defaults_to_the_offline_model_with_a_hint(tether_home):
+    out = ok("config").output
+    assert "default model: tether/echo (offline)" in out and "valid:         yes" in out
+    assert str(tether_home / "config.toml") in out and "OPENAI_API_KEY" in out
+    data = json.loads(ok("config", "--json").output)
+    assert data["valid"] is True and data["config"]["default_model"] == "tether/echo"
+
+
+def test_bad_config_is_one_line_for_every_command_that_needs_it(tether_home):
+    tether_home.mkdir(parents=True, exist_ok=True)
+    (tether_home / "config.toml").write_text('default_model = "main"\n[models.main]\nmodel = 3\n')
+    r = run("config")
+    assert r.exit_code == 1 and "valid:         no" in r.stdout
+    assert r.stderr.strip().startswith("tether: error:") and "models.main.model" in r.stderr
+    assert "models.main.model" in fails("ask", "hi").stderr
+    assert "models.main.model" in fails("models").stderr
+    assert "models.main.model" in fails("chat").stderr
+    ok("sessions", "list")  # managing sessions does not need a valid config
+
+
+def test_models_lists_the_default_with_window_price_and_circuit():
+    out = ok("models").output
+    assert "tether/echo *" in out and "128,000" in out and "$0.00/M" in out and "closed" in out
+    rows = json.loads(ok("models", "--json").output)
+    assert rows[0]["name"] == "tether/echo" and rows[0]["circuit"]["state"] == "closed"
+
+
+# -- ask -------------------------------------------------------------------------------------
+def test_ask_streams_an_answer_and_saves_the_turn():
+    r = ok("ask", "hello", "world")
+    assert r.stdout == "echo: hello world [1 messages, 9 tokens]\n"
+    (s,) = Tether().list_sessions()
+    assert [m.content for m in Tether().get_history(s.id)] == ["hello world", r.stdout.strip()]
+
+
+def test_ask_reads_piped_stdin_and_appends_it_to_the_prompt():
+    r = ok("ask", "summarise:", input="line one\nline two\n")
+    (s,) = Tether().list_sessions()
+    assert Tether().get_history(s.id)[0].content == "summarise:\n\nline one\nline two\n"
+    assert ok("ask", input="only stdin").stdout.startswith("echo: only stdin")
+    assert r.exit_code == 0
+
+
+def test_ask_without_a_prompt_is_a_usage_error():
+    r = run("ask", input="")
+    assert r.exit_code == 2 and "no prompt" in r.output
+
+
+def test_continue_means_the_most_recently_used_session_not_the_newest():
+    t = Tether()
+    older = t.chat_once("older").session_id
+    t.chat_once("newer")
+    t.chat_once("older again", session_id=older)  # the older session is now the last used
+    ok("ask", "-c", "which one?")
+    assert Tether().get_history(older)[-2].content == "which one?"
+
+
+def test_ask_json_no_stream_model_and_system():
+    data = json.loads(ok("ask", "--json", "--system", "Be terse.", "--model", "tether/echo", "hi").stdout)
+    assert data["text"].startswith("echo: hi") and data["model"] == "tether/echo"
+    assert data["usage"]["total_tokens"] > 0 and data["attempts"][0]["kind"] == "ok"
+    s = Tether().load_session(data["session_id"])
+    assert s.system == "Be terse." and s.pinned_model == "tether/echo"
+    out = ok("ask", "--no-stream", "--session", data["session_id"], "again").stdout
+    assert out.startswith("echo: again") and "4 messages" in out  # system, first turn, this prompt
+
+
+def test_unknown_model_fails_before_anything_is_saved():
+    assert "unknown model 'bogus'" in fails("ask", "--model", "bogus", "hi").stderr
+    assert "unknown model 'bogus'" in fails("chat", "--model", "bogus").stderr
+    assert Tether().list_sessions() == []
+
+
+def test_debug_lets_the_traceback_through():
+    r = run("--debug", "sessions", "show", "nope")
+    assert r.exit_code != 0 and type(r.exception).__name__ == "SessionNotFound"
+
+
+def test_help_lists_the_commands():
+    out = ok("--help").output
+    for cmd in ("chat", "ask", "sessions", "models", "config"):
+        assert f"  {cmd}" in out
+    out = ok("sessions", "--help").output
+    for cmd in ("list", "show", "rename", "delete", "export", "import", "search"):
+        assert f"  {cmd}" in out
+
+
+# -- the local OpenAI-compatible server ----------------------------------------------------
+@pytest.fixture(scope="module")
+def server():
+    from fakeserver import FakeServer
+
+    srv = FakeServer(timeout_sleep=0.5).start()
+    yield srv
+    srv.stop()
+
+
+def write_config(home: Path, srv) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(f"""
+default_model = "main"
+fallbacks = ["backup"]
+retries = 0
+breaker_failures = 0
+[models.main]
+model = "openai/main"
+api_base = "{srv.base}"
+api_key = "sk-test"
+input_cost_per_token = 0.000001
+output_cost_per_token = 0.000002
+[models.backup]
+model = "openai/backup"
+api_base = "{srv.base}"
+api_key = "sk-test"
+context_window = 16000
+""")
+
+
+def test_ask_on_a_configured_model_and_its_fallback(tether_home, server):
+    server.reset()
+    write_config(tether_home, server)
+    assert ok("ask", "first").stdout == "main says: first (1 messages)\n"
+    server.fail("main", "503")
+    r = ok("ask", "-c", "second")
+    assert r.stdout == "backup says: second (3 messages)\n"
+    assert "main failed; backup answered instead" in r.stderr
+    out = ok("models").output
+    assert "main *" in out and "backup" in out and "16,000" in out and "$1.00/M" in out
+    assert "default model: main (config)" in ok("config").output
+
+
+def test_chat_fed_from_a_pipe_treats_each_line_as_a_message_or_command():
+    r = ok("chat", "--title", "Scripted", input="hello\n/tokens\n/exit\nnever sent\n")
+    assert "echo: hello" in r.stdout and "= 19 tokens" in r.stdout
+    (s,) = Tether().list_sessions()
+    assert s.title == "Scripted" and s.message_count == 2
+    r = ok("chat", "-c", input="again\n")
+    assert "echo: hello" in r.stdout  # the resumed session's last turns come first
+    assert Tether().get_history(s.id)[-2].content == "again"

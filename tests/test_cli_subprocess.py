@@ -1,0 +1,191 @@
+"""The real `tether` executable in child processes with a temp TETHER_HOME, and the chat in a
+pseudo-terminal. Commands that call a model pay litellm's import each, so they are few."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tether import Tether
+
+TETHER = str(Path(sys.executable).parent / "tether")
+
+
+def env(home: Path, **extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    e.update(TETHER_HOME=str(home), PROMPT_TOOLKIT_NO_CPR="1", **extra)
+    return e
+
+
+def tether(home: Path, *args: str, input: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
+    p = subprocess.run([TETHER, *args], input=input, capture_output=True, text=True, env=env(home), timeout=120)
+    if check:
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr
+    return p
+
+
+PROBE = """
+import sys
+from tether.cli import main
+try:
+    main(sys.argv[1:], prog_name="tether")
+except SystemExit as e:
+    code = e.code
+print("LOADED", "litellm" in sys.modules, "pydantic" in sys.modules, "tether.turns" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("args,pydantic_ok", [
+    (["--help"], False), (["sessions", "--help"], False), (["config"], False), (["sessions", "list"], False),
+    (["sessions", "list", "--json"], True),
+])
+def test_light_commands_never_import_litellm(tether_home, args, pydantic_ok):
+    Tether().create_session(title="one")  # so the listing has a row to show
+    Tether().list_sessions()  # and the store's index is current
+    p = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, env=env(tether_home),
+                       timeout=60)
+    loaded = p.stderr.strip().splitlines()[-1].split()
+    assert loaded[0] == "LOADED" and loaded[1] == "False", p.stderr  # litellm
+    assert loaded[3] == "False"  # nor the router's call path
+    if not pydantic_ok:
+        assert loaded[2] == "False"
+
+
+def test_session_commands_as_processes(tether_home, tmp_path):
+    t = Tether()
+    sid = t.create_session(title="Process test", model="tether/echo")
+    t.add_message(sid, "user", "find the word pineapple")
+    t.add_message(sid, "assistant", "ok")
+    assert "sessions" in tether(tether_home, "--help").stdout
+    assert sid in tether(tether_home, "sessions", "list").stdout
+    assert json.loads(tether(tether_home, "sessions", "list", "--json").stdout)[0]["id"] == sid
+    assert "pineapple" in tether(tether_home, "sessions", "show", sid).stdout
+    assert "pineapple" in tether(tether_home, "sessions", "search", "PINEAPPLE").stdout
+    tether(tether_home, "sessions", "rename", sid, "Renamed")
+    out = tmp_path / "s.json"
+    tether(tether_home, "sessions", "export", sid, "-o", str(out))
+    assert json.loads(out.read_text())["title"] == "Renamed"
+    tether(tether_home, "sessions", "delete", sid)  # not a terminal: no question
+    assert sid not in tether(tether_home, "sessions", "list").stdout
+    assert sid in tether(tether_home, "sessions", "import", str(out)).stdout
+    assert "tether/echo" in tether(tether_home, "config").stdout
+    p = tether(tether_home, "sessions", "show", "missing", check=False)
+    assert p.returncode == 1 and p.stderr == "tether: error: no session with id 'missing'\n"
+    p = subprocess.run([TETHER, "--debug", "sessions", "show", "missing"], capture_output=True, text=True,
+                       env=env(tether_home), timeout=60)
+    assert p.returncode == 1 and "Traceback" in p.stderr
+
+
+def test_ask_streams_continues_and_reads_stdin(tether_home):
+    p = tether(tether_home, "ask", "hello")
+    assert p.stdout == "echo: hello [1 messages, 8 tokens]\n"
+    p = tether(tether_home, "ask", "-c", "and:", input="piped\n")
+    assert p.stdout.startswith("echo: and:\n\npiped") and "3 messages" in p.stdout
+    (s,) = Tether().list_sessions()
+    assert s.message_count == 4
+
+
+def test_the_turn_is_saved_when_stdout_closes_early(tether_home):
+    """`tether ask ... | head -1` and the reader is gone before the answer: the answer is still saved whole."""
+    r, w = os.pipe()
+    os.close(r)  # nobody will read: every write gets EPIPE
+    proc = subprocess.run([TETHER, "ask", "a question nobody reads"], stdout=w, stderr=subprocess.PIPE, text=True,
+                          env=env(tether_home), timeout=120)
+    os.close(w)
+    assert "Traceback" not in proc.stderr and proc.returncode == 0, proc.stderr
+    (s,) = Tether().list_sessions()
+    msgs = Tether().get_history(s.id)
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
+    assert msgs[1].content.startswith("echo: a question nobody reads [")
+
+
+def test_ask_against_the_local_server_with_fallback(tether_home):
+    from fakeserver import FakeServer
+
+    from test_cli import write_config
+
+    srv = FakeServer().start()
+    try:
+        write_config(tether_home, srv)
+        srv.always["main"] = "500"
+        p = tether(tether_home, "ask", "--json", "route me")
+        data = json.loads(p.stdout)
+        assert data["model"] == "backup" and data["fallback_from"] == "main"
+        assert data["text"] == "backup says: route me (1 messages)"
+        assert "main failed; backup answered instead" in p.stderr
+        out = tether(tether_home, "models").stdout
+        assert "main *" in out and "openai/backup" in out and "16,000" in out
+    finally:
+        srv.stop()
+
+
+def test_chat_in_a_real_terminal_then_resume(tether_home):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(TETHER, ["chat"], env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("No model configured")  # the one-line hint for a fresh install
+        child.expect("›")
+        child.send("hello from a pty\r")
+        child.expect("echo: hello from a pty")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+    (s,) = Tether().list_sessions()
+    assert [m.role for m in Tether().get_history(s.id)] == ["user", "assistant"]
+
+    child = pexpect.spawn(TETHER, ["chat", "-c"], env=env(tether_home), encoding="utf-8", timeout=60,
+                          dimensions=(40, 120))
+    try:
+        child.expect(f"session {s.id}")
+        child.expect("hello from a pty")  # the last turns, shown before the prompt
+        child.expect("›")
+        child.send("/exit\r")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0
+
+
+def test_ctrl_c_in_a_real_terminal_stops_a_waiting_answer_and_the_chat_goes_on(tether_home):
+    """A real SIGINT while the model has not answered yet (the fake server hangs): the
+    question stays saved as unanswered and the next message on another model works."""
+    pexpect = pytest.importorskip("pexpect")
+    from fakeserver import FakeServer
+
+    from test_cli import write_config
+
+    srv = FakeServer().start()
+    srv.always["main"] = "hang"
+    write_config(tether_home, srv)
+    child = pexpect.spawn(TETHER, ["chat"], env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")
+        child.send("are you there?\r")
+        child.expect("are you there")
+        while not srv.calls("main"):  # the request reached the model: now we are mid-answer
+            child.expect([pexpect.TIMEOUT], timeout=0.1)
+        child.sendintr()
+        child.expect("interrupted: no answer yet")
+        child.expect("›")
+        child.send("/model backup\r")
+        child.expect("pinned to backup")
+        child.expect("›")
+        child.send("still usable?\r")
+        child.expect("backup says: still usable")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    (s,) = Tether().list_sessions()
+    msgs = Tether().get_history(s.id)
+    assert [(m.role, m.status) for m in msgs] == [("user", "unanswered"), ("user", "ok"), ("assistant", "ok")]

@@ -1,0 +1,227 @@
+"""`tether sessions ...`: list, show, rename, delete, export, import, search.
+
+Imported by `tether --help`, so only click at the top; the client comes in per command.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def _client() -> Any:
+    from .client import Tether
+
+    return Tether()
+
+
+def _resolve(c: Any, session_id: str) -> str:
+    from .cli_util import resolve_session_id
+
+    return resolve_session_id(c, session_id)
+
+
+def interactive() -> bool:
+    """Ask before destroying only when a person can answer (not in scripts or pipes)."""
+    return sys.stdin.isatty()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def sessions() -> None:
+    """Manage saved sessions (ids may be shortened to a unique prefix)."""
+
+
+@sessions.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="At most N sessions.")
+@click.option("--user", "user_id", metavar="U", help="Only sessions of this user id.")
+def list_(as_json: bool, limit: int | None, user_id: str | None) -> None:
+    """Sessions, most recently used first."""
+    from .render import sessions_table
+
+    if not as_json:
+        fast = fast_summaries(limit, user_id)
+        if fast is not None:
+            click.echo(sessions_table(fast) if fast else "no sessions yet: `tether chat` starts one")
+            return
+    c = _client()
+    rows = c.list_sessions(limit=limit, user_id=user_id)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    if not rows:
+        click.echo("no sessions yet: `tether chat` starts one")
+        return
+    click.echo(sessions_table(rows))
+    problems = getattr(c.store, "problems", None)
+    for sid, why in (problems or {}).items():
+        click.echo(f"tether: skipped {sid}: {why}", err=True)
+
+
+INDEX_FILE, INDEX_VERSION, SUFFIX = ".index.json", 1, ".jsonl"  # tether/sessions/index.py, jsonl.py
+
+
+def fast_summaries(limit: int | None, user_id: str | None) -> list[dict[str, Any]] | None:
+    """The listing straight from the store's index when it is current, else None.
+
+    Building the client loads pydantic and the session models (~0.1-0.2 s); a listing
+    only needs the index's summaries. Any doubt (other version, a file changed since
+    the index was written, a file not in it) returns None and the store does the work.
+    """
+    import os
+
+    from .home import resolve_home
+
+    root = resolve_home() / "sessions"
+    try:
+        data = json.loads((root / INDEX_FILE).read_bytes())
+        if data.get("version") != INDEX_VERSION:
+            return None
+        entries = data["entries"]
+        rows = []
+        with os.scandir(root) as it:
+            for f in it:
+                if not f.name.endswith(SUFFIX) or f.name.startswith("."):
+                    continue
+                e = entries.get(f.name[: -len(SUFFIX)])
+                st = f.stat()
+                if not e or e.get("ino") != st.st_ino or e.get("size") != st.st_size:
+                    return None
+                rows.append(e["s"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if user_id is not None:
+        rows = [r for r in rows if r.get("user_id") == user_id]
+    rows.sort(key=lambda r: (r.get("updated_at") or "", r.get("id") or ""), reverse=True)
+    return rows[:limit] if limit is not None else rows
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the session as JSON (the export format).")
+def show(session_id: str, as_json: bool) -> None:
+    """A session's details and transcript."""
+    c = _client()
+    sid = _resolve(c, session_id)
+    if as_json:
+        click.echo(c.export_session(sid, "json"))
+        return
+    from .render import fmt_cost, make_console, print_transcript
+
+    s = c.load_session(sid)
+    t = s.totals
+    lines = [f"id:       {s.id}", f"title:    {s.title or '(untitled)'}",
+             f"model:    {s.pinned_model or '-'}" + (f" ({s.pin_reason})" if s.pin_reason else ""),
+             f"created:  {s.created_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
+             f"used:     {s.updated_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
+             f"messages: {t.messages} · tokens {t.total_tokens} · cost {fmt_cost(t.cost_usd)}"]
+    if s.system:
+        lines.append(f"system:   {s.system}")
+    click.echo("\n".join(lines) + "\n")
+    print_transcript(make_console(), s.messages)
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.argument("title", nargs=-1, required=True)
+def rename(session_id: str, title: tuple[str, ...]) -> None:
+    """Give a session a new title."""
+    c = _client()
+    sid = _resolve(c, session_id)
+    c.rename_session(sid, " ".join(title))
+    click.echo(f"renamed {sid}: {' '.join(title)}")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(session_id: str, yes: bool) -> None:
+    """Delete a session (asks first when run in a terminal)."""
+    c = _client()
+    sid = _resolve(c, session_id)
+    if not yes and interactive():
+        s = c.list_sessions()
+        title = next((x.title for x in s if x.id == sid), None)
+        click.confirm(f"delete session {sid}" + (f" ({title!r})" if title else "") + "?", abort=True)
+    c.delete_session(sid)
+    click.echo(f"deleted {sid}")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+@click.option("-f", "--format", "fmt", type=click.Choice(["json", "md", "markdown"]), default="json",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
+def export(session_id: str, fmt: str, output: Path | None) -> None:
+    """Export a session as JSON (re-importable) or Markdown."""
+    c = _client()
+    text = c.export_session(_resolve(c, session_id), "json" if fmt == "json" else "markdown")
+    if not text.endswith("\n"):
+        text += "\n"
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"exported to {output}", err=True)
+
+
+@sessions.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace a session that has the same id.")
+def import_(files: tuple[Path, ...], overwrite: bool) -> None:
+    """Import tether exports, tether .jsonl files or Oblix session files."""
+    from .errors import TetherError
+
+    c = _client()
+    failed = 0
+    for f in files:
+        try:
+            sid = c.import_session(Path(f), overwrite=overwrite)
+        except (TetherError, OSError, ValueError) as e:
+            failed += 1
+            hint = " (use --overwrite to replace it)" if type(e).__name__ == "SessionExists" else ""
+            click.echo(f"tether: error: {f}: {e}{hint}", err=True)
+            continue
+        click.echo(f"imported {sid} from {f}")
+    if failed:
+        sys.exit(1)
+
+
+@sessions.command()
+@click.argument("text", nargs=-1, required=True)
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most N sessions.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def search(text: tuple[str, ...], limit: int | None, as_json: bool) -> None:
+    """Sessions whose title or messages contain TEXT (case-insensitive)."""
+    from .render import fmt_when
+
+    query = " ".join(text)
+    hits = _client().search_sessions(query, limit=limit)
+    if as_json:
+        click.echo(json.dumps([{**s.to_dict(), "matches": [m.to_dict() for m in ms]} for s, ms in hits],
+                              indent=2, default=str))
+        return
+    if not hits:
+        click.echo(f"no session mentions {query!r}")
+        sys.exit(1)
+    for s, msgs in hits:
+        click.echo(f"{s.id}  {s.title or '(untitled)'}  · {fmt_when(s.updated_at)}")
+        for m in msgs[:3]:
+            click.echo(f"    {m.role}: {_snippet(m.content, query)}")
+        if len(msgs) > 3:
+            click.echo(f"    … {len(msgs) - 3} more matching messages")
+
+
+
+def _snippet(content: str, query: str, width: int = 90) -> str:
+    """The part of the message around the first match, on one line."""
+    flat = " ".join(content.split())
+    at = flat.lower().find(query.lower())
+    if at < 0 or len(flat) <= width:
+        return flat[:width] + ("…" if len(flat) > width else "")
+    start = max(0, at - width // 3)
+    piece = flat[start:start + width]
+    return ("…" if start else "") + piece + ("…" if start + width < len(flat) else "")

@@ -1,0 +1,208 @@
+"""Terminal output for the CLI and the chat: tables, transcripts, streamed answers.
+
+Plain-text helpers here import nothing heavy, so `tether sessions list` stays fast;
+rich (and its Markdown, which pulls in pygments) is imported only by the functions
+that draw Markdown or a live answer.
+"""
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.live import Live
+
+
+# -- numbers and times -------------------------------------------------------------
+def fmt_cost(cost: float | None) -> str:
+    if cost is None:
+        return "-"
+    if cost == 0:
+        return "$0"
+    return f"${cost:.4f}" if cost >= 0.0001 else f"${cost:.2e}"
+
+
+def fmt_tokens(n: int | None) -> str:
+    if not n:
+        return "0"
+    return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
+
+
+def fmt_per_million(cost_per_token: float | None) -> str:
+    """Prices read better per million tokens; '-' when litellm does not know them."""
+    if cost_per_token is None:
+        return "-"
+    return f"${cost_per_token * 1e6:.2f}/M"
+
+
+def fmt_when(value: datetime | str | None, now: datetime | None = None) -> str:
+    """'5m ago' for recent times, else the date: what "last used" needs at a glance."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    secs = ((now or datetime.now(timezone.utc)) - value).total_seconds()
+    if secs < 60:
+        return "just now"
+    if secs < 3600:
+        return f"{int(secs // 60)}m ago"
+    if secs < 86400:
+        return f"{int(secs // 3600)}h ago"
+    if secs < 7 * 86400:
+        return f"{int(secs // 86400)}d ago"
+    return value.astimezone().strftime("%Y-%m-%d")
+
+
+def shorten(text: str | None, width: int) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+# -- plain tables (no rich: listing must stay cheap) ---------------------------------
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """Columns padded to their widest cell; `right` holds the indexes of numeric columns."""
+    right = right or set()
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(cells: list[str]) -> str:
+        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(headers), *(line(r) for r in rows)])
+
+
+SESSION_HEADERS = ["ID", "TITLE", "MODEL", "MSGS", "TOKENS", "COST", "LAST USED"]
+
+
+def session_row(s: Any, title_width: int = 40) -> list[str]:
+    """One listing row from a SessionSummary (or its dict form)."""
+    get = (lambda k: s.get(k)) if isinstance(s, dict) else (lambda k: getattr(s, k, None))
+    totals = get("totals") or {}
+    tget = (lambda k: totals.get(k)) if isinstance(totals, dict) else (lambda k: getattr(totals, k, None))
+    return [
+        str(get("id")), shorten(get("title") or "(untitled)", title_width), get("pinned_model") or "-",
+        str(get("message_count") or 0), fmt_tokens(tget("total_tokens")), fmt_cost(tget("cost_usd") or 0.0),
+        fmt_when(get("updated_at")),
+    ]
+
+
+def sessions_table(summaries: list[Any]) -> str:
+    return table(SESSION_HEADERS, [session_row(s) for s in summaries], right={3, 4, 5})
+
+
+# -- rich output ---------------------------------------------------------------------
+def make_console(file: IO[str] | None = None, force_terminal: bool | None = None) -> Console:
+    from rich.console import Console
+
+    return Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
+
+
+def markdown(text: str) -> Any:
+    from rich.markdown import Markdown
+
+    return Markdown(text)
+
+
+def notice(console: Console, text: str, style: str = "yellow") -> None:
+    """A one-line notice (fallback, pin change, interruption) that stands apart from answers."""
+    console.print(text, style=style, markup=False, highlight=False)
+
+
+def print_transcript(console: Console, messages: list[Any], heading: str | None = None) -> None:
+    """Messages as a chat reads: the user's lines plain, answers as Markdown."""
+    if heading:
+        console.print(heading, style="dim", markup=False)
+    for m in messages:
+        if m.role == "user":
+            console.print(f"> {m.content}", style="bold cyan", markup=False)
+        elif m.role == "assistant":
+            label = f"[{m.model or 'assistant'}]" + (f" ({m.status})" if m.status != "ok" else "")
+            console.print(label, style="dim", markup=False)
+            if console.is_terminal:
+                console.print(markdown(m.content))
+            else:
+                console.print(m.content, markup=False)
+        else:
+            console.print(f"({m.role}) {m.content}", style="dim", markup=False)
+    if messages:
+        console.print()
+
+
+class _Tail:
+    """Markdown showing only its last screenful: a live region taller than the terminal
+    cannot be redrawn in place, and while streaming the newest text is what matters."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        from rich.segment import Segment
+
+        lines = console.render_lines(markdown(self.text), options, pad=False)
+        keep = max(1, console.height - 2)
+        for line in lines[-keep:]:
+            yield from line
+            yield Segment.line()
+
+
+class AnswerView:
+    """Shows one streamed answer: live Markdown on a terminal, plain text pieces otherwise.
+
+    A terminal gets a rich Live region redrawn as pieces arrive and left as rendered
+    Markdown at the end; a pipe or a test console gets the raw pieces immediately,
+    so nothing waits for the end of the stream to be visible.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.text = ""
+        self.live: Live | None = None
+        self._plain = not console.is_terminal
+
+    def start(self) -> None:
+        if self._plain:
+            return
+        from rich.live import Live
+
+        self.live = Live(_Tail(""), console=self.console, refresh_per_second=12, transient=False)
+        self.live.start()
+
+    def add(self, piece: str) -> None:
+        self.text += piece
+        if self._plain:
+            self.console.file.write(piece)
+            self.console.file.flush()
+        elif self.live is not None:
+            self.live.update(_Tail(self.text))
+
+    def restart(self, from_model: str, to_model: str, reason: str) -> None:
+        """A model failed mid-answer: say so, and start the next model's answer afresh."""
+        self.stop()
+        notice(self.console, f"! {from_model} failed mid-answer ({reason}); {to_model} answers from the start")
+        self.text = ""
+        self.start()
+
+    def stop(self) -> None:
+        """End the display where it is (an error or Ctrl-C): the next line starts clean."""
+        if self._plain and self.text and not self.text.endswith("\n"):
+            self.console.file.write("\n")
+            self.text += "\n"
+        if self.live is not None:
+            self.live.update(markdown(self.text))  # the whole answer, drawn once by stop()
+            self.live.stop()
+            self.live = None
+
+    def finish(self) -> None:
+        self.stop()
+        if self._plain:
+            self.console.file.flush()

@@ -1,0 +1,296 @@
+"""The interactive chat loop (`tether chat`): read a line, run a slash command or a turn.
+
+The loop only talks to the client (`Tether.stream`, session methods): model calls
+and saving live there, so a turn typed here is saved exactly as one sent from code.
+The prompt is drawn before the client and litellm are loaded: `Loader` builds them
+in a thread while the user types, and the first turn waits for it if it must.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.formatted_text import HTML
+from prompt_toolkit.input import Input
+from prompt_toolkit.output import Output
+
+from .errors import TetherError
+from .render import AnswerView, fmt_cost, fmt_tokens, notice, print_transcript
+from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .client import Tether
+
+PROMPT = "› "
+RESUME_MESSAGES = 6  # the last few turns shown when a session is resumed
+
+
+class Loader:
+    """Builds the client, then imports litellm, off the main thread.
+
+    `import litellm` takes seconds; doing it while the prompt is already up means
+    the user never waits for it unless they send a message within that time.
+    """
+
+    def __init__(self, factory: Callable[[], Tether] | None = None, client: Tether | None = None,
+                 preload: bool = True) -> None:
+        self._factory = factory
+        self._client = client
+        self._error: BaseException | None = None
+        self._ready = threading.Event()
+        if client is not None:
+            self._ready.set()
+        self._preload = preload
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="tether-chat-loader", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if self._client is None:
+                assert self._factory is not None
+                self._client = self._factory()
+        except BaseException as e:  # reported to the main thread by client()
+            self._error = e
+        finally:
+            self._ready.set()
+        if self._preload and self._error is None:
+            try:
+                from .router._lite import litellm
+
+                litellm()
+                import rich.markdown  # noqa: F401  (pulls in pygments: worth doing early too)
+            except Exception:
+                pass  # the first turn imports again and reports the error properly
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def client(self) -> Tether:
+        if not self._ready.is_set():
+            self.start()
+            self._ready.wait()
+        if self._error is not None:
+            raise self._error
+        assert self._client is not None
+        return self._client
+
+
+class Repl:
+    """One chat: the current session, its pinned model and running totals."""
+
+    def __init__(self, loader: Loader, console: Console, *, session_id: str | None = None,
+                 model: str | None = None, system: str | None = None, title: str | None = None,
+                 default_model: str = "tether/echo", home: Path | None = None,
+                 input: Input | None = None, output: Output | None = None, hint: str | None = None) -> None:
+        self.loader = loader
+        self.console = console
+        self.session_id = session_id
+        self.model = model  # for the next new session, or the pin of the current one
+        self.system = system
+        self.title = title
+        self.default_model = default_model
+        self.hint = hint
+        self.tokens = 0
+        self.cost = 0.0
+        self.pinned: str | None = None
+        self.next_default = ""  # text to pre-fill the next prompt with (after /undo)
+        self.running = True
+        self._home, self._input, self._output = home, input, output
+        self._session: PromptSession[str] | None = None
+
+    @property
+    def session(self) -> PromptSession[str]:
+        """The line editor, made on first use (a chat fed from a pipe never needs one)."""
+        if self._session is None:
+            from .repl_commands import COMMANDS
+
+            history = LockedFileHistory(self._home / HISTORY_FILE) if self._home is not None else None
+            self._session = PromptSession(
+                PROMPT, history=history, key_bindings=key_bindings(), bottom_toolbar=self.toolbar,
+                completer=ChatCompleter({n: c.help for n, c in COMMANDS.items()}, self._session_choices,
+                                        self._model_choices),
+                complete_while_typing=False, enable_history_search=False, input=self._input,
+                output=self._output, mouse_support=False,
+            )
+            self._session.app.after_render += self._first_render
+        return self._session
+
+    # -- the client, loaded in the background ------------------------------------------
+    @property
+    def client(self) -> Tether:
+        return self.loader.client()
+
+    def _first_render(self, _app: Any) -> None:
+        self.session.app.after_render -= self._first_render
+        self.loader.start()
+
+    def _session_choices(self) -> list[tuple[str, str]]:
+        if not self.loader.ready:
+            return []
+        return [(s.id, s.title or "") for s in self.client.list_sessions(limit=50)]
+
+    def _model_choices(self) -> list[str]:
+        if not self.loader.ready:
+            return []
+        try:
+            return list(self.client.config.models) or [self.default_model]
+        except TetherError:
+            return []
+
+    # -- state ---------------------------------------------------------------------------
+    def toolbar(self) -> HTML:
+        model = self.pinned or self.model or f"{self.default_model} (default)"
+        sid = self.session_id or "new"
+        text = (f" <b>{_esc(model)}</b> · {fmt_tokens(self.tokens)} tokens · {fmt_cost(self.cost)}"
+                f" · session {_esc(sid)} · Alt-Enter: newline · /help")
+        return HTML(text)
+
+    def load(self, session_id: str, show: int = RESUME_MESSAGES) -> None:
+        """Make `session_id` current and show its last few messages."""
+        s = self.client.load_session(session_id)
+        self.session_id = s.id
+        self.pinned = s.pinned_model
+        self.model = None
+        self.title = s.title
+        self.system = s.system
+        self.tokens, self.cost = s.totals.total_tokens, s.totals.cost_usd
+        if show:
+            recent = s.messages[-show:]
+            more = len(s.messages) - len(recent)
+            head = f"session {s.id}" + (f" · {s.title}" if s.title else "") + (
+                f" · {more} earlier messages not shown" if more else "")
+            print_transcript(self.console, recent, heading=head)
+
+    def refresh(self) -> None:
+        if self.session_id:
+            self.load(self.session_id, show=0)
+
+    def new_session(self) -> None:
+        self.session_id, self.pinned, self.title = None, None, None
+        self.tokens, self.cost = 0, 0.0
+
+    def start_turn(self, text: str) -> Any:
+        """Start a streamed turn. A new session is created by its first message, so an idle chat
+        leaves nothing behind; the client picks its model and title unless the user chose them."""
+        sid = self.session_id
+        if sid is None and (self.title or self.system):
+            title = self.title or text.strip().splitlines()[0][:60]
+            sid = self.client.create_session(title=title, system=self.system, model=self.model)
+        stream = self.client.stream(text, session_id=sid, model=self.model if sid is None else None)
+        if self.session_id is None:
+            self.session_id = stream.session_id
+            self.refresh()  # the pinned model and title the client chose
+        return stream
+
+    def error(self, text: str) -> None:
+        self.console.print(f"error: {text}", style="bold red", markup=False, highlight=False)
+
+    def info(self, text: str) -> None:
+        self.console.print(text, style="dim", markup=False, highlight=False)
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        if self.hint:
+            notice(self.console, self.hint, style="dim")
+        while self.running:
+            try:
+                default, self.next_default = self.next_default, ""
+                text = self.session.prompt(default=default)
+            except KeyboardInterrupt:  # Ctrl-C at the prompt clears the line
+                continue
+            except EOFError:  # Ctrl-D on an empty line leaves
+                break
+            self.handle(text)
+        return 0
+
+    def run_lines(self, lines: Iterable[str]) -> int:
+        """Stdin is not a terminal: every line is a message or a slash command, no line editor."""
+        self.loader.start()
+        if self.hint:
+            import sys
+
+            print(self.hint, file=sys.stderr)
+        for line in lines:
+            if not self.running:
+                break
+            self.handle(line.rstrip("\n"))
+        return 0
+
+    def handle(self, text: str) -> None:
+        if not text.strip():
+            return
+        if text.startswith("/") and not text.startswith("//"):
+            from .repl_commands import dispatch
+
+            try:
+                dispatch(self, text)
+            except TetherError as e:
+                self.error(str(e))
+            except KeyboardInterrupt:
+                self.info("(cancelled)")
+            return
+        self.send(text[1:] if text.startswith("//") else text)
+
+    def send(self, text: str) -> None:
+        """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted."""
+        from .router.streaming import Restart
+
+        try:
+            from .router._lite import loaded
+
+            if not loaded():
+                self.info("(loading models…)")
+            stream = self.start_turn(text)
+        except KeyboardInterrupt:
+            self.info("(cancelled)")
+            return
+        except (TetherError, ValueError) as e:
+            self.error(str(e))
+            return
+        view = AnswerView(self.console)
+        try:
+            view.start()
+            for piece in stream:
+                if isinstance(piece, Restart):
+                    view.restart(piece.from_model, piece.to_model, piece.reason)
+                    continue
+                view.add(piece)
+        except KeyboardInterrupt:
+            view.stop()
+            stream.close()
+            what = "the partial answer is saved" if view.text.strip() else "no answer yet; your message is saved"
+            notice(self.console, f"(interrupted: {what}; /retry asks again)")
+            self.refresh()
+            return
+        except Exception as e:  # noqa: BLE001 - AllModelsFailed, or a bug in a provider
+            view.stop()
+            self.error(f"{e} (your message is saved; /retry asks again)")
+            self.refresh()
+            return
+        view.finish()
+        self.after_turn(stream.result)
+
+    def after_turn(self, result: Any) -> None:
+        if result is None:
+            return
+        if result.fallback_from:
+            notice(self.console, f"! {result.fallback_from} failed; {result.model} answered instead")
+        if self.pinned and result.pinned_model != self.pinned:
+            notice(self.console, f"! session now pinned to {result.pinned_model} (was {self.pinned})")
+        self.pinned = result.pinned_model
+        self.tokens += int(result.usage.get("total_tokens", 0) or 0)
+        self.cost += result.cost_usd or 0.0
+
+
+def _esc(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,231 @@
+"""Slash commands of the chat. Each handler gets the Repl and the text after the command."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .cli_util import resolve_session_id
+from .render import fmt_cost, fmt_per_million, sessions_table, shorten, table
+
+if TYPE_CHECKING:
+    from .repl import Repl
+
+
+@dataclass(frozen=True)
+class Command:
+    usage: str
+    help: str
+    run: Callable[["Repl", str], None]
+
+
+def _help(r: Repl, arg: str) -> None:
+    lines = [f"  {c.usage:<24} {c.help}" for c in COMMANDS.values()]
+    keys = ["  Enter sends · Alt-Enter or Esc Enter inserts a newline · pasted newlines are kept",
+            "  Ctrl-C stops an answer or clears the line · Ctrl-D or /exit leaves · //text sends '/text'"]
+    r.console.print("\n".join(["commands:", *lines, "keys:", *keys]), markup=False, highlight=False)
+
+
+def _new(r: Repl, arg: str) -> None:
+    r.new_session()
+    if arg:
+        r.title = arg
+    r.info("new session: it starts with your next message")
+
+
+def _sessions(r: Repl, arg: str) -> None:
+    rows = r.client.list_sessions(limit=int(arg) if arg.isdigit() else 20)
+    if not rows:
+        r.info("no sessions yet")
+        return
+    r.console.print(sessions_table(rows), markup=False, highlight=False)
+    r.info("/switch ID (or a unique prefix) to continue one")
+
+
+def _switch(r: Repl, arg: str) -> None:
+    if not arg:
+        r.error("usage: /switch ID")
+        return
+    r.load(resolve_session_id(r.client, arg))
+
+
+def _model(r: Repl, arg: str) -> None:
+    if not arg:
+        current = r.pinned or r.model or f"{r.default_model} (the default; pinned at the first message)"
+        r.info(f"model: {current}")
+        return
+    if r.session_id is None:
+        r.model = r.client.turns.check_model(arg)
+        r.info(f"model for this new session: {r.model}")
+        return
+    old = r.pinned
+    r.pinned = r.client.pin_model(r.session_id, arg)
+    r.info(f"session pinned to {r.pinned}" + (f" (was {old})" if old and old != r.pinned else ""))
+
+
+def _models(r: Repl, arg: str) -> None:
+    rows = []
+    for m in r.client.models():
+        circuit = m["circuit"]["state"] + (f" ({m['circuit']['failures']} failures)" if m["circuit"]["failures"] else "")
+        rows.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
+                     fmt_per_million(m["input_cost_per_token"]), fmt_per_million(m["output_cost_per_token"]), circuit])
+    r.console.print(table(["NAME", "LITELLM MODEL", "WINDOW", "INPUT", "OUTPUT", "CIRCUIT"], rows, {2, 3, 4}),
+                    markup=False, highlight=False)
+    r.info("* default model; /model NAME pins this session")
+
+
+def _title(r: Repl, arg: str) -> None:
+    if not arg:
+        r.info(f"title: {r.title or '(untitled)'}")
+        return
+    r.title = arg
+    if r.session_id:
+        r.client.rename_session(r.session_id, arg)
+    r.info(f"title: {arg}")
+
+
+def _system(r: Repl, arg: str) -> None:
+    if not arg:
+        r.info(f"system prompt: {r.system or '(none)'}")
+        return
+    value = None if arg in ("-", "none", "off") else arg
+    r.system = value
+    if r.session_id:
+        r.client.update_session(r.session_id, system=value)
+    r.info(f"system prompt: {value or '(none)'}")
+
+
+def _context(r: Repl, arg: str) -> None:
+    """The window the next turn would send: kept messages with their tokens, and what was dropped."""
+    if r.session_id is None:
+        r.info("no messages yet: the next turn sends only your message" + (" and the system prompt" if r.system else ""))
+        return
+    from .context import count_tokens
+
+    w = r.client.preview_window(r.session_id, arg or "", None)
+    parts = " · ".join(f"{k} {v}" for k, v in sorted(w.parts.items()) if v)
+    name = r.pinned or w.model
+    shown = name + (f" ({w.model})" if w.model and w.model != name else "")
+    r.console.print(f"window for {shown}: {len(w.messages)} messages kept, {w.tokens} of a "
+                    f"{w.budget:,}-token history budget ({w.encoding})" + (f"; {parts}" if parts else ""),
+                    markup=False, highlight=False)
+    rows = [[str(i), m.role, str(count_tokens(m, encoding=w.encoding)), shorten(m.content, 60)]
+            for i, m in enumerate(w.messages, 1)]
+    if rows:
+        r.console.print(table(["#", "ROLE", "TOKENS", "TEXT"], rows, {0, 2}), markup=False, highlight=False)
+    if w.dropped:
+        ids = ", ".join(w.dropped_ids[:8]) + (" …" if len(w.dropped_ids) > 8 else "")
+        r.info(f"dropped: {w.dropped} older or less relevant messages ({ids})")
+    else:
+        r.info("dropped: nothing, the whole history fits")
+    if w.truncated_ids:
+        r.info(f"shortened to fit: {', '.join(w.truncated_ids)}")
+
+
+def _tokens(r: Repl, arg: str) -> None:
+    if r.session_id is None:
+        r.info("no messages yet")
+        return
+    t = r.client.load_session(r.session_id).totals
+    r.console.print(f"{t.messages} messages, {t.turns} answers · prompt {t.prompt_tokens} + completion "
+                    f"{t.completion_tokens} = {t.total_tokens} tokens · cost {fmt_cost(t.cost_usd)}",
+                    markup=False, highlight=False)
+
+
+def _last_user(r: Repl) -> tuple[int, list]:
+    msgs = r.client.get_history(r.session_id) if r.session_id else []
+    for i in range(len(msgs) - 1, -1, -1):
+        if msgs[i].role == "user":
+            return i, msgs
+    return -1, msgs
+
+
+def _retry(r: Repl, arg: str) -> None:
+    """Ask the last question again: its answers (ok or partial) are removed, the question answered in place."""
+    i, msgs = _last_user(r)
+    if i < 0:
+        r.info("nothing to retry")
+        return
+    for m in msgs[i + 1:]:
+        r.client.store.remove_message(r.session_id, m.id)
+    r.refresh()
+    r.send(msgs[i].content)
+
+
+def _undo(r: Repl, arg: str) -> None:
+    """Remove the last question and its answer; the question comes back in the prompt to edit."""
+    i, msgs = _last_user(r)
+    if i < 0:
+        r.info("nothing to undo")
+        return
+    for m in msgs[i:]:
+        r.client.store.remove_message(r.session_id, m.id)
+    r.refresh()
+    r.next_default = msgs[i].content
+    r.info(f"removed the last exchange ({len(msgs) - i} messages)")
+
+
+def _export(r: Repl, arg: str) -> None:
+    if r.session_id is None:
+        r.info("nothing to export yet")
+        return
+    words = arg.split(maxsplit=1)
+    fmt = "md"
+    if words and words[0] in ("md", "markdown", "json"):
+        fmt = words.pop(0)
+    text = r.client.export_session(r.session_id, "json" if fmt == "json" else "markdown")
+    if words:
+        path = Path(words[0]).expanduser()
+        path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
+        r.info(f"exported to {path}")
+    else:
+        r.console.print(text, markup=False, highlight=False)
+
+
+def _clear(r: Repl, arg: str) -> None:
+    if arg == "history":
+        if r.session_id:
+            r.client.clear_history(r.session_id)
+            r.refresh()
+        r.info("session history cleared")
+        return
+    r.console.clear()
+
+
+def _exit(r: Repl, arg: str) -> None:
+    r.running = False
+
+
+COMMANDS: dict[str, Command] = {
+    "/help": Command("/help", "this list", _help),
+    "/new": Command("/new [TITLE]", "start a new session", _new),
+    "/sessions": Command("/sessions [N]", "recent sessions", _sessions),
+    "/switch": Command("/switch ID", "continue another session (id or unique prefix)", _switch),
+    "/model": Command("/model [NAME]", "show or pin this session's model", _model),
+    "/models": Command("/models", "configured models, windows, prices, circuit state", _models),
+    "/title": Command("/title TEXT", "rename this session", _title),
+    "/system": Command("/system [TEXT|off]", "show or set the system prompt", _system),
+    "/context": Command("/context [TEXT]", "the window the next turn would send", _context),
+    "/tokens": Command("/tokens", "this session's tokens and cost", _tokens),
+    "/retry": Command("/retry", "ask the last question again", _retry),
+    "/undo": Command("/undo", "remove the last question and answer", _undo),
+    "/export": Command("/export [md|json] [FILE]", "print or save this session", _export),
+    "/clear": Command("/clear [history]", "clear the screen (or the session's history)", _clear),
+    "/exit": Command("/exit", "leave (or Ctrl-D)", _exit),
+}
+ALIASES = {"/quit": "/exit", "/q": "/exit", "/?": "/help"}
+
+
+def dispatch(r: Repl, text: str) -> None:
+    name, _, arg = text.strip().partition(" ")
+    name = ALIASES.get(name, name)
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        hits = [n for n in COMMANDS if n.startswith(name)]
+        if len(hits) == 1:
+            cmd = COMMANDS[hits[0]]
+        else:
+            r.error(f"unknown command {name}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)"))
+            return
+    cmd.run(r, arg.strip())

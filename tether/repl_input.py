@@ -1,0 +1,93 @@
+"""The chat's line editor pieces: saved history, key bindings, completion.
+
+Kept apart from the loop so each can be tested alone and the loop reads plainly.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prompt_toolkit.completion import CompleteEvent, Completer, Completion
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+
+if TYPE_CHECKING:
+    from filelock import FileLock
+
+HISTORY_FILE = "chat_history"
+
+
+class LockedFileHistory(FileHistory):
+    """prompt_toolkit's FileHistory with an inter-process lock.
+
+    Two terminals chatting at once both append to the same file; without a lock
+    their entries can interleave mid-line and corrupt each other.
+    """
+
+    def __init__(self, filename: str | Path) -> None:
+        super().__init__(str(filename))
+        self._lock_path = f"{filename}.lock"
+
+    def _lock(self) -> FileLock:
+        from filelock import FileLock
+
+        return FileLock(self._lock_path, timeout=5, mode=0o600)
+
+    def load_history_strings(self) -> Iterable[str]:
+        with self._lock():
+            items = list(super().load_history_strings())
+        return items
+
+    def store_string(self, string: str) -> None:
+        with self._lock():
+            super().store_string(string)
+
+
+def key_bindings() -> KeyBindings:
+    """Enter sends; Esc-Enter / Alt-Enter (the same keys to a terminal) insert a newline."""
+    kb = KeyBindings()
+
+    @kb.add("escape", "enter")
+    def _newline(event: KeyPressEvent) -> None:
+        event.current_buffer.insert_text("\n")
+
+    return kb
+
+
+class ChatCompleter(Completer):
+    """Slash commands, then their arguments: session ids, model names, export formats."""
+
+    def __init__(self, commands: dict[str, str], session_ids: Callable[[], list[tuple[str, str]]],
+                 model_names: Callable[[], list[str]]) -> None:
+        self.commands = commands
+        self.session_ids = session_ids
+        self.model_names = model_names
+
+    def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterable[Completion]:
+        text = document.text_before_cursor
+        if not text.startswith("/") or "\n" in text:
+            return
+        if " " not in text:
+            for name, help_text in self.commands.items():
+                if name.startswith(text):
+                    yield Completion(name, start_position=-len(text), display_meta=help_text)
+            return
+        cmd, _, arg = text.partition(" ")
+        if " " in arg and cmd != "/export":
+            return
+        if cmd == "/switch":
+            for sid, title in self.session_ids():
+                if sid.startswith(arg):
+                    yield Completion(sid, start_position=-len(arg), display_meta=title)
+        elif cmd == "/model":
+            for name in self.model_names():
+                if name.startswith(arg):
+                    yield Completion(name, start_position=-len(arg))
+        elif cmd == "/export" and " " not in arg:
+            for fmt in ("md", "json"):
+                if fmt.startswith(arg):
+                    yield Completion(fmt, start_position=-len(arg))
+        elif cmd == "/clear" and "history".startswith(arg):
+            yield Completion("history", start_position=-len(arg))
