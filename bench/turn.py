@@ -106,8 +106,10 @@ async def throughput(t: AsyncTether, base: str, n: int, rounds: int) -> dict:
         sent[kw["messages"][-1]["content"]] = kw["messages"]
         return await real(**kw)
 
-    warm = [f"warm {i} {TEXT}" for i in range(50)]
-    await asyncio.gather(*(real(**bare_kwargs(base, [{"role": "user", "content": p}])) for p in warm))
+    # open n pooled connections first (and n server threads), so neither side pays for them
+    warm = [f"warm {i} {TEXT}" for i in range(n)]
+    for _ in range(2):
+        await asyncio.gather(*(real(**bare_kwargs(base, [{"role": "user", "content": p}])) for p in warm))
     ours: list[float] = []
     bare: list[float] = []
     for rnd in range(rounds):

@@ -214,3 +214,37 @@ def test_embeddings_option_without_extra_falls_back_to_bm25() -> None:
     assert "u3" in ids(w)
     if not embeddings.available():
         assert ids(w) == ids(build_window(hist, "locker combination?", budget_tokens=200))
+
+
+def test_passage_scores_join_terms_split_between_neighbours() -> None:
+    import numpy as np
+
+    texts = ["we rented a kayak", "the lake was calm", "lunch was soup", "a kayak shop", "nothing here", "the lake froze"]
+    idx = relevance.Index()
+    for k, t in enumerate(texts):
+        idx.append(f"m{k}", t)
+    q = relevance.terms("kayak on the lake")
+    # a kernel of one message is plain BM25
+    assert np.allclose(idx.passage_scores(q, 6, 0.9, 0.4, np.array([1.0])), idx.scores(q, 6, 0.9, 0.4))
+    p = idx.passage_scores(q, 6, 0.9, 0.4, np.array([0.5, 1.0, 0.5]))
+    assert p[0] > p[3] and p[1] > p[4], "kayak next to lake beats kayak or lake alone"
+    assert p[2] > 0, "a message between the two gets both terms from its passage"
+    # statistics cover only the first n messages, as for plain scores
+    p3 = idx.passage_scores(q, 3, 0.9, 0.4, np.array([0.5, 1.0, 0.5]))
+    assert p3.shape == (3,) and p3[2] > 0 and not np.allclose(p3, p[:3])
+
+
+def test_passage_weight_favours_turns_whose_neighbours_share_the_query() -> None:
+    from tether.context.items import History
+    from tether.context.ranking import rank_units
+    from tether.context.select import Policy
+
+    hist = chat(60, {10: "we rented a kayak for the weekend", 11: "the lake was calm and warm",
+                     40: "my cousin sells kayak paddles"})
+    h = History.of(hist, "cl100k_base")
+    ratio = {}
+    for pw in (0.8, 0.0):
+        _, scores = rank_units(h, "kayak on the lake", Policy(passage_weight=pw))
+        ratio[pw] = scores[h.ids.index("u10")] / scores[h.ids.index("u40")]
+    # the kayak turn followed by a lake turn beats a lone kayak mention by more with passages
+    assert ratio[0.8] > ratio[0.0] * 1.05

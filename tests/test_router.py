@@ -194,3 +194,28 @@ def test_session_cache_bounds_sessions_and_messages(tmp_path):
     store.append_message(ids[2], Message(role="user", content="outside"))
     fresh = c.load(ids[2])
     assert fresh is not b and fresh.messages[-1].content == "outside"
+
+
+def test_session_cache_concurrent_appends_to_one_session_lose_nothing(tmp_path):
+    import threading
+
+    from tether.session_cache import SessionCache
+    from tether.sessions import Message, Session
+    from tether.sessions.jsonl import JsonlStore
+
+    store = JsonlStore(tmp_path / "s")
+    s = Session()
+    store.create(s)
+    c = SessionCache(store)
+
+    def writer(k):
+        for i in range(15):
+            c.append_message(c.load(s.id), Message(role="user", content=f"{k}-{i}"))
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [m.id for m in c.load(s.id).messages] == [m.id for m in store.load(s.id).messages]
+    assert len(store.load(s.id).messages) == 60

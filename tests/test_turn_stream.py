@@ -38,7 +38,12 @@ def test_mid_stream_cut_restarts_on_fallback_and_stores_only_complete_answer(mak
     fallbacks = []
     t.on("fallback", fallbacks.append)
     st = t.stream("tell me a long story")
-    pieces = list(st)
+    pieces = []
+    for p in st:
+        pieces.append(p)
+        if isinstance(p, Restart):
+            assert len(fallbacks) == 1  # announced when the fallback takes over, not after its answer
+    assert len(fallbacks) == 1
     marks = [p for p in pieces if isinstance(p, Restart)]
     assert len(marks) == 1
     r = marks[0]

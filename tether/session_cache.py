@@ -27,6 +27,8 @@ class SessionCache:
         self._counts: dict[str, int] = {}  # messages per cached session, for the memory bound
         self._total = 0
         self._lock = threading.Lock()
+        # striped per-session locks: a session's write and its mirror are one step
+        self._stripes = [threading.Lock() for _ in range(64)]
 
     def _sig(self, session_id: str) -> Any:
         if self._path is None:
@@ -71,17 +73,19 @@ class SessionCache:
 
     def append_message(self, session: Session, message: Message) -> None:
         """Write through, and mirror the append if our copy was current before it."""
-        before = self._sig(session.id)
-        self.store.append_message(session.id, message)
-        with self._lock:
-            hit = self._items.get(session.id)
-            current = hit is not None and hit[0] is session and before is not None and hit[1] == before
-        if current:
-            session.messages.append(message)
-            session.totals.add(message)
-            self._put(session)
-        else:
-            self.forget(session.id)
+        # an append to this session between our write and our mirror would otherwise be lost
+        with self._stripes[hash(session.id) % len(self._stripes)]:
+            before = self._sig(session.id)
+            self.store.append_message(session.id, message)
+            with self._lock:
+                hit = self._items.get(session.id)
+                current = hit is not None and hit[0] is session and before is not None and hit[1] == before
+            if current:
+                session.messages.append(message)
+                session.totals.add(message)
+                self._put(session)
+            else:
+                self.forget(session.id)
 
     def forget(self, session_id: str) -> None:
         with self._lock:

@@ -33,6 +33,7 @@ class _Base:
         self.result: ChatResult | None = None
         self.error: BaseException | None = None
         self._done = False
+        self._announced = False
 
     @property
     def session_id(self) -> str:
@@ -55,6 +56,13 @@ class _Base:
     @property
     def done(self) -> bool:
         return self._done
+
+    def _seen(self, piece: str) -> str:
+        """Emit the fallback event once, when a fallback model's first text arrives."""
+        if not self._announced and self._state.model != self._ts.chain[0]:
+            self._announced = True
+            self._turns.announce_fallback(self._ts, self._state.model or "", bool(self._state.restarts))
+        return piece
 
     def _build(self) -> Any:
         return self._turns.builder(self._ts.session, self._ts.history, self._ts.user.content)
@@ -81,10 +89,10 @@ class Stream(_Base):
         if self._done:
             raise StopIteration
         try:
-            return next(self._gen)
+            return self._seen(next(self._gen))
         except StopIteration as stop:
             self._done = True
-            self.result = self._turns.finish(self._ts, stop.value, len(self._state.restarts))
+            self.result = self._turns.finish(self._ts, stop.value, len(self._state.restarts), self._announced)
             raise StopIteration from None
         except BaseException as e:
             self._done = True
@@ -140,11 +148,11 @@ class AsyncStream(_Base):
         if self._done:
             raise StopAsyncIteration
         try:
-            return await self._agen.__anext__()
+            return self._seen(await self._agen.__anext__())
         except StopAsyncIteration:
             self._done = True
             self.result = await asyncio.to_thread(
-                self._turns.finish, self._ts, self._out[0], len(self._state.restarts))
+                self._turns.finish, self._ts, self._out[0], len(self._state.restarts), self._announced)
             raise
         except asyncio.CancelledError:
             self._interrupt()  # blocking but short: a cancelled task may not await again

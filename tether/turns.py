@@ -230,9 +230,12 @@ class Turns:
     def _streak(self, ts: TurnStart) -> int:
         """Consecutive earlier turns the pinned model failed (kept in message metadata)."""
         prev = ts.history[-1] if ts.history else None
-        return int(prev.metadata.get("pin_failures", 0)) if prev is not None else 0
+        before = int(prev.metadata.get("pin_failures", 0)) if prev is not None else 0
+        # a retried question carries the count of the turn that failed on it
+        return max(before, int(ts.user.metadata.get("pin_failures", 0)) - 1) if ts.reused else before
 
-    def finish(self, ts: TurnStart, out: Outcome, restarts: int = 0) -> ChatResult:
+    def finish(self, ts: TurnStart, out: Outcome, restarts: int = 0, announced: bool = False) -> ChatResult:
+        """Store the answer; `announced`: a stream already emitted the fallback event."""
         s, pinned = ts.session, ts.chain[0]
         pin_failed = pinned in out.failed_models
         streak = self._streak(ts) + 1 if pin_failed else 0
@@ -256,7 +259,8 @@ class Turns:
             data = {"from": pinned, "to": out.model,
                     "attempts": [a.to_dict() for a in out.attempts], "mid_stream": bool(restarts)}
             self.store.add_event(s.id, SessionEvent(type="fallback", data=data))
-            self.events.emit("fallback", {"session_id": s.id, "from_model": pinned, "to_model": out.model, **data})
+            if not announced:
+                self.events.emit("fallback", {"session_id": s.id, "from_model": pinned, "to_model": out.model, **data})
         n = self.config.repin_after_failures
         if n and streak >= n and out.model != pinned:
             self.set_pin(s.id, out.model, f"auto: {pinned} failed {streak} turns in a row", pinned)
@@ -285,6 +289,11 @@ class Turns:
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
         finally:
             self.events.emit("error", {"session_id": sid, "error": err, "message_id": ts.user.id})
+
+    def announce_fallback(self, ts: TurnStart, to_model: str, mid_stream: bool) -> None:
+        """A stream's first text from a fallback model: tell the app now, not after the answer."""
+        self.events.emit("fallback", {"session_id": ts.session.id, "from_model": ts.chain[0], "to_model": to_model,
+                                      "from": ts.chain[0], "to": to_model, "attempts": [], "mid_stream": mid_stream})
 
     def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
         """A stream the caller abandoned: store what was shown, marked interrupted."""

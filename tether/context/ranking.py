@@ -63,6 +63,14 @@ def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]],
     arr = idx.scores(qterms, n, policy.k1, policy.b)
     if policy.feedback_docs and arr.any():
         arr = _feedback(idx, qterms, arr, n, policy)
+    if policy.passage_weight and arr.any():
+        # passage BM25: query terms split between a question and its answer still match together
+        r = max(0, policy.passage_reach)
+        kernel = np.array([0.5 ** abs(k) for k in range(-r, r + 1)])
+        pa = idx.passage_scores(qterms, n, policy.k1, policy.b, kernel)
+        top = pa.max()
+        if top > 0:
+            arr = arr + pa * (policy.passage_weight * arr.max() / top)
     if policy.embeddings:
         from . import embeddings
 

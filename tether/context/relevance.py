@@ -193,6 +193,45 @@ class Index:
             out[d_arr] += (idf * qc) * tf_arr * (k1 + 1) / (tf_arr + norm[d_arr])
         return out
 
+    def passage_scores(
+        self, qterms: list[str], n: int, k1: float, b: float, kernel: "np.ndarray",
+    ) -> "np.ndarray":
+        """BM25 of the passage centred on each of the first n messages.
+
+        A passage's term counts and length are its messages' counts summed with
+        `kernel` weights (odd length, e.g. 0.25, 0.5, 1, 0.5, 0.25): terms spread over a
+        question and its answer match together, and saturate together.
+        """
+        out = np.zeros(max(n, 0), dtype=np.float64)
+        if n <= 0:
+            return out
+        qtf: dict[str, int] = {}
+        for t in qterms:
+            qtf[t] = qtf.get(t, 0) + 1
+        r = len(kernel) // 2
+
+        def spread(x: "np.ndarray") -> "np.ndarray":  # centred, exactly n long (mode="same" is not, for short x)
+            return np.convolve(x, kernel)[r:r + n]
+
+        dl = spread(self._doclen()[:n])
+        avgdl = max(float(dl.mean()), 1e-9)
+        norm = k1 * (1 - b + b * dl / avgdl)
+        tf = np.zeros(n, dtype=np.float64)
+        for t, qc in qtf.items():
+            docs = self.post_docs.get(t)
+            if not docs:
+                continue
+            df = bisect_left(docs, n)
+            if df == 0:
+                continue
+            idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+            d_arr, tf_arr = self._postings(t)
+            tf[:] = 0.0
+            tf[d_arr[:df]] = tf_arr[:df]
+            ptf = spread(tf)
+            out += (idf * qc) * ptf * (k1 + 1) / (ptf + norm)
+        return out
+
     def _postings(self, t: str) -> tuple["np.ndarray", "np.ndarray"]:
         """A term's postings as arrays, converted again only when the term got new documents."""
         docs = self.post_docs[t]
