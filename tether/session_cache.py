@@ -76,10 +76,13 @@ class SessionCache:
         # an append to this session between our write and our mirror would otherwise be lost
         with self._stripes[hash(session.id) % len(self._stripes)]:
             before = self._sig(session.id)
-            self.store.append_message(session.id, message)
+            # file stores say (inode, offset) where the line went: equal to what we knew means
+            # no other process appended between our stat and our write
+            where = self.store.append_message(session.id, message)
             with self._lock:
                 hit = self._items.get(session.id)
-                current = hit is not None and hit[0] is session and before is not None and hit[1] == before
+                current = (hit is not None and hit[0] is session and before is not None and hit[1] == before
+                           and where == before[:2])
             if current:
                 session.messages.append(message)
                 session.totals.add(message)

@@ -25,8 +25,11 @@ class SessionStore(ABC):
     def exists(self, session_id: str) -> bool: ...
 
     @abstractmethod
-    def append_message(self, session_id: str, message: Message) -> None:
-        """Durably add one message; returns only once it would survive the process dying."""
+    def append_message(self, session_id: str, message: Message) -> object:
+        """Add one message; once this returns it survives the process dying.
+
+        May return a token saying where it was written (file stores: inode and offset).
+        """
 
     @abstractmethod
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
