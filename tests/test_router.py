@@ -219,3 +219,13 @@ def test_session_cache_concurrent_appends_to_one_session_lose_nothing(tmp_path):
         t.join()
     assert [m.id for m in c.load(s.id).messages] == [m.id for m in store.load(s.id).messages]
     assert len(store.load(s.id).messages) == 60
+
+
+def test_echo_streams_a_repetitive_prompt_whole(tether_home):
+    """litellm aborts streams that repeat one chunk 100 times; the echo model must not trip it."""
+    from tether import Tether
+
+    prompt = " ".join(["ha"] * 300)
+    st = Tether().stream(prompt)
+    text = "".join(st)
+    assert st.error is None and text == st.result.text and prompt in text

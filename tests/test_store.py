@@ -367,3 +367,17 @@ def test_search_titles_and_message_text(client):
     assert len(client.search_sessions("lisbon", limit=1)) == 1
     with pytest.raises(ValueError):
         client.search_sessions("")
+
+
+def test_ids_stay_unique_across_forked_processes():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    with ctx.Pool(4) as pool:
+        batches = pool.map(_ids_batch, range(8))
+    flat = [i for b in batches for i in b] + _ids_batch(0)
+    assert len(set(flat)) == len(flat)
+
+
+def _ids_batch(_: int) -> list[str]:
+    return [new_id() for _ in range(2000)]

@@ -39,8 +39,19 @@ def answer(messages: list[dict[str, Any]]) -> tuple[str, int, int]:
 
 
 def _pieces(text: str) -> list[str]:
+    """Word groups of alternating size (1, 2, 1, 2... words).
+
+    litellm aborts a stream that repeats the same chunk 100 times in a row; one word
+    per chunk did that for a prompt like "ha ha ha ...". Alternating sizes never
+    give two equal chunks in a row, whatever the text.
+    """
     words = text.split(" ")
-    return [w if i == 0 else " " + w for i, w in enumerate(words)]
+    out, i, size = [], 0, 1
+    while i < len(words):
+        group = " ".join(words[i:i + size])
+        out.append(group if i == 0 else " " + group)
+        i, size = i + size, 3 - size
+    return out
 
 
 class EchoLLM(CustomLLM):

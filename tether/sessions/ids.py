@@ -1,8 +1,9 @@
 """Session and message ids: short, time-sortable, and safe as file names."""
 from __future__ import annotations
 
+import os
+import random
 import re
-import secrets
 import threading
 import time
 
@@ -14,6 +15,10 @@ MAX_ID_LENGTH = 128
 
 _lock = threading.Lock()
 _last = (0, "")
+# ids need uniqueness, not secrecy: a per-process generator seeded from the OS (one
+# urandom read, not one per id), reseeded in forked children so they never share a stream
+_rng = random.Random(os.urandom(16))
+os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(16)))
 
 
 def _b36(n: int, width: int) -> str:
@@ -33,12 +38,12 @@ def new_id() -> str:
         if ms <= last_ms:
             # same millisecond (or clock step back): keep order by bumping the random part
             ms = last_ms
-            bumped = int(last_rand, 36) + 1 + secrets.randbelow(1000)
+            bumped = int(last_rand, 36) + 1 + _rng.randrange(1000)
             if bumped >= 36**6:
-                ms, bumped = ms + 1, secrets.randbelow(36**5)
+                ms, bumped = ms + 1, _rng.randrange(36**5)
             rand = _b36(bumped, 6)
         else:
-            rand = _b36(secrets.randbelow(36**5), 6)
+            rand = _b36(_rng.randrange(36**5), 6)
         _last = (ms, rand)
         return _b36(ms, 8) + rand
 
