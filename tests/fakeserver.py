@@ -30,6 +30,7 @@ class FakeServer:
     def __init__(self, timeout_sleep: float = 3.0) -> None:
         self.faults: dict[str, deque[str]] = defaultdict(deque)
         self.always: dict[str, str] = {}
+        self.fixed: dict[str, str] = {}  # model -> a fixed answer instead of the echo
         self.requests: list[dict[str, Any]] = []
         self.timeout_sleep = timeout_sleep
         self.max_prompt_chars: dict[str, int] = {}  # model -> reject bigger prompts with a context error
@@ -76,6 +77,7 @@ class FakeServer:
         with self._lock:
             self.faults.clear()
             self.always.clear()
+            self.fixed.clear()
             self.requests.clear()
             self.max_prompt_chars.clear()
 
@@ -102,7 +104,7 @@ class FakeServer:
         if fault:
             if self._fault(h, fault):
                 return
-        text = reply_for(model, messages)
+        text = self.fixed.get(model) or reply_for(model, messages)
         pt = sum(len(str(m.get("content", "")).split()) + 4 for m in messages)
         ct = len(text.split())
         usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}

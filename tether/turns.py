@@ -20,6 +20,7 @@ from .router.config import RouterConfig
 from .router.engine import Attempt, Outcome, Prepared, Router
 from .session_cache import SessionCache
 from .sessions import Message, Session, SessionEvent, SessionStore, Usage
+from .turn_context import ContextSettings, summarise
 
 log = logging.getLogger("tether")
 EVENTS = ("message", "fallback", "pin_changed", "error")
@@ -94,6 +95,7 @@ class Turns:
         self.router = router or Router(config)
         self.events = Events()
         self.cache = SessionCache(store)
+        self.context = ContextSettings.from_config(config.sections.get("context"))
         self._noticed = False
 
     # -- models and pins ---------------------------------------------------------
@@ -152,16 +154,24 @@ class Turns:
         hist = [{"id": m.id, "role": m.role, "content": m.content, "name": m.name, "pinned": m.pinned,
                  "timestamp": m.timestamp} for m in history]
 
+        options = self.context.window_options(session)
+
         def build(info: Any, budget: int | None) -> Prepared:
             w = build_window(hist, query, budget_tokens=budget, model=info.model, system=session.system,
                              context=session.context or None, context_window=info.context_window,
-                             max_output_tokens=info.max_output_tokens)
+                             max_output_tokens=self.reply_tokens(info), **options)
             msgs = w.to_messages(system=session.system, context=session.context or None, query=query)
             p = w.parts
             total = w.tokens + p.get("system", 0) + p.get("context", 0) + p.get("query", 0)
             return Prepared(msgs, total, w, w.tokens)
 
         return build
+
+    def reply_tokens(self, info: Any) -> int | None:
+        """The reply reserve to force: only a configured max_output_tokens (which is also sent as
+        max_tokens). Otherwise the window builder reserves a chat-sized share, not the model's
+        maximum output (16k for gpt-4o-mini), which would starve the history for nothing."""
+        return self.config.spec(info.name).max_output_tokens
 
     def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
         """The window the next turn would send to its first model (for `/context`)."""
@@ -172,7 +182,7 @@ class Turns:
 
         return build_window(list(session.messages), prompt, model=info.model, system=session.system,
                             context=session.context or None, context_window=info.context_window,
-                            max_output_tokens=info.max_output_tokens)
+                            max_output_tokens=self.reply_tokens(info), **self.context.window_options(session))
 
     # -- turn start ------------------------------------------------------------------
     def start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
@@ -266,6 +276,8 @@ class Turns:
             self.set_pin(s.id, out.model, f"auto: {pinned} failed {streak} turns in a row", pinned)
             pinned = out.model
         w = out.prepared.window
+        if self.context.summary:
+            summarise(self.store, lambda msgs: self._complete_text(out.model, msgs), s, w, self.context)
         return ChatResult(
             text=out.text, session_id=s.id, model=out.model, pinned_model=pinned,
             fallback_from=ts.chain[0] if out.model != ts.chain[0] else None, attempts=out.attempts,
@@ -273,6 +285,13 @@ class Turns:
             window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
             litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
         )
+
+    def _complete_text(self, model: str, messages: list[dict[str, Any]]) -> str:
+        """One plain call to `model` (for the rolling summary): no window, no fallback, no record."""
+        from .router._lite import litellm
+
+        kwargs = self.router.call_kwargs(self.config.spec(model), messages, {})
+        return litellm().completion(**kwargs).choices[0].message.content or ""
 
     def failed(self, ts: TurnStart, err: BaseException) -> None:
         """No model answered: keep the question, marked unanswered; record and announce the error."""

@@ -66,11 +66,16 @@ def _candidates(model: str) -> list[str]:
     return names
 
 
-def reply_reserve(limits: ModelLimits, override: int | None = None) -> int:
-    """Tokens kept for the reply: the override, else the model's max output capped to a chat-sized share."""
+def reply_reserve(limits: ModelLimits, override: int | None = None, window: int | None = None) -> int:
+    """Tokens kept for the reply: the override, else the model's max output capped to a chat-sized share.
+
+    `window` is the input window in force (a config override wins over litellm's figure):
+    the share is taken of it, and never more than half of it.
+    """
     if override is not None:
         return max(0, int(override))
-    return max(256, min(limits.max_output_tokens, REPLY_CAP, limits.max_input_tokens // 4))
+    size = window or limits.max_input_tokens
+    return min(max(256, min(limits.max_output_tokens, REPLY_CAP, size // 4)), size // 2)
 
 
 def safety_margin(window: int) -> int:

@@ -161,7 +161,7 @@ def build_window(
     if derive or context_window is not None or fixed > _SURELY_FITS:
         limits = _budget.model_limits(model)
         window = int(context_window) if context_window else limits.max_input_tokens
-        reply = _budget.reply_reserve(limits, max_output_tokens)
+        reply = _budget.reply_reserve(limits, max_output_tokens, window)
         margin = _budget.safety_margin(window)
         if fixed + margin > window and (derive or context_window is not None or limits.known):
             raise ContextOverflow(

@@ -1,0 +1,56 @@
+"""The config's [context] section: policy options reach the window; the rolling summary is made, stored and sent."""
+from __future__ import annotations
+
+import pytest
+
+from tether.errors import ConfigError
+
+
+def test_context_options_validated_with_the_key_named(make_tether):
+    for bad, match in (({"recency_sharez": 0.1}, "context.recency_sharez"), ({"k1": "high"}, "context.k1"),
+                       ({"summary": "yes"}, "context.summary")):
+        with pytest.raises(ConfigError, match=match):
+            make_tether(context=bad).preview_window(make_tether().create_session(), "q")
+
+
+def test_policy_option_changes_the_window(make_tether):
+    t = make_tether()
+    sid = t.create_session(model="small")  # a 400-token window: history must be chosen
+    for i in range(12):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"turn {i} about apples and pears " * 3)
+    default = t.preview_window(sid, "apples?")
+    recency_only = make_tether(context={"relevance": False, "recency_share": 1.0}).preview_window(sid, "apples?")
+    assert default.budget == recency_only.budget
+    newest = [m["id"] if isinstance(m, dict) else m.id for m in recency_only.messages]
+    assert newest and newest == [m.id for m in t.load_session(sid).messages[-len(newest):]]
+
+
+def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
+    t = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
+                    models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid")
+    for i in range(24):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    fake_server.reset()
+    fake_server.fixed["mid"] = "Facts 0-9 were filler."
+    t.chat_once("first new question", session_id=sid)
+    calls = fake_server.calls("mid")
+    assert len(calls) == 2  # the answer, then the summary of what the window left out
+    assert "Summarise the earlier part" in calls[1]["messages"][0]["content"]
+    meta = t.load_session(sid).metadata["context_summary"]
+    assert meta["count"] >= 4 and meta["text"] == "Facts 0-9 were filler."
+    assert meta["upto"] == t.load_session(sid).messages[meta["count"] - 1].id
+    t.chat_once("second new question", session_id=sid)
+    sent = fake_server.calls("mid")[2]["messages"]
+    assert any(meta["text"] in (m.get("content") or "") for m in sent if m["role"] == "system")
+
+
+def test_summary_off_by_default_makes_no_extra_call(make_tether, fake_server):
+    t = make_tether()
+    sid = t.create_session(model="small")
+    for i in range(10):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", "filler words here " * 12)
+    fake_server.reset()
+    t.chat_once("question", session_id=sid)
+    assert len(fake_server.calls("small")) == 1
+    assert "context_summary" not in t.load_session(sid).metadata

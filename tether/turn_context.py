@@ -1,0 +1,94 @@
+"""The config's `[context]` section applied to every turn, and the optional rolling summary.
+
+```toml
+[context]
+recency_share = 0.45      # any option of tether.context's Policy
+summary = true            # keep a rolling summary of turns the window leaves out (off by default)
+summary_words = 150
+summary_every = 40        # re-summarise once this many left-out messages are not yet covered
+```
+The summary is made by the model that just answered, after its answer is stored,
+and kept in the session's metadata; a failure to summarise never fails a turn.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .sessions import Session, SessionStore
+
+log = logging.getLogger("tether")
+
+_SUMMARY = {"summary": bool, "summary_words": int, "summary_every": int}
+
+
+@dataclass
+class ContextSettings:
+    policy: dict[str, Any] = field(default_factory=dict)
+    summary: bool = False
+    summary_words: int = 150
+    summary_every: int = 40
+
+    @classmethod
+    def from_config(cls, section: Any) -> "ContextSettings":
+        if section is None:
+            return cls()
+        if not isinstance(section, dict):
+            raise ConfigError(f"context: expected a table, got {type(section).__name__}")
+        from .context.select import Policy
+
+        types = {f.name: type(f.default) for f in dataclasses.fields(Policy) if f.name != "summary_text"}
+        types.update(_SUMMARY)
+        out = cls()
+        for key, value in section.items():
+            want = types.get(key)
+            if want is None:
+                raise ConfigError(f"context.{key}: unknown option (known: {', '.join(sorted(types))})")
+            ok = isinstance(value, want) or (want is float and isinstance(value, int))
+            if not ok or (want is not bool and isinstance(value, bool)):
+                raise ConfigError(f"context.{key}: expected {want.__name__}, got {value!r}")
+            if key in _SUMMARY:
+                setattr(out, key, value)
+            else:
+                out.policy[key] = value
+        if out.summary_every < 1 or out.summary_words < 10:
+            raise ConfigError("context.summary_every must be >= 1 and context.summary_words >= 10")
+        return out
+
+    def window_options(self, session: Session) -> dict[str, Any]:
+        """Policy options for this session's window, with its cached summary when enabled."""
+        if not self.summary:
+            return self.policy
+        from .context.summary import cached_summary
+
+        text = cached_summary(session)
+        return {**self.policy, "summary_text": text} if text else self.policy
+
+
+def summarise(store: SessionStore, complete: Any, session: Session, window: Any, settings: ContextSettings) -> bool:
+    """Extend the session's rolling summary if enough left-out messages are uncovered.
+
+    `complete(messages) -> str` calls the model. Returns True when a new summary was stored.
+    """
+    if not settings.summary or window is None:
+        return False
+    from .context.summary import META_KEY, pending, summary_prompt
+
+    todo = pending(session, window)
+    if len(todo) < settings.summary_every:
+        return False
+    upto = todo[-1] + 1
+    try:
+        text = complete(summary_prompt(session, upto, settings.summary_words)).strip()
+    except Exception as e:  # noqa: BLE001 - the answer is stored; a summary can wait for the next turn
+        log.warning("could not update the summary of session %s: %s", session.id, e)
+        return False
+    if not text:
+        return False
+    metadata = {**session.metadata, META_KEY: {"count": upto, "upto": session.messages[upto - 1].id, "text": text}}
+    store.update_header(session.id, {"metadata": metadata})
+    session.metadata = metadata
+    return True
