@@ -248,3 +248,13 @@ def test_passage_weight_favours_turns_whose_neighbours_share_the_query() -> None
         ratio[pw] = scores[h.ids.index("u10")] / scores[h.ids.index("u40")]
     # the kayak turn followed by a lake turn beats a lone kayak mention by more with passages
     assert ratio[0.8] > ratio[0.0] * 1.05
+
+
+def test_budget_smaller_than_any_message_gives_an_empty_window() -> None:
+    """Found by the property test: a 1-token budget once "kept" a 4-token message."""
+    hist = [{"id": "a", "role": "user", "content": ""}, {"id": "b", "role": "assistant", "content": "word " * 40}]
+    for budget in (1, 3, 15):
+        w = build_window(hist, "q", budget_tokens=budget)
+        assert w.messages == [] and w.tokens == 0 and w.dropped == 2
+    w = build_window(hist, "q", budget_tokens=40)
+    assert w.messages and w.tokens <= 40

@@ -76,7 +76,11 @@ class _Picker:
     def size(self, i: int) -> int:
         """A message's cost; one longer than the whole budget is counted at its cut size."""
         n = self.h.tokens[i]
-        return n if n <= self.budget else self.cut_to
+        if n <= self.budget:
+            return n
+        # a budget under the smallest useful cut cannot hold the message at all: a cut
+        # message still costs its per-message overhead and marker
+        return self.cut_to if self.cut_to >= self.min_cut else self.budget + 1
 
     def add(self, idx: list[int], limit: int | None = None) -> bool:
         """Add all of idx (not yet chosen) if they fit under limit (default: the budget)."""
