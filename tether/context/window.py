@@ -14,7 +14,7 @@ from tether.errors import ContextOverflow
 
 from . import budget as _budget
 from .items import History
-from .select import Policy, select
+from .select import Policy, Selection, select
 from .tokens import (
     TOKENS_PER_REPLY, _text_tokens, encoding_for, message_tokens, overhead_tokens, truncate_text,
 )
@@ -186,12 +186,16 @@ def build_window(
 
     items = list(history)
     h = History.of(items, enc)
-    ranked, scores = None, None
-    if policy.relevance and query_text and len(h) > 1:
-        from .ranking import rank_units
+    if len(h) and int(sum(h.tokens)) <= hist_budget:
+        # the whole history fits: nothing to rank or choose (most turns of most chats)
+        sel = Selection(list(range(len(h))), {i: int(h.tokens[i]) for i in range(len(h))}, {})
+    else:
+        ranked, scores = None, None
+        if policy.relevance and query_text and len(h) > 1:
+            from .ranking import rank_units
 
-        ranked, scores = rank_units(h, query_text, policy)
-    sel = select(h, hist_budget, policy, ranked, scores)
+            ranked, scores = rank_units(h, query_text, policy)
+        sel = select(h, hist_budget, policy, ranked, scores)
 
     chosen_set = set(sel.chosen)
     messages: list[Any] = []
