@@ -325,7 +325,10 @@ class AsyncTether:
 
     async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
         turns = self.sync.turns
-        ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
+        if turns.cheap_start(session_id, model):
+            ts = turns.start(prompt, session_id, model)  # cached session, one small append
+        else:
+            ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
         self.sync.current_session_id = ts.session.id
         return await turns.arun(ts, params)
 

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from typing import Any
 
 from .sessions import Message, Session, SessionStore
+from .sessions.jsonl import signature
 
 
 class SessionCache:
@@ -34,10 +35,16 @@ class SessionCache:
         if self._path is None:
             return None
         try:
-            st = os.stat(self._path(session_id))
+            return signature(os.stat(self._path(session_id)))
         except OSError:
             return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def fresh(self, session_id: str) -> bool:
+        """True when load() would answer from memory (one stat, no parsing)."""
+        sig = self._sig(session_id)
+        with self._lock:
+            hit = self._items.get(session_id)
+        return hit is not None and sig is not None and hit[1] == sig
 
     def load(self, session_id: str) -> Session:
         """The session as stored; from memory when the file is exactly as we last left it."""
@@ -52,10 +59,10 @@ class SessionCache:
         self._put(session)
         return session
 
-    def _put(self, session: Session) -> None:
+    def _put(self, session: Session, sig: Any = None) -> None:
         if self._path is None:
             return
-        sig = self._sig(session.id)
+        sig = sig or self._sig(session.id)
         if sig is None:
             return
         with self._lock:
@@ -72,21 +79,20 @@ class SessionCache:
             self._total -= self._counts.pop(session_id, 0)
 
     def append_message(self, session: Session, message: Message) -> None:
-        """Write through, and mirror the append if our copy was current before it."""
+        """Write through, and mirror the append if our copy was current right before it."""
         # an append to this session between our write and our mirror would otherwise be lost
         with self._stripes[hash(session.id) % len(self._stripes)]:
-            before = self._sig(session.id)
-            # file stores say (inode, offset) where the line went: equal to what we knew means
-            # no other process appended between our stat and our write
+            # file stores return the file's signature just before and just after the write,
+            # taken under their lock: if "before" is what we hold, nobody else wrote in between
             where = self.store.append_message(session.id, message)
             with self._lock:
                 hit = self._items.get(session.id)
-                current = (hit is not None and hit[0] is session and before is not None and hit[1] == before
-                           and where == before[:2])
+                current = (hit is not None and hit[0] is session and isinstance(where, tuple)
+                           and len(where) == 2 and hit[1] == where[0])
             if current:
                 session.messages.append(message)
                 session.totals.add(message)
-                self._put(session)
+                self._put(session, where[1])
             else:
                 self.forget(session.id)
 

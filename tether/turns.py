@@ -345,6 +345,16 @@ class Turns:
             raise
         return self.finish(ts, out)
 
+    def cheap_io(self) -> bool:
+        """Whether storing a turn is a few page-cache writes (no fsync, no summary call, no network)."""
+        return getattr(self.store, "fsync", True) is False and not self.context.summary
+
+    def cheap_start(self, session_id: str | None, model: str | None) -> bool:
+        """Whether start() is cheap enough to run on an event loop: the session is in memory and
+        current, and nothing can trigger a litellm import or a file rewrite."""
+        return (session_id is not None and self.cheap_io() and (model is None or model in self.config.models)
+                and self.cache.fresh(session_id))
+
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
         import asyncio
 
@@ -358,6 +368,10 @@ class Turns:
         except Exception as e:
             await asyncio.to_thread(self.failed, ts, e)
             raise
+        if self.cheap_io():
+            # two appends to the page cache (~50 us each): a thread hop costs more than the
+            # work, and under load the worker then waits for the GIL behind the event loop
+            return self.finish(ts, out)
         return await asyncio.to_thread(self.finish, ts, out)
 
     # -- what the CLI shows --------------------------------------------------------------

@@ -5,6 +5,7 @@ import, so callers reach it only through `litellm()` inside a call path.
 """
 from __future__ import annotations
 
+import gc
 import threading
 from types import ModuleType
 from typing import Any
@@ -30,6 +31,10 @@ def litellm() -> Any:
             from .echo import register
 
             register(lm)
+            # litellm's import leaves ~1M objects that live as long as the process; freezing
+            # them keeps every later full GC pass from re-walking them (passes that otherwise
+            # cost tens of ms each and land in the middle of turns)
+            gc.freeze()
             _mod = lm
     return _mod
 

@@ -104,6 +104,14 @@ def split_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
     return records, torn
 
 
+Signature = tuple[int, int, int]
+
+
+def signature(st: os.stat_result) -> Signature:
+    """What says a file changed: inode (compaction renames), size (appends), mtime."""
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 class JsonlStore(SessionStore):
     """SessionStore over `<root>/<id>.jsonl` files."""
 
@@ -181,24 +189,25 @@ class JsonlStore(SessionStore):
     def create(self, session: Session) -> None:
         write_atomic(self.path(session.id), b"".join(dumps(r) for r in session_records(session)), exclusive=True)
 
-    def append(self, session_id: str, *records: dict[str, Any]) -> tuple[int, int]:
+    def append(self, session_id: str, *records: dict[str, Any]) -> tuple[Signature, Signature]:
         """Append whole lines under the session's lock, repairing a torn tail first.
 
-        Returns (inode, offset) where the lines went: a cache that knew the file at
-        exactly that inode and size knows nobody else wrote in between.
+        Returns the file's (inode, size, mtime) just before and just after the write, taken
+        under the lock: a cache holding exactly "before" knows nobody else wrote in between.
         """
         data = b"".join(dumps(r) for r in records)  # serialised before taking the lock
         with self.locked(session_id) as fd:
             _repair_tail(fd)
-            st = os.fstat(fd)
+            before = signature(os.fstat(fd))
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             if self.fsync:
                 os.fsync(fd)
-        return st.st_ino, st.st_size
+            after = signature(os.fstat(fd))
+        return before, after
 
-    def append_message(self, session_id: str, message: Message) -> tuple[int, int]:
+    def append_message(self, session_id: str, message: Message) -> tuple[Signature, Signature]:
         return self.append(session_id, message_record(message))
 
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
