@@ -20,6 +20,7 @@ class Policy:
     recency_share: float = 0.45      # of the history budget, for the newest whole turns...
     recency_min: float = 0.25        # ...shrunk to this when the query points to older turns:
     recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
+    session_gap: float = 4.0         # hours of silence that end a sitting: a shrunk recency share stops there
     truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16          # below this many tokens a cut message says nothing useful
     unit: str = "pair"               # "pair": whole user/assistant turns; "message": single messages
@@ -135,9 +136,12 @@ def select(
         for i in reversed(p.group(last)):
             p.add([i])
     # 3. recency share: further whole turns, newest first
-    rec_limit = int(budget * _recency_share(h, budget, policy, scores))
+    share = _recency_share(h, budget, policy, scores)
+    rec_limit = int(budget * share)
+    # a query that points to older turns gets only the current sitting as recent context
+    first = _sitting_start(h, policy.session_gap) if policy.session_gap > 0 and share < policy.recency_share else 0
     g = last - 1
-    while g >= 0 and p.used < rec_limit:
+    while g >= 0 and p.used < rec_limit and h.groups[g][0] >= first:
         if not p.add(p.group(g), rec_limit):
             break
         g -= 1
@@ -156,6 +160,22 @@ def select(
     chosen = sorted(p.chosen)
     chosen = _no_orphan_start(h, chosen, p)
     return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
+
+
+def _sitting_start(h: History, gap_hours: float) -> int:
+    """Index of the first message of the current sitting: after the last silence of gap_hours."""
+    from .dates import to_seconds
+
+    gap = gap_hours * 3600.0
+    stamps = h.timestamps
+    later = to_seconds(stamps[-1]) if stamps else None
+    for i in range(len(stamps) - 2, -1, -1):
+        t = to_seconds(stamps[i])
+        if t is not None and later is not None and later - t > gap:
+            return i + 1
+        if t is not None:
+            later = t
+    return 0
 
 
 def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, float] | None) -> float:
