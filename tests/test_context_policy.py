@@ -293,4 +293,16 @@ def test_sitting_start_reads_naive_aware_and_missing_timestamps() -> None:
     # undated messages join the later sitting (the silence is measured between dated ones)
     assert _sitting_start(hist(["2024-01-01T09:00:00Z", None, "2024-01-01T20:00:00+00:00", "bad"]), 4) == 1
     assert _sitting_start(hist([None, None, None]), 4) == 0
+    # a silence further back than recency could reach does not matter (and is not searched for)
+    four = hist(["2024-01-01T09:00", "2024-01-02T09:00", "2024-01-02T09:01", "2024-01-02T09:02"])
+    assert _sitting_start(four, 4, reach=sum(four.tokens)) == 1
+    assert _sitting_start(four, 4, reach=four.tokens[-1]) == 0
     assert _sitting_start(hist(["2024-01-01T09:00", "2024-01-01T11:00"]), 4) == 0
+
+
+def test_budget_too_small_for_a_message_overhead_leaves_it_out() -> None:
+    # found by the property test: an empty message still costs its format overhead
+    w = build_window([{"id": "m0", "role": "user", "content": ""}], "", budget_tokens=1)
+    assert w.messages == [] and w.tokens == 0
+    w = build_window([{"id": "m0", "role": "user", "content": "word " * 40}], "", budget_tokens=24)
+    assert ids(w) == ["m0"] and w.tokens <= 24, "a budget of min_truncated or more still gets a cut message"

@@ -75,9 +75,13 @@ class _Picker:
         self.min_cut = policy.min_truncated
 
     def size(self, i: int) -> int:
-        """A message's cost; one longer than the whole budget is counted at its cut size."""
+        """A message's cost; one longer than the whole budget is counted at its cut size.
+
+        Below min_truncated tokens a message cannot be cut (its format overhead alone may not
+        fit), so under so small a budget an oversized message keeps its full cost and is left out.
+        """
         n = self.h.tokens[i]
-        return n if n <= self.budget else self.cut_to
+        return n if n <= self.budget or self.cut_to < self.min_cut else self.cut_to
 
     def add(self, idx: list[int], limit: int | None = None) -> bool:
         """Add all of idx (not yet chosen) if they fit under limit (default: the budget)."""
@@ -139,7 +143,9 @@ def select(
     share = _recency_share(h, budget, policy, scores)
     rec_limit = int(budget * share)
     # a query that points to older turns gets only the current sitting as recent context
-    first = _sitting_start(h, policy.session_gap) if policy.session_gap > 0 and share < policy.recency_share else 0
+    first = 0
+    if policy.session_gap > 0 and share < policy.recency_share:
+        first = _sitting_start(h, policy.session_gap, rec_limit)
     g = last - 1
     while g >= 0 and p.used < rec_limit and h.groups[g][0] >= first:
         if not p.add(p.group(g), rec_limit):
@@ -162,14 +168,23 @@ def select(
     return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
 
 
-def _sitting_start(h: History, gap_hours: float) -> int:
-    """Index of the first message of the current sitting: after the last silence of gap_hours."""
+def _sitting_start(h: History, gap_hours: float, reach: int | None = None) -> int:
+    """Index of the first message of the current sitting: after the last silence of gap_hours.
+
+    Only the newest `reach` tokens are looked at (the most recency could take); 0 if no silence there.
+    """
     from .dates import to_seconds
 
     gap = gap_hours * 3600.0
-    stamps = h.timestamps
-    later = to_seconds(stamps[-1]) if stamps else None
+    stamps, tokens = h.timestamps, h.tokens
+    if not stamps:
+        return 0
+    later = to_seconds(stamps[-1])
+    seen = tokens[-1] if tokens else 0
     for i in range(len(stamps) - 2, -1, -1):
+        if reach is not None and seen > reach:
+            return 0
+        seen += tokens[i]
         t = to_seconds(stamps[i])
         if t is not None and later is not None and later - t > gap:
             return i + 1
