@@ -1,8 +1,10 @@
 """The selection policy: which history messages go into the window.
 
 Order of claims on the budget: pinned messages, the most recent whole turn,
-then a recency share of recent whole turns, then a relevance fill of earlier
-turns ranked against the new message, then any leftover to recency again.
+then a recency share of recent whole turns (smaller, and kept within the
+current sitting, when the query clearly points to older turns), then a
+relevance fill of earlier turns ranked against the new message, then any
+leftover to recency again.
 """
 from __future__ import annotations
 
