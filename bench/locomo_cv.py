@@ -66,6 +66,38 @@ def pooled(res) -> float:
     return 100 * statistics.fmean(items)
 
 
+def loo(hz, convs, grid: dict, base: dict, views: list[str], budgets: list[int]) -> int:
+    """Leave one conversation out: pick the knob value on the others, score it on the one left out."""
+    import itertools
+
+    keys = sorted(grid)
+    combos = [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
+    cells = [(v, b) for v in views for b in budgets]
+    # table[c][sid][cell] = overall recall of that conversation
+    table = []
+    for combo in combos:
+        per: dict[str, dict] = {}
+        for v, b in cells:
+            r, _ = score(hz, convs, v, b, {**base, **combo})
+            for sid in r:
+                per.setdefault(sid, {})[(v, b)] = overall(r[sid])
+        table.append(per)
+        print(f"{json.dumps(combo)}: " + " ".join(
+            f"{v}@{b} {statistics.fmean(per[s][(v, b)] for s in per):.1f}" for v, b in cells), flush=True)
+    sids = list(table[0])
+    ref = next((k for k, c in enumerate(combos) if all(base.get(x, None) == c[x] for x in keys)), None)
+    print("held out | chosen | held-out score per cell (chosen) | minus base")
+    for out in sids:
+        rest = [s for s in sids if s != out]
+        best = max(range(len(combos)), key=lambda k: statistics.fmean(table[k][s][c] for s in rest for c in cells))
+        got = [table[best][out][c] for c in cells]
+        line = f"{out} | {json.dumps(combos[best])} | " + " ".join(f"{x:5.1f}" for x in got)
+        if ref is not None:
+            line += " | " + " ".join(f"{x - table[ref][out][c]:+.1f}" for x, c in zip(got, cells))
+        print(line)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "bench", "locomo-dev.json"))
@@ -73,11 +105,17 @@ def main() -> int:
     ap.add_argument("--views", default="end,soon")
     ap.add_argument("--compare", default=None, help="JSON policy options to score against the default")
     ap.add_argument("--base", default="{}", help="JSON policy options for the baseline")
+    ap.add_argument("--loo", default=None,
+                    help='JSON {"knob": [values]}: leave-one-conversation-out choice of the knob, chosen on the '
+                         'mean of all views and budgets of the other conversations, scored on the one left out')
     args = ap.parse_args()
     hz = harness()
     convs = hz.load(args.data, hz.tiktoken_offline())
     base = json.loads(args.base)
     other = json.loads(args.compare) if args.compare else None
+    if args.loo:
+        return loo(hz, convs, json.loads(args.loo), base, args.views.split(","),
+                   [int(x) for x in args.budgets.split(",")])
     for view in args.views.split(","):
         for b in (int(x) for x in args.budgets.split(",")):
             r0, o0 = score(hz, convs, view, b, base)

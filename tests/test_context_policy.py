@@ -260,3 +260,61 @@ def test_budget_smaller_than_any_message_gives_an_empty_window() -> None:
     assert [m["id"] for m in w.messages] == ["a"] and w.tokens <= 15
     w = build_window(hist, "q", budget_tokens=40)
     assert w.messages and w.tokens <= 40
+
+
+def _two_sittings() -> list[dict]:
+    """60 turns two minutes apart (every other early one about the zebra exhibit), then 2 turns two days later."""
+    out = []
+    t0 = datetime(2024, 1, 1, 9, 0)
+    for i in range(62):
+        when = t0 + timedelta(minutes=2 * i) + (timedelta(days=2) if i >= 60 else timedelta(0))
+        u = f"we talked about the zebra exhibit again ({i})" if i < 30 and i % 2 == 0 else FILLER[i % 4] + f" ({i})"
+        out.append({"id": f"u{i}", "role": "user", "content": u, "timestamp": when.isoformat()})
+        out.append({"id": f"a{i}", "role": "assistant", "content": "I see. " + FILLER[(i + 1) % 4], "timestamp": when.isoformat()})
+    return out
+
+
+def test_query_about_older_turns_gets_only_the_current_sitting_as_recency() -> None:
+    q = "what about the zebra exhibit?"
+    got = ids(build_window(_two_sittings(), q, budget_tokens=800))
+    assert {"u60", "a60", "u61", "a61"} <= set(got), "the current sitting is kept"
+    assert "u59" not in got and "u58" not in got, "turns before the long silence are not taken for recency"
+    off = ids(build_window(_two_sittings(), q, budget_tokens=800, session_gap=0))
+    assert "u59" in off, "without sittings the recency share crosses the silence"
+
+    def early(w: list[str]) -> int:  # turns from the part of the chat the query is about
+        return sum(1 for i in w if i.startswith("u") and int(i[1:]) < 30)
+
+    assert early(got) > early(off), "the budget not spent before the silence goes to relevant turns"
+
+
+def test_follow_up_after_a_silence_still_gets_the_previous_sitting() -> None:
+    got = ids(build_window(_two_sittings(), "and then what?", budget_tokens=600))
+    assert "u59" in got and "a59" in got, "an unmatched follow-up keeps the newest turns across a silence"
+
+
+def test_sitting_start_reads_naive_aware_and_missing_timestamps() -> None:
+    from tether.context.items import History
+    from tether.context.select import _sitting_start
+
+    def hist(stamps):  # type: ignore[no-untyped-def]
+        return History.of([{"id": f"s{k}-{s}", "role": "user", "content": f"m{k} {s}", "timestamp": s}
+                           for k, s in enumerate(stamps)], "cl100k_base")
+
+    assert _sitting_start(hist(["2024-01-01T09:00", "2024-01-01T10:00", "2024-01-02T09:00", "2024-01-02T09:05"]), 4) == 2
+    # undated messages join the later sitting (the silence is measured between dated ones)
+    assert _sitting_start(hist(["2024-01-01T09:00:00Z", None, "2024-01-01T20:00:00+00:00", "bad"]), 4) == 1
+    assert _sitting_start(hist([None, None, None]), 4) == 0
+    # a silence further back than recency could reach does not matter (and is not searched for)
+    four = hist(["2024-01-01T09:00", "2024-01-02T09:00", "2024-01-02T09:01", "2024-01-02T09:02"])
+    assert _sitting_start(four, 4, reach=sum(four.tokens)) == 1
+    assert _sitting_start(four, 4, reach=four.tokens[-1]) == 0
+    assert _sitting_start(hist(["2024-01-01T09:00", "2024-01-01T11:00"]), 4) == 0
+
+
+def test_budget_too_small_for_a_message_overhead_leaves_it_out() -> None:
+    # found by the property test: an empty message still costs its format overhead
+    w = build_window([{"id": "m0", "role": "user", "content": ""}], "", budget_tokens=1)
+    assert w.messages == [] and w.tokens == 0
+    w = build_window([{"id": "m0", "role": "user", "content": "word " * 40}], "", budget_tokens=24)
+    assert ids(w) == ["m0"] and w.tokens <= 24, "a budget of min_truncated or more still gets a cut message"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 _MONTHS = {m: i + 1 for i, m in enumerate(
@@ -68,4 +68,16 @@ def to_date(ts: Any) -> date | None:
             return datetime.fromisoformat(ts.replace("Z", "+00:00")).date()
         except ValueError:
             return None
+    return None
+
+
+def to_seconds(ts: Any) -> float | None:
+    """A message timestamp as POSIX seconds (naive times read as UTC), or None."""
+    if isinstance(ts, str) and ts:
+        try:
+            ts = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(ts, datetime):
+        return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
     return None

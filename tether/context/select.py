@@ -1,8 +1,10 @@
 """The selection policy: which history messages go into the window.
 
 Order of claims on the budget: pinned messages, the most recent whole turn,
-then a recency share of recent whole turns, then a relevance fill of earlier
-turns ranked against the new message, then any leftover to recency again.
+then a recency share of recent whole turns (smaller, and kept within the
+current sitting, when the query clearly points to older turns), then a
+relevance fill of earlier turns ranked against the new message, then any
+leftover to recency again.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ class Policy:
     recency_share: float = 0.45      # of the history budget, for the newest whole turns...
     recency_min: float = 0.25        # ...shrunk to this when the query points to older turns:
     recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
+    session_gap: float = 4.0         # hours of silence that end a sitting: a shrunk recency share stops there
     truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16          # below this many tokens a cut message says nothing useful
     unit: str = "pair"               # "pair": whole user/assistant turns; "message": single messages
@@ -74,13 +77,13 @@ class _Picker:
         self.min_cut = policy.min_truncated
 
     def size(self, i: int) -> int:
-        """A message's cost; one longer than the whole budget is counted at its cut size."""
+        """A message's cost; one longer than the whole budget is counted at its cut size.
+
+        Below min_truncated tokens a message cannot be cut (its format overhead alone may not
+        fit), so under so small a budget an oversized message keeps its full cost and is left out.
+        """
         n = self.h.tokens[i]
-        if n <= self.budget:
-            return n
-        # a budget under the smallest useful cut cannot hold the message at all: a cut
-        # message still costs its per-message overhead and marker
-        return self.cut_to if self.cut_to >= self.min_cut else self.budget + 1
+        return n if n <= self.budget or self.cut_to < self.min_cut else self.cut_to
 
     def add(self, idx: list[int], limit: int | None = None) -> bool:
         """Add all of idx (not yet chosen) if they fit under limit (default: the budget)."""
@@ -139,9 +142,14 @@ def select(
         for i in reversed(p.group(last)):
             p.add([i])
     # 3. recency share: further whole turns, newest first
-    rec_limit = int(budget * _recency_share(h, budget, policy, scores))
+    share = _recency_share(h, budget, policy, scores)
+    rec_limit = int(budget * share)
+    # a query that points to older turns gets only the current sitting as recent context
+    first = 0
+    if policy.session_gap > 0 and share < policy.recency_share:
+        first = _sitting_start(h, policy.session_gap, rec_limit)
     g = last - 1
-    while g >= 0 and p.used < rec_limit:
+    while g >= 0 and p.used < rec_limit and h.groups[g][0] >= first:
         if not p.add(p.group(g), rec_limit):
             break
         g -= 1
@@ -160,6 +168,31 @@ def select(
     chosen = sorted(p.chosen)
     chosen = _no_orphan_start(h, chosen, p)
     return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
+
+
+def _sitting_start(h: History, gap_hours: float, reach: int | None = None) -> int:
+    """Index of the first message of the current sitting: after the last silence of gap_hours.
+
+    Only the newest `reach` tokens are looked at (the most recency could take); 0 if no silence there.
+    """
+    from .dates import to_seconds
+
+    gap = gap_hours * 3600.0
+    stamps, tokens = h.timestamps, h.tokens
+    if not stamps:
+        return 0
+    later = to_seconds(stamps[-1])
+    seen = tokens[-1] if tokens else 0
+    for i in range(len(stamps) - 2, -1, -1):
+        if reach is not None and seen > reach:
+            return 0
+        seen += tokens[i]
+        t = to_seconds(stamps[i])
+        if t is not None and later is not None and later - t > gap:
+            return i + 1
+        if t is not None:
+            later = t
+    return 0
 
 
 def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, float] | None) -> float:
