@@ -51,6 +51,8 @@ class FakeServer:
                 server._handle(self, body)
 
         class Server(ThreadingHTTPServer):
+            request_queue_size = 1024  # the stdlib's 5 resets connections when 500 clients connect at once
+
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # faults cut connections on purpose
 
