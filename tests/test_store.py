@@ -135,7 +135,7 @@ def test_generated_ids_are_short_sortable_and_unique():
     ids = [new_id() for _ in range(5000)]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
-    assert all(len(i) == 14 and i.isalnum() for i in ids)
+    assert all(len(i) == 16 and i.isalnum() for i in ids)
 
 
 def test_permissions_private_even_with_open_umask(client):
@@ -381,3 +381,16 @@ def test_ids_stay_unique_across_forked_processes():
 
 def _ids_batch(_: int) -> list[str]:
     return [new_id() for _ in range(2000)]
+
+
+def test_duplicate_message_ids_in_a_file_lose_nothing(client):
+    """Two writers (or an imported file) that reuse an id: both messages stay, edits hit the first."""
+    sid = client.create_session()
+    for text in ("first", "second"):
+        client.store.append(sid, {"type": "message", "message": {"id": "same", "role": "user", "content": text}})
+    assert [m.content for m in client.get_history(sid)] == ["first", "second"]
+    client.update_message(sid, "same", content="edited")
+    assert [m.content for m in client.get_history(sid)] == ["edited", "second"]
+    client.store.compact(sid)
+    assert [m.content for m in client.get_history(sid)] == ["edited", "second"]
+    assert client.list_sessions()[0].message_count == 2

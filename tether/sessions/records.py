@@ -43,7 +43,10 @@ class Fold:
         kind = rec.get("type")
         if kind == "message":
             m = rec["message"]
-            self.messages[m["id"]] = m
+            key = m["id"]
+            if key in self.messages:  # a duplicate id (an imported file, say) must not hide a message
+                key = f"{key}\x00{len(self.messages)}"
+            self.messages[key] = m
             ts = m.get("timestamp")
             if ts and ts > self.header.get("updated_at", ""):
                 self.header["updated_at"] = ts
