@@ -6,6 +6,7 @@ import, so callers reach it only through `litellm()` inside a call path.
 from __future__ import annotations
 
 import gc
+import warnings
 import threading
 from types import ModuleType
 from typing import Any
@@ -24,6 +25,9 @@ def litellm() -> Any:
             from .. import _env
 
             _env.setup()
+            # litellm's own TypedDicts trip a pydantic UserWarning on first use; it is
+            # noise to tether's users (nothing they can act on)
+            warnings.filterwarnings("ignore", message=r".*is using the `ReadOnly` qualifier", category=UserWarning)
             import litellm as lm
 
             lm.suppress_debug_info = True
