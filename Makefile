@@ -7,18 +7,21 @@ TEST_STAMP := $(VENV)/.installed-test
 
 $(PY):
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q --upgrade pip > /dev/null 2>&1 || true
 
+# install output goes to a log, shown only if the install fails
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e .
-	touch $@
+	@echo "installing tether into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip install -q -e . > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@ $(STAMP)
+	@echo "installing tether with its test extra into $(VENV) (log: $(VENV)/install.log)"
+	@$(PY) -m pip install -q -e '.[test]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@ $(STAMP)
 
 chat: $(STAMP)
-	$(VENV)/bin/tether chat
+	@$(VENV)/bin/tether chat
 
 test: $(TEST_STAMP) redis-server
 	$(PY) -m pytest
