@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from ..errors import SessionCorrupt
 from .indexfile import INDEX_NAME, INDEX_VERSION, is_fresh, read_entries, select_rows, session_files
 from .models import SessionSummary
-from .records import Fold, extend_summary
+from .records import Fold, extend_summary, gc_paused
 
 if TYPE_CHECKING:
     from .jsonl import JsonlStore
@@ -51,7 +51,7 @@ class SessionIndex:
         try:
             with lock:
                 payload = json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":"))
-                write_atomic(self.path, payload.encode())
+                write_atomic(self.path, payload.encode(), durable=False)  # a cache: rebuilt if lost
         except (Timeout, OSError) as e:  # the index is a cache; the next listing retries
             log.warning("could not write session index %s: %s", self.path, e)
 
@@ -85,7 +85,8 @@ class SessionIndex:
 
     def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
         rows = select_rows([e["s"] for e in self.refresh().values()], limit, user_id, status)
-        return _summaries.validate_python(rows)
+        with gc_paused():
+            return _summaries.validate_python(rows)
 
 
 def _full(path: Path, st: os.stat_result) -> dict[str, Any]:

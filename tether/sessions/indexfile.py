@@ -57,6 +57,10 @@ def fresh_rows(root: Path) -> list[dict[str, Any]] | None:
         return None
 
 
+def _recency(row: dict[str, Any]) -> tuple[str, str]:
+    return row.get("updated_at") or "", row.get("id") or ""
+
+
 def select_rows(rows: list[dict[str, Any]], limit: int | None = None, user_id: str | None = None,
                 status: str | None = None) -> list[dict[str, Any]]:
     """Filter, order by last use (newest first) and cut, as every listing does."""
@@ -64,5 +68,5 @@ def select_rows(rows: list[dict[str, Any]], limit: int | None = None, user_id: s
         rows = [r for r in rows if r.get("user_id") == user_id]
     if status is not None:
         rows = [r for r in rows if r.get("status", "active") == status]
-    rows = sorted(rows, key=lambda r: (r.get("updated_at") or "", r.get("id") or ""), reverse=True)
+    rows = sorted(rows, key=_recency, reverse=True)
     return rows[: max(0, limit)] if limit is not None else rows

@@ -46,15 +46,19 @@ def dumps(record: dict[str, Any]) -> bytes:
         return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
-def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
-    """Write a whole file so that readers see the old one or the new one, never a mix."""
+def write_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: bool = True) -> None:
+    """Write a whole file so that readers see the old one or the new one, never a mix.
+
+    durable=False skips the fsyncs: for caches that can be rebuilt (the listing index).
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         with os.fdopen(fd, "wb", closefd=True) as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if exclusive:
             try:
                 os.link(tmp, path)  # fails if the target exists: atomic create-if-absent
@@ -67,7 +71,8 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False) -> None:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def _fsync_dir(path: Path) -> None:

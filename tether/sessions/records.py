@@ -5,12 +5,31 @@ that turns them into a Session (or a listing summary) is written once, here.
 """
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import SessionCorrupt
 from .models import HEADER_FIELDS, Message, Session, Totals, utcnow
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Build thousands of small acyclic objects without triggering full GC passes.
+
+    Each pass walks the whole heap, so in a big process (litellm loaded, many sessions)
+    they would take most of a load's or a listing's time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def message_record(message: Message) -> dict[str, Any]:
@@ -73,7 +92,8 @@ class Fold:
         data["messages"] = list(self.messages.values())
         data["events"] = self.events
         try:
-            s = Session.model_validate(data)
+            with gc_paused():
+                s = Session.model_validate(data)
         except ValidationError as e:
             raise SessionCorrupt(path, f"invalid data: {e.errors()[0].get('msg')} at {e.errors()[0].get('loc')}") from None
         s.totals = Totals.of(s.messages)
