@@ -78,7 +78,7 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
 
 def _from_jsonl(raw: bytes, source: str) -> Session:
     from ..errors import SessionCorrupt
-    from .jsonl import split_records
+    from .replay import split_records
     from .records import Fold
 
     try:

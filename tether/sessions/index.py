@@ -90,7 +90,7 @@ class SessionIndex:
 
 
 def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
-    from .jsonl import split_records
+    from .replay import split_records
 
     try:
         data = path.read_bytes()
@@ -113,7 +113,7 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
 
 def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
     """Fold only the lines appended since the entry was made; None if that is not enough."""
-    from .jsonl import split_records
+    from .replay import split_records
 
     off = entry["off"]
     with open(path, "rb") as f:

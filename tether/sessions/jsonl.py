@@ -24,6 +24,7 @@ from .index import SessionIndex
 from .indexfile import SUFFIX
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
 from .records import Fold, edit_record, message_record, session_records, update_record
+from .replay import split_records
 from .store import SessionStore, search_session
 
 log = logging.getLogger("tether.sessions")
@@ -86,27 +87,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def split_records(data: bytes, path: Path) -> tuple[list[dict[str, Any]], bool]:
-    """Parse complete lines; a last line without newline is a torn write and is ignored."""
-    torn = bool(data) and not data.endswith(b"\n")
-    lines = data.split(b"\n")
-    lines.pop()  # the part after the last newline: empty or torn
-    try:
-        records = json.loads(b"[" + b",".join(ln for ln in lines if ln.strip()) + b"]")
-    except (ValueError, UnicodeDecodeError):
-        records = []
-        for no, ln in enumerate(lines, 1):
-            if not ln.strip():
-                continue
-            try:
-                records.append(json.loads(ln))
-            except (ValueError, UnicodeDecodeError) as e:
-                raise SessionCorrupt(path, f"line {no} is not valid JSON ({e})") from None
-    if not all(isinstance(r, dict) for r in records):
-        raise SessionCorrupt(path, "a record is not a JSON object")
-    return records, torn
 
 
 Signature = tuple[int, int, int]

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..errors import SessionCorrupt
 from .models import HEADER_FIELDS, Message, Session, Totals, utcnow
+from .replay import Replay
 
 
 @contextmanager
@@ -44,48 +45,8 @@ def session_records(session: Session) -> list[dict[str, Any]]:
     return records
 
 
-class Fold:
-    """Replays a file's records into the session's state, as plain dicts (fast)."""
-
-    def __init__(self, path: object, records: list[dict[str, Any]]) -> None:
-        if not records or records[0].get("type") != "header" or not isinstance(records[0].get("session"), dict):
-            raise SessionCorrupt(path, "missing header record")
-        self.header: dict[str, Any] = dict(records[0]["session"])
-        self.messages: dict[str, dict[str, Any]] = {}
-        self.events: list[dict[str, Any]] = []
-        self.unknown: list[dict[str, Any]] = []
-        self.dead = 0
-        for rec in records[1:]:
-            self.apply(rec)
-
-    def apply(self, rec: dict[str, Any]) -> None:
-        kind = rec.get("type")
-        if kind == "message":
-            m = rec["message"]
-            key = m["id"]
-            if key in self.messages:  # a duplicate id (an imported file, say) must not hide a message
-                key = f"{key}\x00{len(self.messages)}"
-            self.messages[key] = m
-            ts = m.get("timestamp")
-            if ts and ts > self.header.get("updated_at", ""):
-                self.header["updated_at"] = ts
-        elif kind == "update":
-            self.header.update(rec["fields"])
-            self.dead += 1
-        elif kind == "edit":
-            m = self.messages.get(rec["id"])
-            if m is not None:
-                m.update(rec["fields"])
-            self.dead += 1
-        elif kind == "remove":
-            self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
-        elif kind == "clear":
-            self.dead += 1 + len(self.messages)
-            self.messages.clear()
-        elif kind == "event":
-            self.events.append(rec["event"])
-        else:  # written by a newer tether: keep it through compaction
-            self.unknown.append(rec)
+class Fold(Replay):
+    """A replay that can also become a Session (pydantic) or a listing summary."""
 
     def session(self, path: object) -> Session:
         data = dict(self.header)
@@ -98,13 +59,6 @@ class Fold:
             raise SessionCorrupt(path, f"invalid data: {e.errors()[0].get('msg')} at {e.errors()[0].get('loc')}") from None
         s.totals = Totals.of(s.messages)
         return s
-
-    def records(self) -> list[dict[str, Any]]:
-        """The minimal records that rebuild this state (for compaction)."""
-        out: list[dict[str, Any]] = [{"type": "header", "session": self.header}]
-        out += [{"type": "message", "message": m} for m in self.messages.values()]
-        out += [{"type": "event", "event": e} for e in self.events]
-        return out + self.unknown
 
     def summary(self) -> dict[str, Any]:
         h = self.header

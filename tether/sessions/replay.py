@@ -1,0 +1,83 @@
+"""Reading session records without pydantic: parsing lines and replaying them into plain dicts.
+
+Kept free of the models so light paths (the CLI resuming a chat, listing) can show a
+session before pydantic and the client have loaded; `records.Fold` builds on this.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import SessionCorrupt
+
+
+def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], bool]:
+    """Parse complete lines; a last line without newline is a torn write and is ignored."""
+    torn = bool(data) and not data.endswith(b"\n")
+    lines = data.split(b"\n")
+    lines.pop()  # the part after the last newline: empty or torn
+    try:
+        records = json.loads(b"[" + b",".join(ln for ln in lines if ln.strip()) + b"]")
+    except (ValueError, UnicodeDecodeError):
+        records = []
+        for no, ln in enumerate(lines, 1):
+            if not ln.strip():
+                continue
+            try:
+                records.append(json.loads(ln))
+            except (ValueError, UnicodeDecodeError) as e:
+                raise SessionCorrupt(path, f"line {no} is not valid JSON ({e})") from None
+    if not all(isinstance(r, dict) for r in records):
+        raise SessionCorrupt(path, "a record is not a JSON object")
+    return records, torn
+
+
+class Replay:
+    """Replays a file's records into the session's state, as plain dicts (fast)."""
+
+    def __init__(self, path: object, records: list[dict[str, Any]]) -> None:
+        if not records or records[0].get("type") != "header" or not isinstance(records[0].get("session"), dict):
+            raise SessionCorrupt(path, "missing header record")
+        self.header: dict[str, Any] = dict(records[0]["session"])
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self.unknown: list[dict[str, Any]] = []
+        self.dead = 0
+        for rec in records[1:]:
+            self.apply(rec)
+
+    def apply(self, rec: dict[str, Any]) -> None:
+        kind = rec.get("type")
+        if kind == "message":
+            m = rec["message"]
+            key = m["id"]
+            if key in self.messages:  # a duplicate id (an imported file, say) must not hide a message
+                key = f"{key}\x00{len(self.messages)}"
+            self.messages[key] = m
+            ts = m.get("timestamp")
+            if ts and ts > self.header.get("updated_at", ""):
+                self.header["updated_at"] = ts
+        elif kind == "update":
+            self.header.update(rec["fields"])
+            self.dead += 1
+        elif kind == "edit":
+            m = self.messages.get(rec["id"])
+            if m is not None:
+                m.update(rec["fields"])
+            self.dead += 1
+        elif kind == "remove":
+            self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
+        elif kind == "clear":
+            self.dead += 1 + len(self.messages)
+            self.messages.clear()
+        elif kind == "event":
+            self.events.append(rec["event"])
+        else:  # written by a newer tether: keep it through compaction
+            self.unknown.append(rec)
+
+    def records(self) -> list[dict[str, Any]]:
+        """The minimal records that rebuild this state (for compaction)."""
+        out: list[dict[str, Any]] = [{"type": "header", "session": self.header}]
+        out += [{"type": "message", "message": m} for m in self.messages.values()]
+        out += [{"type": "event", "event": e} for e in self.events]
+        return out + self.unknown
