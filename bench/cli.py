@@ -77,7 +77,7 @@ def main() -> None:
          median(lambda: timed([TETHER, "sessions", "list"], env), a.runs), 0.10),
         ("tether config", median(lambda: timed([TETHER, "config"], env), a.runs), 0.10),
         ("tether chat: time to prompt", median(lambda: time_to_prompt(["chat"], env), a.runs), 0.10),
-        ("tether chat -c: time to prompt (resume)", median(lambda: time_to_prompt(["chat", "-c"], env), a.runs), None),
+        ("tether chat -c: time to prompt (resume)", median(lambda: time_to_prompt(["chat", "-c"], env), a.runs), 0.10),
     ]
     print(f"python -c 'import litellm': {base:.3f} s (median of {max(3, a.runs // 2)}; the baseline)")
     print(f"{'command':<44} {'seconds':>8} {'x litellm':>10}  target")

@@ -142,6 +142,33 @@ def test_resume_shows_the_last_turns(tether_home):
         assert "> first question" not in out and "earlier messages not shown" in out
 
 
+def test_quick_resume_replay_shows_what_the_full_load_shows(tether_home):
+    from tether.cli_util import quick_resume
+
+    t = Tether(home=tether_home)
+    r = t.chat_once("first question")
+    for i in range(4):
+        t.chat_once(f"question {i}", session_id=r.session_id)
+    t.remove_message(r.session_id, t.get_history(r.session_id)[-1].id)  # the replay applies removals
+    other = t.chat_once("another session").session_id
+    t.list_sessions()  # the index is current again
+    assert quick_resume(tether_home, None, cont=True)[0] == other  # -c: the most recently used
+    sid, replay = quick_resume(tether_home, r.session_id, cont=False)
+    with chat(tether_home) as full, chat(tether_home) as quick:
+        full.repl.load(sid)
+        quick.repl.load_replay(sid, replay)
+        assert quick.out.getvalue() == full.out.getvalue()
+        for attr in ("session_id", "pinned", "title", "system", "tokens", "cost"):
+            assert getattr(quick.repl, attr) == getattr(full.repl, attr), attr
+        assert "question 3" in quick.out.getvalue() and "echo: question 3" not in quick.out.getvalue()
+    # prefixes, unknown ids, hostile ids and a stale index all go the full way (None)
+    assert quick_resume(tether_home, sid[:-2], cont=False) is None
+    assert quick_resume(tether_home, "nope", cont=False) is None
+    assert quick_resume(tether_home, "../x", cont=False) is None
+    t.add_message(sid, "user", "index now stale")
+    assert quick_resume(tether_home, None, cont=True) is None
+
+
 # -- slash commands ------------------------------------------------------------------------------
 def test_help_lists_every_command(tether_home):
     from tether.repl_commands import COMMANDS

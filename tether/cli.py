@@ -131,6 +131,13 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
     from .repl import Loader, Repl
 
     resume = bool(session_id or cont)
+    quick = None
+    if resume and not (model or system is not None or title):
+        from .cli_util import quick_resume
+
+        quick = quick_resume(home, session_id, cont)  # (id, replay) without pydantic, or None
+    if quick:
+        resume = False  # found and readable: the client can load in the background
     if resume or (model and model not in cfg.models):
         loader = Loader(client=client())  # needed now: to find the session or check the model
     else:
@@ -147,6 +154,8 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
         _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
     repl = Repl(loader, make_console(), model=model, system=system, title=title,
                 default_model=cfg.default_model, home=home, hint=hint)
+    if quick:
+        repl.load_replay(*quick)
     if resume:
         from .cli_util import most_recent_session, resolve_session_id
 

@@ -1,7 +1,8 @@
 """Small helpers shared by the commands and the chat loop (neither imports the other)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidSessionId, SessionNotFound, TetherError
 
@@ -36,3 +37,32 @@ def most_recent_session(client: Tether) -> str | None:
     """The most recently USED session (last message or change), which `-c` continues."""
     rows = client.list_sessions(limit=1)
     return rows[0].id if rows else None
+
+
+def quick_resume(home: Path, session_id: str | None, cont: bool) -> tuple[str, Any] | None:
+    """The session to resume and its replayed records, read without pydantic or the client.
+
+    Only for the plain cases: `-c` with a current listing index, or an exact id. Anything
+    else (a prefix, a stale index, an unreadable file) returns None and the caller takes
+    the full path, which also reports errors properly.
+    """
+    from .sessions.indexfile import SUFFIX, fresh_rows, select_rows
+    from .sessions.replay import Replay, split_records
+
+    root = home / "sessions"
+    if cont:
+        rows = fresh_rows(root)
+        if not rows:
+            return None
+        sid = select_rows(rows, limit=1)[0]["id"]
+    else:
+        sid = session_id or ""
+    path = root / f"{sid}{SUFFIX}"
+    try:
+        from .sessions.ids import validate_id
+
+        validate_id(sid)
+        records, _ = split_records(path.read_bytes(), path)
+        return sid, Replay(path, records)
+    except (OSError, TetherError, ValueError, KeyError, TypeError, AttributeError):
+        return None

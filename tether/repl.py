@@ -158,16 +158,29 @@ class Repl:
     def load(self, session_id: str, show: int = RESUME_MESSAGES) -> None:
         """Make `session_id` current and show its last few messages."""
         s = self.client.load_session(session_id)
-        self.session_id = s.id
-        self.pinned = s.pinned_model
-        self.model = None
-        self.title = s.title
-        self.system = s.system
-        self.tokens, self.cost = s.totals.total_tokens, s.totals.cost_usd
+        self._enter(s.id, s.pinned_model, s.title, s.system, s.totals.total_tokens, s.totals.cost_usd,
+                    s.messages, show)
+
+    def load_replay(self, session_id: str, replay: Any, show: int = RESUME_MESSAGES) -> None:
+        """As load(), from a pydantic-free replay of the session file: a resumed chat draws
+        its last turns and the prompt while the client still loads in the background."""
+        from types import SimpleNamespace
+
+        h = replay.header
+        msgs = [SimpleNamespace(**{"model": None, "status": "ok", **m}) for m in replay.messages.values()]
+        tokens = sum((m.get("usage") or {}).get("total_tokens", 0) or 0 for m in replay.messages.values())
+        cost = sum(m.get("cost_usd") or 0.0 for m in replay.messages.values())
+        self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show)
+
+    def _enter(self, sid: str, pinned: str | None, title: str | None, system: str | None,
+               tokens: int, cost: float, messages: list[Any], show: int) -> None:
+        self.session_id, self.pinned, self.model = sid, pinned, None
+        self.title, self.system = title, system
+        self.tokens, self.cost = tokens, cost
         if show:
-            recent = s.messages[-show:]
-            more = len(s.messages) - len(recent)
-            head = f"session {s.id}" + (f" · {s.title}" if s.title else "") + (
+            recent = messages[-show:]
+            more = len(messages) - len(recent)
+            head = f"session {sid}" + (f" · {title}" if title else "") + (
                 f" · {more} earlier messages not shown" if more else "")
             print_transcript(self.console, recent, heading=head)
 
