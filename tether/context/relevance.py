@@ -11,6 +11,7 @@ import math
 import re
 from bisect import bisect_left
 from collections import OrderedDict
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -179,18 +180,9 @@ class Index:
             for t in qterms:
                 qtf[t] = qtf.get(t, 0) + 1
         norm = k1 * (1 - b + b * self._doclen()[:n] / avgdl)
-        for t, qc in qtf.items():
-            docs = self.post_docs.get(t)
-            if not docs:
-                continue
-            df = bisect_left(docs, n)
-            if df == 0:
-                continue
-            idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
-            d_arr, tf_arr = self._postings(t)
-            d_arr, tf_arr = d_arr[:df], tf_arr[:df]
+        for weight, d_arr, tf_arr in self._matches(qtf, n):
             # each document appears once per term, so plain fancy-index addition is safe
-            out[d_arr] += (idf * qc) * tf_arr * (k1 + 1) / (tf_arr + norm[d_arr])
+            out[d_arr] += weight * tf_arr * (k1 + 1) / (tf_arr + norm[d_arr])
         return out
 
     def passage_scores(
@@ -217,6 +209,15 @@ class Index:
         avgdl = max(float(dl.mean()), 1e-9)
         norm = k1 * (1 - b + b * dl / avgdl)
         tf = np.zeros(n, dtype=np.float64)
+        for weight, d_arr, tf_arr in self._matches(qtf, n):
+            tf[:] = 0.0
+            tf[d_arr] = tf_arr
+            ptf = spread(tf)
+            out += weight * ptf * (k1 + 1) / (ptf + norm)
+        return out
+
+    def _matches(self, qtf: dict[str, Any], n: int) -> Iterator[tuple[float, "np.ndarray", "np.ndarray"]]:
+        """For each query term found in the first n documents: idf x query weight, and its postings there."""
         for t, qc in qtf.items():
             docs = self.post_docs.get(t)
             if not docs:
@@ -226,11 +227,7 @@ class Index:
                 continue
             idf = math.log(1.0 + (n - df + 0.5) / (df + 0.5))
             d_arr, tf_arr = self._postings(t)
-            tf[:] = 0.0
-            tf[d_arr[:df]] = tf_arr[:df]
-            ptf = spread(tf)
-            out += (idf * qc) * ptf * (k1 + 1) / (ptf + norm)
-        return out
+            yield idf * qc, d_arr[:df], tf_arr[:df]
 
     def _postings(self, t: str) -> tuple["np.ndarray", "np.ndarray"]:
         """A term's postings as arrays, converted again only when the term got new documents."""

@@ -94,6 +94,24 @@ def _fail(state: StreamState, step: Call, e: BaseException, pending: list[Any]) 
     return "err", e
 
 
+def _take(chunk: Any, chunks: list[Any], state: StreamState, pending: list[Any], model: str
+          ) -> tuple[list[Any], bool]:
+    """One streamed chunk: what to yield (a Restart marker first if an earlier model failed
+    mid-answer, then the text) and whether it finished the answer. Shared by both runners."""
+    chunks.append(chunk)
+    text, fin = _piece(chunk)
+    out: list[Any] = []
+    if text:
+        if pending:
+            r = Restart(pending[0], model, pending[1], pending[2])
+            pending.clear()
+            state.restarts.append(r)
+            out.append(r)
+        state.pieces.append(text)
+        out.append(text)
+    return out, fin
+
+
 def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, Any] | None,
                 state: StreamState) -> Generator[str, None, Outcome]:
     """Sync: yields text pieces (and Restart markers); returns the Outcome."""
@@ -119,17 +137,9 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
         try:
             resp = lm.completion(**step.kwargs)
             for chunk in resp:
-                chunks.append(chunk)
-                text, fin = _piece(chunk)
+                pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
                 finished = finished or fin
-                if text:
-                    if pending:
-                        r = Restart(pending[0], step.spec.name, pending[1], pending[2])
-                        pending.clear()
-                        state.restarts.append(r)
-                        yield r
-                    state.pieces.append(text)
-                    yield text
+                yield from pieces
             if not finished:
                 raise _Incomplete("stream ended without a finish reason")
         except GeneratorExit:
@@ -169,17 +179,10 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
         try:
             resp = await lm.acompletion(**step.kwargs)
             async for chunk in resp:
-                chunks.append(chunk)
-                text, fin = _piece(chunk)
+                pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
                 finished = finished or fin
-                if text:
-                    if pending:
-                        r = Restart(pending[0], step.spec.name, pending[1], pending[2])
-                        pending.clear()
-                        state.restarts.append(r)
-                        yield r
-                    state.pieces.append(text)
-                    yield text
+                for piece in pieces:
+                    yield piece
             if not finished:
                 raise _Incomplete("stream ended without a finish reason")
         except (GeneratorExit, asyncio.CancelledError):
