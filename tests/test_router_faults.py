@@ -160,3 +160,34 @@ def test_per_model_retries_override(make_tether, fake_server):
     fake_server.fail("main", "500", "500", "500")
     r = make_tether(models={"main": {"retries": 3}}).chat_once("hi")
     assert r.model == "main" and len(r.attempts) == 4
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_ctrl_c_during_a_probe_frees_the_breaker(make_tether, fake_server, monkeypatch, streamed):
+    """Ctrl-C while the half-open breaker probes the pinned model must not lock that model out."""
+    from tether.router._lite import litellm
+
+    t = make_tether(breaker_failures=1, breaker_cooldown=1000, retries=0)
+    fake_server.fail("main", "500")
+    sid = t.chat_once("one").session_id  # main fails once: its circuit opens
+    breaker = t.turns.router.breaker
+    now = breaker._clock()
+    breaker._clock = lambda: now + 2000  # cool-down over: the next turn probes main
+    lm = litellm()
+    real = lm.completion
+
+    def interrupted(**kw):  # the user presses Ctrl-C while main is being probed
+        if kw["model"] == "openai/main":
+            raise KeyboardInterrupt
+        return real(**kw)
+
+    monkeypatch.setattr(lm, "completion", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        if streamed:
+            list(t.stream("two", session_id=sid))
+        else:
+            t.chat_once("two", session_id=sid)
+    monkeypatch.setattr(lm, "completion", real)
+    r = t.chat_once("three", session_id=sid)
+    assert r.model == "main" and kinds(r) == [("main", "ok")]
+    assert breaker.state("main")["state"] == "closed"

@@ -242,6 +242,9 @@ class Router:
                     reply = ("ok", self._finish(step.spec, step.info, resp))
                 except Exception as e:  # noqa: BLE001 - classified by the policy
                     reply = ("err", e)
+                except BaseException:  # Ctrl-C mid-call: the model did not fail, free a claimed probe slot
+                    self.breaker.release(step.spec.name)
+                    raise
         except StopIteration as stop:
             return stop.value
 
@@ -264,10 +267,10 @@ class Router:
                 try:
                     resp = await lm.acompletion(**step.kwargs)
                     reply = ("ok", self._finish(step.spec, step.info, resp))
-                except asyncio.CancelledError:
-                    self.breaker.release(step.spec.name)
-                    raise
                 except Exception as e:  # noqa: BLE001
                     reply = ("err", e)
+                except BaseException:  # cancelled, Ctrl-C: free a claimed probe slot
+                    self.breaker.release(step.spec.name)
+                    raise
         except StopIteration as stop:
             return stop.value

@@ -142,14 +142,14 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
                 yield from pieces
             if not finished:
                 raise _Incomplete("stream ended without a finish reason")
-        except GeneratorExit:
-            _close(resp)
-            router.breaker.release(step.spec.name)
-            raise
         except Exception as e:  # noqa: BLE001 - classified by the policy
             _close(resp)
             reply = _fail(state, step, e, pending)
             continue
+        except BaseException:  # closed, Ctrl-C: the model did not fail, free a claimed probe slot
+            _close(resp)
+            router.breaker.release(step.spec.name)
+            raise
         reply = ("ok", _built(router, lm, step, chunks, state.text))
 
 
@@ -185,14 +185,14 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
                     yield piece
             if not finished:
                 raise _Incomplete("stream ended without a finish reason")
-        except (GeneratorExit, asyncio.CancelledError):
-            await _aclose(resp)
-            router.breaker.release(step.spec.name)
-            raise
         except Exception as e:  # noqa: BLE001
             await _aclose(resp)
             reply = _fail(state, step, e, pending)
             continue
+        except BaseException:  # closed, cancelled, Ctrl-C: free a claimed probe slot
+            await _aclose(resp)
+            router.breaker.release(step.spec.name)
+            raise
         reply = ("ok", _built(router, lm, step, chunks, state.text))
 
 
