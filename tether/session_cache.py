@@ -48,15 +48,18 @@ class SessionCache:
 
     def load(self, session_id: str) -> Session:
         """The session as stored; from memory when the file is exactly as we last left it."""
-        if self._path is not None:
-            sig = self._sig(session_id)
+        sig = self._sig(session_id)  # taken before reading: a write during the read shows up below
+        if sig is not None:
             with self._lock:
                 hit = self._items.get(session_id)
-                if hit is not None and sig is not None and hit[1] == sig:
+                if hit is not None and hit[1] == sig:
                     self._items.move_to_end(session_id)
                     return hit[0]
         session = self.store.load(session_id)
-        self._put(session)
+        if sig is not None and self._sig(session_id) == sig:
+            self._put(session, sig)
+        else:  # someone wrote while we read (or the load compacted): do not keep a copy of unknown age
+            self.forget(session_id)
         return session
 
     def _put(self, session: Session, sig: Any = None) -> None:
