@@ -222,3 +222,21 @@ def test_pin_and_history_survive_a_real_process_restart(make_tether, fake_server
     assert out.stdout.split() == ["main", "main"]
     sent = fake_server.calls("main")[0]["messages"]
     assert [m["content"] for m in sent][0] == "remember 42" and sent[-1]["content"] == "what number?"
+
+
+def test_an_abandoned_question_is_kept_but_not_sent_with_later_turns(make_tether, fake_server):
+    from tether import AllModelsFailed
+
+    t = make_tether()
+    sid = t.chat_once("hello").session_id
+    fake_server.fail("main", "500", "500")
+    fake_server.fail("backup", "500", "500")
+    with pytest.raises(AllModelsFailed):
+        t.chat_once("the failed question", session_id=sid)
+    fake_server.reset()
+    t.chat_once("a different question", session_id=sid)
+    sent = [m["content"] for m in fake_server.calls()[-1]["messages"]]
+    assert "the failed question" not in sent and sent[-1] == "a different question"
+    assert [m.status for m in t.get_history(sid)].count("unanswered") == 1  # still in the session
+    preview = t.preview_window(sid, "next")
+    assert "the failed question" not in [m["content"] if isinstance(m, dict) else m.content for m in preview.messages]

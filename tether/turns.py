@@ -86,6 +86,12 @@ class TurnStart:
     reused: bool = False
 
 
+def sendable(messages: list[Message]) -> list[Message]:
+    """History a model may see: questions no model answered stay in the session (for retry)
+    but are not sent with later turns, where they would read as asked again."""
+    return [m for m in messages if m.status != "unanswered"]
+
+
 class Turns:
     """Everything a turn does, independent of sync/async (I/O helpers are plain functions)."""
 
@@ -152,7 +158,7 @@ class Turns:
         # plain dicts: the window reads a few fields per message, and getattr on a
         # pydantic model for a field it lacks (tool_calls...) costs 10x a dict lookup
         hist = [{"id": m.id, "role": m.role, "content": m.content, "name": m.name, "pinned": m.pinned,
-                 "timestamp": m.timestamp} for m in history]
+                 "timestamp": m.timestamp} for m in sendable(history)]
 
         options = self.context.window_options(session)
 
@@ -180,7 +186,7 @@ class Turns:
         info = self.router.catalogue.info(name)
         from .context import build_window
 
-        return build_window(list(session.messages), prompt, model=info.model, system=session.system,
+        return build_window(sendable(session.messages), prompt, model=info.model, system=session.system,
                             context=session.context or None, context_window=info.context_window,
                             max_output_tokens=self.reply_tokens(info), **self.context.window_options(session))
 
