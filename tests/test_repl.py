@@ -273,6 +273,10 @@ def test_export_prints_or_writes(tether_home, tmp_path):
         c.run(f"/export json {target}\r")
         doc = json.loads(target.read_text())
         assert doc["id"] == c.repl.session_id and doc["messages"][0]["content"] == "export me"
+        # a bad path is an error line, and the chat goes on
+        out = c.run(f"/export md {tmp_path / 'missing' / 'x.md'}\rstill here\r")
+        assert "error:" in out and "missing" in out
+        assert c.messages()[-2].content == "still here"
 
 
 def test_clear_history_empties_the_session(tether_home):

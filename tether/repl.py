@@ -247,8 +247,10 @@ class Repl:
 
             try:
                 dispatch(self, text)
-            except TetherError as e:
+            except (TetherError, ValueError) as e:
                 self.error(str(e))
+            except OSError as e:  # /export to a missing folder, a directory...: say so, keep chatting
+                self.error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
             except KeyboardInterrupt:
                 self.info("(cancelled)")
             return
