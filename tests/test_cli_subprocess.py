@@ -104,6 +104,17 @@ def test_the_turn_is_saved_when_stdout_closes_early(tether_home):
     assert msgs[1].content.startswith("echo: a question nobody reads [")
 
 
+def test_the_turn_is_saved_when_there_is_no_stdout_at_all(tether_home):
+    """`tether ask ... >&-`: Python starts with sys.stdout = None; the answer is still saved whole."""
+    proc = subprocess.run([TETHER, "ask", "nobody hears this"], stderr=subprocess.PIPE, text=True,
+                          env=env(tether_home), timeout=120, preexec_fn=lambda: os.close(1))
+    assert "Traceback" not in proc.stderr and "error" not in proc.stderr and proc.returncode == 0, proc.stderr
+    (s,) = Tether().list_sessions()
+    msgs = Tether().get_history(s.id)
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
+    assert msgs[1].content.startswith("echo: nobody hears this [")
+
+
 def test_ask_against_the_local_server_with_fallback(tether_home):
     from fakeserver import FakeServer
 

@@ -57,7 +57,7 @@ def _quiet_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -224,12 +224,14 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
 
 
 def _write(text: str) -> bool:
-    """Write to stdout; False once the reader has gone away (`| head -1`)."""
+    """Write to stdout; False once the reader has gone away (`| head -1`) or there is none (`>&-`)."""
+    if sys.stdout is None:
+        return False
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
         return True
-    except BrokenPipeError:
+    except (BrokenPipeError, ValueError):  # ValueError: stdout was closed
         _quiet_stdout()
         return False
 
