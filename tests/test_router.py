@@ -229,3 +229,16 @@ def test_echo_streams_a_repetitive_prompt_whole(tether_home):
     st = Tether().stream(prompt)
     text = "".join(st)
     assert st.error is None and text == st.result.text and prompt in text
+
+
+def test_error_texts_hide_key_shapes_from_several_providers():
+    from tether.router.errors import _scrub
+
+    keys = ["gsk_ABCDEFGHIJKLMNOPQRSTUV1234", "AIzaSyD-abcdefghijklmnopqrstuvwx", "sk-proj-abcdefghijklmnopqrstuvwxyz",
+            "eyJhbGciOiJIUzI1NiJ9.abc.def", "sk-ant-api03-ABCDEFGHIJKLMNOPQ"]
+    texts = [f"Incorrect API key provided: {keys[0]}.", f"GET /v1/m:generate?key={keys[1]}&alt=sse failed",
+             f"api_key='{keys[2]}'", f"Authorization: Bearer {keys[3]}", f"x-api-key: {keys[4]}"]
+    for key, text in zip(keys, texts):
+        assert key not in _scrub(text) and key[6:14] not in _scrub(text), text
+    plain = "rate limited, retry in 3s (model gpt-4o-mini)"
+    assert _scrub(plain) == plain

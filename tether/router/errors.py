@@ -97,6 +97,11 @@ def _scrub(text: str) -> str:
     """Error texts sometimes echo the request; cut it short and hide anything key-like."""
     import re
 
-    text = re.sub(r"(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]+", r"\1…", text)
-    text = re.sub(r"(?i)(api[_-]?key['\"=: ]+)[^\s'\",]+", r"\1***", text)
+    # provider key shapes: OpenAI/Anthropic sk-..., Groq gsk_..., Google AIza..., xAI xai-..., bearer tokens
+    text = re.sub(r"\b((?:sk|gsk|xai|pk)[-_][A-Za-z0-9]{2})[A-Za-z0-9_\-]{8,}", r"\1…", text)
+    text = re.sub(r"\b(AIza)[A-Za-z0-9_\-]{20,}", r"\1…", text)
+    text = re.sub(r"(?i)(bearer\s+)[A-Za-z0-9._\-]{8,}", r"\1***", text)
+    # "api_key=...", "API key provided: ...", "?key=..." in URLs, "x-api-key: ..."
+    text = re.sub(r"(?i)(api[ _-]?key(?:\s+provided)?['\"=:\s]+)[^\s'\",]{6,}", r"\1***", text)
+    text = re.sub(r"(?i)([?&](?:key|api_key|token)=)[^&\s'\"]+", r"\1***", text)
     return text[:500]
