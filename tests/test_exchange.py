@@ -57,6 +57,7 @@ def test_import_existing_id_refuses_unless_overwrite(tmp_path):
     "bad, match",
     [
         ({"title": "no id"}, "'id'"),
+        ({"id": 5}, "'messages'"),
         ({"id": "../evil", "messages": []}, "invalid session id"),
         ({"id": "x", "messages": [{"content": "no role"}]}, "message 0"),
         ({"id": "x", "messages": [{"role": "alien", "content": "c"}]}, "messages.0.role"),

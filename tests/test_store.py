@@ -85,6 +85,13 @@ def test_get_history_limit_and_message_edit(client):
     assert client.list_sessions()[0].message_count == 4
 
 
+def test_explicit_model_at_creation_is_pinned_and_recorded(client):
+    sid = client.create_session(model="gpt-x")
+    s = client.load_session(sid)
+    assert (s.pinned_model, s.pin_reason) == ("gpt-x", "explicit")
+    assert [(e.type, e.data["to"]) for e in s.events] == [("pin_changed", "gpt-x")]
+
+
 def test_bad_role_and_duplicate_id(client):
     sid = client.create_session(session_id="fixed-id")
     with pytest.raises(ValueError, match="role"):

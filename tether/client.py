@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal
 from . import _env
 from .errors import SessionNotFound
 from .home import ensure_dir, resolve_home
-from .sessions import Message, Session, SessionStore, SessionSummary
+from .sessions import Message, Session, SessionEvent, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
 from .sessions.jsonl import JsonlStore
 from .sessions.models import HEADER_FIELDS
@@ -78,6 +78,8 @@ class Tether:
         if session_id is not None:
             fields["id"] = session_id
         session = Session(**fields)
+        if model:  # the first pin is recorded like every later change
+            session.events.append(SessionEvent(type="pin_changed", data={"from": None, "to": model, "reason": "explicit"}))
         self.store.create(session)
         self.current_session_id = session.id
         return session.id

@@ -89,7 +89,7 @@ def _from_jsonl(raw: bytes, source: str) -> Session:
 
 
 def _from_document(doc: Any, source: str) -> Session:
-    if not isinstance(doc, dict) or not isinstance(doc.get("messages", []), list) or "id" not in doc:
+    if not isinstance(doc, dict) or not isinstance(doc.get("messages"), list) or "id" not in doc:
         raise ImportFormatError(f"{source} is not a session: expected an object with 'id' and 'messages'")
     try:
         validate_id(str(doc["id"]))
