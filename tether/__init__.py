@@ -6,10 +6,10 @@ client and session models (pydantic) load on first attribute access (PEP 562), s
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import _env
+from ._lazy import lazy_attributes
 
 _env.setup()
 
@@ -48,15 +48,4 @@ __all__ = [
     "AsyncStream", "ChatResult", "Restart", "Stream",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'tether' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
