@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from .cli_util import client
 from .errors import TetherError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -87,12 +88,6 @@ def _setup_logging(debug: bool) -> None:
     log.addHandler(_StderrHandler())
     log.setLevel(logging.DEBUG if debug else logging.WARNING)
     log.propagate = False
-
-
-def client() -> Any:
-    from .client import Tether
-
-    return Tether()
 
 
 @click.group(cls=TetherGroup, context_settings=CONTEXT)

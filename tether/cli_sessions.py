@@ -11,11 +11,7 @@ from typing import Any
 
 import click
 
-
-def _client() -> Any:
-    from .client import Tether
-
-    return Tether()
+from .cli_util import client
 
 
 def _resolve(c: Any, session_id: str) -> str:
@@ -47,7 +43,7 @@ def list_(as_json: bool, limit: int | None, user_id: str | None) -> None:
         if fast is not None:
             click.echo(sessions_table(fast) if fast else "no sessions yet: `tether chat` starts one")
             return
-    c = _client()
+    c = client()
     rows = c.list_sessions(limit=limit, user_id=user_id)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
@@ -75,7 +71,7 @@ def fast_summaries(limit: int | None, user_id: str | None) -> list[dict[str, Any
 @click.option("--json", "as_json", is_flag=True, help="Print the session as JSON (the export format).")
 def show(session_id: str, as_json: bool) -> None:
     """A session's details and transcript."""
-    c = _client()
+    c = client()
     sid = _resolve(c, session_id)
     if as_json:
         click.echo(c.export_session(sid, "json"))
@@ -100,7 +96,7 @@ def show(session_id: str, as_json: bool) -> None:
 @click.argument("title", nargs=-1, required=True)
 def rename(session_id: str, title: tuple[str, ...]) -> None:
     """Give a session a new title."""
-    c = _client()
+    c = client()
     sid = _resolve(c, session_id)
     c.rename_session(sid, " ".join(title))
     click.echo(f"renamed {sid}: {' '.join(title)}")
@@ -111,7 +107,7 @@ def rename(session_id: str, title: tuple[str, ...]) -> None:
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(session_id: str, yes: bool) -> None:
     """Delete a session (asks first when run in a terminal)."""
-    c = _client()
+    c = client()
     sid = _resolve(c, session_id)
     if not yes and interactive():
         s = c.list_sessions()
@@ -128,7 +124,7 @@ def delete(session_id: str, yes: bool) -> None:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
 def export(session_id: str, fmt: str, output: Path | None) -> None:
     """Export a session as JSON (re-importable) or Markdown."""
-    c = _client()
+    c = client()
     text = c.export_session(_resolve(c, session_id), "json" if fmt == "json" else "markdown")
     if not text.endswith("\n"):
         text += "\n"
@@ -146,7 +142,7 @@ def import_(files: tuple[Path, ...], overwrite: bool) -> None:
     """Import tether exports, tether .jsonl files or Oblix session files."""
     from .errors import TetherError
 
-    c = _client()
+    c = client()
     failed = 0
     for f in files:
         try:
@@ -170,7 +166,7 @@ def search(text: tuple[str, ...], limit: int | None, as_json: bool) -> None:
     from .render import fmt_when
 
     query = " ".join(text)
-    hits = _client().search_sessions(query, limit=limit)
+    hits = client().search_sessions(query, limit=limit)
     if as_json:
         click.echo(json.dumps([{**s.to_dict(), "matches": [m.to_dict() for m in ms]} for s, ms in hits],
                               indent=2, default=str))

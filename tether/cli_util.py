@@ -14,6 +14,13 @@ class AmbiguousSessionId(TetherError, LookupError):
     """A prefix that matches more than one session."""
 
 
+def client() -> Tether:
+    """A client on the current home; built only by commands that need one (it loads pydantic)."""
+    from .client import Tether
+
+    return Tether()
+
+
 def resolve_session_id(client: Tether, text: str) -> str:
     """An exact id, else a unique prefix of one: ids are long and people type the start."""
     text = text.strip()

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _env
-from .errors import SessionNotFound
 from .home import ensure_dir, resolve_home
 from .sessions import Message, Session, SessionEvent, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
@@ -22,7 +21,7 @@ from .sessions.models import HEADER_FIELDS
 if TYPE_CHECKING:
     from .router.config import ConfigReport, RouterConfig
     from .turn_stream import AsyncStream, Stream
-    from .turns import ChatResult, Turns
+    from .turns import ChatResult, Turns, TurnStart
 
 _ROLES = ("system", "user", "assistant", "tool")
 
@@ -79,7 +78,7 @@ class Tether:
             fields["id"] = session_id
         session = Session(**fields)
         if model:  # the first pin is recorded like every later change
-            session.events.append(SessionEvent(type="pin_changed", data={"from": None, "to": model, "reason": "explicit"}))
+            session.events.append(SessionEvent.pin_changed(None, model, "explicit"))
         self.store.create(session)
         self.current_session_id = session.id
         return session.id
@@ -161,10 +160,6 @@ class Tether:
 
     def session_exists(self, session_id: str) -> bool:
         return self.store.exists(session_id)
-
-    def require_session(self, session_id: str) -> None:
-        if not self.store.exists(session_id):
-            raise SessionNotFound(session_id)
 
     # -- routing and turns (tether/turns.py does the work) ------------------------------
     @property
@@ -325,14 +320,20 @@ class AsyncTether:
     def config(self) -> RouterConfig:
         return self.sync.config
 
-    async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
+    async def _start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
+        """Put the prompt on disk: inline when that is one small append to a cached session,
+        else in a thread (a load, a create, or a model check that may import litellm)."""
         turns = self.sync.turns
         if turns.cheap_start(session_id, model):
-            ts = turns.start(prompt, session_id, model)  # cached session, one small append
+            ts = turns.start(prompt, session_id, model)
         else:
             ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
         self.sync.current_session_id = ts.session.id
-        return await turns.arun(ts, params)
+        return ts
+
+    async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
+        ts = await self._start(prompt, session_id, model)
+        return await self.sync.turns.arun(ts, params)
 
     async def execute(self, prompt: str, **params: Any) -> ChatResult:
         return await self.chat_once(prompt, session_id=self.sync.current_session_id, **params)
@@ -341,10 +342,8 @@ class AsyncTether:
         """`async for piece in await t.stream(...)`: the prompt is on disk when this returns."""
         from .turn_stream import AsyncStream
 
-        turns = self.sync.turns
-        ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
-        self.sync.current_session_id = ts.session.id
-        return AsyncStream(turns, ts, params)
+        ts = await self._start(prompt, session_id, model)
+        return AsyncStream(self.sync.turns, ts, params)
 
     async def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
         turns = self.sync.turns

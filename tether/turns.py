@@ -139,13 +139,13 @@ class Turns:
     def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
         self.cache.forget(session_id)
         self.store.update_header(session_id, {"pinned_model": model, "pin_reason": reason})
-        data = {"from": old, "to": model, "reason": reason}
-        self.store.add_event(session_id, SessionEvent(type="pin_changed", data=data))
-        self.events.emit("pin_changed", {"session_id": session_id, **data})
+        event = SessionEvent.pin_changed(old, model, reason)
+        self.store.add_event(session_id, event)
+        self.events.emit("pin_changed", {"session_id": session_id, **event.data})
 
     def pin_model(self, session_id: str, model: str, reason: str = "user") -> str:
         name = self.check_model(model)
-        old = self.store.load(session_id).pinned_model
+        old = self.cache.load(session_id).pinned_model
         if old != name:
             self.set_pin(session_id, name, reason, old)
         return name
@@ -199,10 +199,10 @@ class Turns:
             name, reason = self.pick_model(prompt, model)
             first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
             title = first_line[:60] + ("…" if len(first_line) > 60 else "")
-            session = Session(pinned_model=name, pin_reason=reason, title=title)
+            # created with its pin event: one write, not a create and then an append
+            session = Session(pinned_model=name, pin_reason=reason, title=title,
+                              events=[SessionEvent.pin_changed(None, name, reason)])
             self.store.create(session)
-            data = {"from": None, "to": name, "reason": reason}
-            self.store.add_event(session.id, SessionEvent(type="pin_changed", data=data))
         else:
             session = self.cache.load(session_id)
             if model:  # an explicit model for an existing session is a user pin change

@@ -69,6 +69,11 @@ class SessionEvent(Record):
     at: datetime = Field(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def pin_changed(cls, old: str | None, new: str, reason: str) -> "SessionEvent":
+        """The record of every pin, the first one included."""
+        return cls(type="pin_changed", data={"from": old, "to": new, "reason": reason})
+
 
 class Totals(Record):
     messages: int = 0
