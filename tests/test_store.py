@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -139,10 +140,35 @@ def test_good_user_ids_accepted(client):
 
 
 def test_generated_ids_are_short_sortable_and_unique():
+    before = time.time_ns() // 1_000_000
     ids = [new_id() for _ in range(5000)]
+    after = time.time_ns() // 1_000_000
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
-    assert all(len(i) == 16 and i.isalnum() for i in ids)
+    assert all(len(i) == 16 and i.isalnum() and i == i.lower() for i in ids)
+    # the first 8 characters are the creation time in base 36 milliseconds
+    assert before <= int(ids[0][:8], 36) <= int(ids[-1][:8], 36) <= after + 5
+
+
+@pytest.mark.parametrize("fields", [
+    {"role": "user", "content": "plain"},
+    {"role": "assistant", "content": "ünïcødé ✓ 中文", "model": "m", "usage": {"prompt_tokens": 3, "completion_tokens": 4,
+     "total_tokens": 7}, "cost_usd": 1.5e-06, "latency_ms": 3.25, "metadata": {"k": [1, {"x": None}]}},
+    {"role": "user", "content": "lone \ud800 surrogate", "pinned": True},
+    {"role": "tool", "content": "x", "name": "fn", "future_field": {"kept": True}},
+])
+def test_message_lines_are_the_records_json(fields):
+    """The fast per-message writer produces the record the generic path would (floats may be
+    spelled differently: 1.5e-6 vs 1.5e-06)."""
+    from tether.sessions import Message
+    from tether.sessions.jsonl import dumps, message_line
+    from tether.sessions.records import message_record
+
+    m = Message(**fields)
+    line = message_line(m)
+    assert json.loads(line) == json.loads(dumps(message_record(m)))
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert Message(**json.loads(line)["message"]) == m
 
 
 def test_permissions_private_even_with_open_umask(client):

@@ -49,6 +49,22 @@ def test_eight_processes_append_concurrently_without_loss(tether_home):
     assert c.list_sessions()[0].message_count == 2000
 
 
+def test_appends_follow_other_processes_compacting_the_file(tether_home):
+    """Each writer compacts (rewrite + rename) every 10 appends while the others append:
+    an append that waited on the old file's lock must land in the new file."""
+    c = tether.Tether()
+    sid = c.create_session()
+    procs = [spawn(tether_home, sid, f"p{k}", 120, compact_every=10) for k in range(4)]
+    for p in procs:
+        out, _ = p.communicate(timeout=240)
+        assert p.returncode == 0
+        assert len(out.splitlines()) == 120
+    contents = [m.content for m in c.load_session(sid).messages]
+    assert len(contents) == 480 and len(set(contents)) == 480
+    for k in range(4):
+        assert [int(x.split(":")[1]) for x in contents if x.startswith(f"p{k}:")] == list(range(120))
+
+
 def test_threads_append_concurrently_without_loss(tether_home):
     c = tether.Tether()
     sid = c.create_session()

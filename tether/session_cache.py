@@ -23,7 +23,7 @@ class SessionCache:
         self.store = store
         self.size = size
         self.max_messages = max_messages
-        self._path = getattr(store, "path", None)  # only file stores can be validated by stat
+        self._path = getattr(store, "file", None)  # only file stores can be validated by stat
         self._items: OrderedDict[str, tuple[Session, Any]] = OrderedDict()
         self._counts: dict[str, int] = {}  # messages per cached session, for the memory bound
         self._total = 0
@@ -39,16 +39,27 @@ class SessionCache:
         except OSError:
             return None
 
-    def fresh(self, session_id: str) -> bool:
-        """True when load() would answer from memory (one stat, no parsing)."""
-        sig = self._sig(session_id)
+    def cheap(self, session_id: str, small_bytes: int = 32_768) -> os.stat_result | None:
+        """The file's stat when load() answers from memory, or reads a file small enough (a few
+        dozen messages, ~0.1 ms) for an event loop to do it inline; else None. Pass the stat on
+        to load(): under a busy event loop every syscall costs a GIL handover."""
+        if self._path is None:
+            return None
+        try:
+            st = os.stat(self._path(session_id))
+        except OSError:
+            return None
+        if st.st_size <= small_bytes:
+            return st
         with self._lock:
             hit = self._items.get(session_id)
-        return hit is not None and sig is not None and hit[1] == sig
+        return st if hit is not None and hit[1] == signature(st) else None
 
-    def load(self, session_id: str) -> Session:
-        """The session as stored; from memory when the file is exactly as we last left it."""
-        sig = self._sig(session_id)  # taken before reading: a write during the read shows up below
+    def load(self, session_id: str, st: os.stat_result | None = None) -> Session:
+        """The session as stored; from memory when the file is exactly as we last left it.
+        `st`: the file's stat, if just taken."""
+        # taken before reading: a write during the read shows up below
+        sig = signature(st) if st is not None else self._sig(session_id)
         if sig is not None:
             with self._lock:
                 hit = self._items.get(session_id)

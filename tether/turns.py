@@ -10,6 +10,7 @@ answers that same message instead of adding a copy.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -191,8 +192,10 @@ class Turns:
                             max_output_tokens=self.reply_tokens(info), **self.context.window_options(session))
 
     # -- turn start ------------------------------------------------------------------
-    def start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
-        """Load or create the session, pin it if new, and put the user's message on disk."""
+    def start(self, prompt: str, session_id: str | None, model: str | None,
+              st: os.stat_result | None = None) -> TurnStart:
+        """Load or create the session, pin it if new, and put the user's message on disk.
+        `st`: the session file's stat, when the caller just took it."""
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
         if session_id is None:
@@ -204,7 +207,7 @@ class Turns:
                               events=[SessionEvent.pin_changed(None, name, reason)])
             self.store.create(session)
         else:
-            session = self.cache.load(session_id)
+            session = self.cache.load(session_id, st)
             if model:  # an explicit model for an existing session is a user pin change
                 name = self.check_model(model)
                 if session.pinned_model != name:
@@ -355,11 +358,13 @@ class Turns:
         """Whether storing a turn is a few page-cache writes (no fsync, no summary call, no network)."""
         return getattr(self.store, "fsync", True) is False and not self.context.summary
 
-    def cheap_start(self, session_id: str | None, model: str | None) -> bool:
-        """Whether start() is cheap enough to run on an event loop: the session is in memory and
-        current, and nothing can trigger a litellm import or a file rewrite."""
-        return (session_id is not None and self.cheap_io() and (model is None or model in self.config.models)
-                and self.cache.fresh(session_id))
+    def cheap_start(self, session_id: str | None, model: str | None) -> os.stat_result | None:
+        """The session file's stat when start() is cheap enough to run on an event loop: the
+        session is in memory and current (or its file is small), and nothing can trigger a
+        litellm import or a file rewrite; else None."""
+        if session_id is None or not self.cheap_io() or not (model is None or model in self.config.models):
+            return None
+        return self.cache.cheap(session_id)
 
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
         import asyncio

@@ -128,7 +128,9 @@ class _Columns:
 
 
 _CACHE: "OrderedDict[tuple[str, str, str], _Columns]" = OrderedDict()
-_MAX_SESSIONS = 16
+# an app serving many sessions at once must find each one's columns again next turn
+_MAX_SESSIONS = 1024
+_MAX_ITEMS = 200_000  # messages over all cached sessions (a few list slots each)
 
 
 def _cached(enc: str, ids: list[str], contents: list[str]) -> _Columns | None:
@@ -145,3 +147,7 @@ def _store(enc: str, ids: list[str], contents: list[str], col: _Columns) -> None
     _CACHE[(enc, ids[0], contents[0])] = col
     while len(_CACHE) > _MAX_SESSIONS:
         _CACHE.popitem(last=False)
+    if len(_CACHE) > 1 and sum(len(c.ids) for c in _CACHE.values()) > _MAX_ITEMS:  # only on a miss
+        total = sum(len(c.ids) for c in _CACHE.values())
+        while len(_CACHE) > 1 and total > _MAX_ITEMS:
+            total -= len(_CACHE.popitem(last=False)[1].ids)

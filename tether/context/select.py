@@ -48,11 +48,16 @@ class Policy:
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Policy":
-        known = {f.name for f in fields(cls)}
-        unknown = set(options) - known
+        known = _FIELDS.get(cls)
+        if known is None:
+            known = _FIELDS[cls] = frozenset(f.name for f in fields(cls))
+        unknown = options.keys() - known
         if unknown:
             raise TypeError(f"unknown context policy option(s): {', '.join(sorted(unknown))}")
         return cls(**options)
+
+
+_FIELDS: dict[type, frozenset[str]] = {}  # option names per Policy class (fields() is slow per turn)
 
 
 @dataclass

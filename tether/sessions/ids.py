@@ -22,11 +22,15 @@ _rng = random.Random(os.urandom(16))
 os.register_at_fork(after_in_child=lambda: _rng.seed(os.urandom(16)))
 
 
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 1,296 two-digit strings
+
+
 def _b36(n: int, width: int) -> str:
+    """n in base 36, zero-padded to `width` (even) digits: two digits per step (ids are hot)."""
     out = []
-    for _ in range(width):
-        n, r = divmod(n, 36)
-        out.append(_ALPHABET[r])
+    for _ in range(width // 2):
+        n, r = divmod(n, 1296)
+        out.append(_PAIRS[r])
     return "".join(reversed(out))
 
 

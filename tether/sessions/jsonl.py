@@ -47,6 +47,16 @@ def dumps(record: dict[str, Any]) -> bytes:
         return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
 
 
+def message_line(message: Message) -> bytes:
+    """The JSON of dumps(message_record(message)) in half the time (pydantic's own writer;
+    only float spellings differ, 1.5e-6 for 1.5e-06): one is made per message stored."""
+    try:
+        body = message.__pydantic_serializer__.to_json(message, exclude_defaults=True)
+    except ValueError:  # lone surrogates: dumps escapes them
+        return dumps(message_record(message))
+    return b'{"type":"message","message":' + body + b"}\n"
+
+
 def write_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: bool = True) -> None:
     """Write a whole file so that readers see the old one or the new one, never a mix.
 
@@ -102,26 +112,34 @@ class JsonlStore(SessionStore):
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool | None = None) -> None:
         self.root = private_dir(Path(root))
+        self._root = str(self.root)
         self.locks = private_dir(self.root / ".locks")  # the listing index's lock only
         # Every append survives the process being killed once it returns (the line is in
         # the OS's hands). fsync=True also makes it survive a power cut, at ~0.3-4 ms per write.
         self.fsync = fsync if fsync is not None else os.environ.get("TETHER_FSYNC", "") not in ("", "0")
         self.index = SessionIndex(self)
         self.problems: dict[str, str] = {}  # files skipped by the last listing, and why
+        self._ends: dict[str, Signature] = {}  # each session file as our last append left it
 
     # -- paths and locks ------------------------------------------------------------
     def path(self, session_id: str) -> Path:
         return self.root / f"{validate_id(session_id)}{SUFFIX}"
 
+    def file(self, session_id: str) -> str:
+        """path() as a plain string: for the per-turn syscalls, where pathlib costs more than they do."""
+        return f"{self._root}{os.sep}{validate_id(session_id)}{SUFFIX}"
+
     @contextmanager
-    def locked(self, session_id: str) -> Iterator[int]:
-        """The session file, open for appending, under an exclusive flock.
+    def locked(self, session_id: str) -> Iterator[tuple[int, os.stat_result]]:
+        """The session file, open for appending, under an exclusive flock, with its stat.
 
         The lock is on the data file itself, so no lock files pile up. A compaction
         replaces the file by rename while holding the old file's lock; whoever waited
-        on that old file sees its inode is no longer the path's, and locks the new one.
+        on that old file finds it has no name left (st_nlink 0), and locks the new one.
+        One fstat instead of comparing with a stat of the path: every syscall lets other
+        threads take the GIL, and under a busy event loop each costs far more than its work.
         """
-        path = self.path(session_id)
+        path = self.file(session_id)
         for _ in range(1000):
             try:
                 fd = os.open(path, os.O_RDWR | os.O_APPEND)
@@ -129,20 +147,17 @@ class JsonlStore(SessionStore):
                 raise SessionNotFound(session_id) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                current = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:  # deleted while we waited
-                os.close(fd)
-                raise SessionNotFound(session_id) from None
+                st = os.fstat(fd)
             except BaseException:
                 os.close(fd)
                 raise
-            if current:
+            if st.st_nlink:
                 try:
-                    yield fd
+                    yield fd, st
                 finally:
                     os.close(fd)  # releases the lock
                 return
-            os.close(fd)
+            os.close(fd)  # replaced (compaction) or deleted while we waited: look again
         raise OSError(f"session file {path} kept being replaced while waiting for its lock")
 
     # -- reading --------------------------------------------------------------------
@@ -180,20 +195,27 @@ class JsonlStore(SessionStore):
         Returns the file's (inode, size, mtime) just before and just after the write, taken
         under the lock: a cache holding exactly "before" knows nobody else wrote in between.
         """
-        data = b"".join(dumps(r) for r in records)  # serialised before taking the lock
-        with self.locked(session_id) as fd:
-            _repair_tail(fd)
-            before = signature(os.fstat(fd))
+        return self._append_bytes(session_id, b"".join(dumps(r) for r in records))  # serialised before locking
+
+    def _append_bytes(self, session_id: str, data: bytes) -> tuple[Signature, Signature]:
+        with self.locked(session_id) as (fd, st):
+            before = signature(st)
+            if self._ends.get(session_id) != before:  # not exactly as our last append left it
+                if _repair_tail(fd, st.st_size):
+                    before = signature(os.fstat(fd))
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             if self.fsync:
                 os.fsync(fd)
             after = signature(os.fstat(fd))
+        if len(self._ends) >= 4096:
+            self._ends.clear()
+        self._ends[session_id] = after  # ends with a whole line: the next append can skip the check
         return before, after
 
     def append_message(self, session_id: str, message: Message) -> tuple[Signature, Signature]:
-        return self.append(session_id, message_record(message))
+        return self._append_bytes(session_id, message_line(message))
 
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
         self.append(session_id, edit_record(message_id, fields))
@@ -268,11 +290,10 @@ class JsonlStore(SessionStore):
         pass
 
 
-def _repair_tail(fd: int) -> None:
-    """Cut a torn last line (a write killed midway) so the next line starts clean."""
-    size = os.fstat(fd).st_size
+def _repair_tail(fd: int, size: int) -> bool:
+    """Cut a torn last line (a write killed midway) so the next line starts clean; True if cut."""
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
+        return False
     pos, chunk = size, 4096
     while pos > 0:
         start = max(0, pos - chunk)
@@ -280,7 +301,8 @@ def _repair_tail(fd: int) -> None:
         nl = buf.rfind(b"\n")
         if nl >= 0:
             os.ftruncate(fd, start + nl + 1)
-            return
+            return True
         pos = start
     os.ftruncate(fd, 0)
+    return True
 
