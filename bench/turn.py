@@ -11,7 +11,7 @@
 The OpenAI-compatible server (tests/fakeserver.py) runs in a child process so
 its CPU does not count against either side.
 
-    python bench/turn.py [--turns 40] [--history 1000] [--concurrent 500]
+    python bench/turn.py [--turns 40] [--history 1000] [--concurrent 500] [--rounds 8] [--calibrate]
 """
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -88,10 +90,22 @@ async def overhead(t: AsyncTether, base: str, history: int, turns: int) -> dict:
             "ratio_median": round(mo / mb, 3), "ratio_mean": round(statistics.mean(ours) / statistics.mean(bare), 3)}
 
 
+async def burst(calls: Iterable[Awaitable[Any]], n: int) -> float:
+    """Calls per second for n calls run at once."""
+    t0 = time.perf_counter()
+    await asyncio.gather(*calls)
+    return n / (time.perf_counter() - t0)
+
+
 async def throughput(t: AsyncTether, base: str, n: int, rounds: int) -> dict:
-    """`rounds` pairs of bursts over the same n sessions: n concurrent tether turns, then n
-    concurrent bare calls sending exactly the messages tether sent in that burst.
+    """`rounds` pairs of bursts over the same n sessions: n concurrent tether turns, and n
+    concurrent bare calls sending exactly the messages tether sends in that round.
+
     Round 1 reads the sessions from disk; later rounds find them in tether's session cache.
+    Whichever side goes first in a round also pays for litellm's deferred logging of the
+    round before, so the order alternates: tether first in even rounds (the bare side then
+    replays what tether sent), bare first in odd ones (sending what `preview_window` says
+    tether will send; the report counts any turn that then sent something else).
     """
     sids = []
     for i in range(n):
@@ -106,27 +120,57 @@ async def throughput(t: AsyncTether, base: str, n: int, rounds: int) -> dict:
         sent[kw["messages"][-1]["content"]] = kw["messages"]
         return await real(**kw)
 
-    # open n pooled connections first (and n server threads), so neither side pays for them
-    warm = [f"warm {i} {TEXT}" for i in range(n)]
-    for _ in range(2):
-        await asyncio.gather(*(real(**bare_kwargs(base, [{"role": "user", "content": p}])) for p in warm))
+    await warm_pool(base, n)
     ours: list[float] = []
     bare: list[float] = []
+    mismatched = 0
     for rnd in range(rounds):
         prompts = [f"round {rnd} question {i} {TEXT}" for i in range(n)]
-        lm.acompletion = capture
-        t0 = time.perf_counter()
-        await asyncio.gather(*(t.chat_once(p, session_id=sid) for p, sid in zip(prompts, sids)))
-        ours.append(n / (time.perf_counter() - t0))
-        lm.acompletion = real
-        t0 = time.perf_counter()
-        await asyncio.gather(*(real(**bare_kwargs(base, sent[p])) for p in prompts))
-        bare.append(n / (time.perf_counter() - t0))
+        turns = lambda: (t.chat_once(p, session_id=sid) for p, sid in zip(prompts, sids))  # noqa: E731
+        if rnd % 2 == 0:
+            lm.acompletion = capture
+            ours.append(await burst(turns(), n))
+            lm.acompletion = real
+            planned = [sent[p] for p in prompts]
+            bare.append(await burst((real(**bare_kwargs(base, fresh(m))) for m in planned), n))
+        else:  # what tether will send, worked out (untimed) before either burst
+            planned = [t.sync.preview_window(sid, p).to_messages() for sid, p in zip(sids, prompts)]
+            bare.append(await burst((real(**bare_kwargs(base, fresh(m))) for m in planned), n))
+            lm.acompletion = capture
+            ours.append(await burst(turns(), n))
+            lm.acompletion = real
+            mismatched += sum(sent[p] != m for p, m in zip(prompts, planned))
     ratios = [o / b for o, b in zip(ours, bare)]
     return {"calls": n, "rounds": rounds, "tether_calls_per_s": [round(x, 1) for x in ours],
             "bare_calls_per_s": [round(x, 1) for x in bare], "ratio_per_round": [round(r, 3) for r in ratios],
             "tether_median": round(statistics.median(ours), 1), "bare_median": round(statistics.median(bare), 1),
-            "throughput_ratio": round(statistics.median(ours) / statistics.median(bare), 3)}
+            "throughput_ratio": round(statistics.median(ours) / statistics.median(bare), 3),
+            "turns_that_sent_other_messages": mismatched}
+
+
+async def calibration(base: str, n: int, rounds: int) -> dict:
+    """The same bare burst twice per round: how far apart two identical runs land here."""
+    await warm_pool(base, n)
+    ratios = []
+    for rnd in range(rounds):
+        msgs = [[{"role": "user", "content": f"round {rnd} question {i} {TEXT}"}] for i in range(n)]
+        a = await burst((litellm().acompletion(**bare_kwargs(base, fresh(m))) for m in msgs), n)
+        b = await burst((litellm().acompletion(**bare_kwargs(base, fresh(m))) for m in msgs), n)
+        ratios.append(a / b)
+    return {"rounds": rounds, "first_over_second_per_round": [round(r, 3) for r in ratios],
+            "median": round(statistics.median(ratios), 3), "min": round(min(ratios), 3), "max": round(max(ratios), 3)}
+
+
+def fresh(messages: list[dict]) -> list[dict]:
+    return [dict(m) for m in messages]  # new dicts, as an app would build them
+
+
+async def warm_pool(base: str, n: int) -> None:
+    """Open n pooled connections (and n server threads) first, so no burst pays for them."""
+    warm = [f"warm {i} {TEXT}" for i in range(n)]
+    for _ in range(2):
+        await asyncio.gather(*(litellm().acompletion(**bare_kwargs(base, [{"role": "user", "content": p}]))
+                               for p in warm))
 
 
 async def main() -> None:
@@ -134,7 +178,8 @@ async def main() -> None:
     ap.add_argument("--turns", type=int, default=40)
     ap.add_argument("--history", type=int, default=1000)
     ap.add_argument("--concurrent", type=int, default=500)
-    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=8)
+    ap.add_argument("--calibrate", action="store_true", help="also time bare against bare (the noise floor)")
     args = ap.parse_args()
     proc, base = start_server()
     try:
@@ -142,6 +187,8 @@ async def main() -> None:
             t = AsyncTether(home=home, config=config(base))
             out = {"overhead": await overhead(t, base, args.history, args.turns),
                    "concurrency": await throughput(t, base, args.concurrent, args.rounds)}
+            if args.calibrate:
+                out["calibration"] = await calibration(base, args.concurrent, args.rounds)
     finally:
         proc.stdin.close()  # type: ignore[union-attr]
         proc.wait(timeout=10)
@@ -151,6 +198,9 @@ async def main() -> None:
           f"(ratio {o['ratio_median']}, target <= 1.10)")
     print(f"{c['calls']} concurrent turns: tether {c['tether_median']}/s vs bare {c['bare_median']}/s "
           f"(median of {c['rounds']} rounds; ratio {c['throughput_ratio']}, target >= 0.9)")
+    if "calibration" in out:
+        k = out["calibration"]
+        print(f"bare vs the same bare burst: median {k['median']}, range {k['min']}-{k['max']} (noise floor)")
 
 
 if __name__ == "__main__":

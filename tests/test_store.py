@@ -167,6 +167,11 @@ def test_message_lines_are_the_records_json(fields):
     m = Message(**fields)
     line = message_line(m)
     assert json.loads(line) == json.loads(dumps(message_record(m)))
+    written = json.loads(line)["message"]
+    assert {"id", "role", "content", "timestamp"} <= written.keys()
+    # fields at their defaults are left out of the file, others are kept
+    for key, default in (("status", "ok"), ("pinned", False), ("metadata", {}), ("name", None), ("model", None)):
+        assert (key in written) == (getattr(m, key) != default), key
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     assert Message(**json.loads(line)["message"]) == m
 

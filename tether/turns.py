@@ -156,10 +156,9 @@ class Turns:
         """Builds the window per tried model, with that model's own window size and tokenizer."""
         from .context import build_window
 
-        # plain dicts: the window reads a few fields per message, and getattr on a
-        # pydantic model for a field it lacks (tool_calls...) costs 10x a dict lookup
-        hist = [{"id": m.id, "role": m.role, "content": m.content, "name": m.name, "pinned": m.pinned,
-                 "timestamp": m.timestamp} for m in sendable(history)]
+        # the session's own Message objects: no per-turn copies (a dict per message on a
+        # 1,000-message session costs more than the window), and token counts land on them
+        hist = sendable(history)
 
         options = self.context.window_options(session)
 

@@ -14,10 +14,31 @@ from typing import Any
 from .tokens import content_tokens, overhead_tokens
 
 
-def _get(item: Any, key: str, default: Any = None) -> Any:
+_NO = object()
+
+
+class _Attrs:
+    """Any object's attributes, read like a dict."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self.obj, key, default)
+
+
+def fields_of(item: Any) -> Any:
+    """A history item's fields as something with .get(): the dict itself, a pydantic model's
+    field dict (plus its extra fields), or any object's attributes. getattr on a pydantic
+    model for a field it lacks (tool_calls...) raises inside and costs 10x a dict lookup."""
     if isinstance(item, dict):
-        return item.get(key, default)
-    return getattr(item, key, default)
+        return item
+    extra = getattr(item, "__pydantic_extra__", _NO)
+    if extra is not _NO:
+        return {**item.__dict__, **extra} if extra else item.__dict__
+    return _Attrs(item)
 
 
 @dataclass
@@ -43,10 +64,8 @@ class History:
         contents: list[str] = [""] * n
         pinned: list[bool] = [False] * n
         for k, it in enumerate(items):
-            if isinstance(it, dict):
-                mid, content, pin = it.get("id"), it.get("content"), it.get("pinned", False)
-            else:
-                mid, content, pin = getattr(it, "id", None), getattr(it, "content", ""), getattr(it, "pinned", False)
+            f = it if type(it) is dict else fields_of(it)
+            mid, content, pin = f.get("id"), f.get("content"), f.get("pinned", False)
             ids[k] = str(mid) if mid is not None else f"#{k}"
             contents[k] = content if isinstance(content, str) else ("" if content is None else str(content))
             pinned[k] = bool(pin)
@@ -96,8 +115,9 @@ class _Columns:
         overhead: dict[tuple[str, str | None], int] = {}
         for k in range(len(self.ids), len(items)):
             it = items[k]
-            role = _get(it, "role") or "user"
-            name = _get(it, "name")
+            f = fields_of(it)
+            role = f.get("role") or "user"
+            name = f.get("name")
             key = (role, name)
             oh = overhead.get(key)
             if oh is None:
@@ -107,7 +127,7 @@ class _Columns:
             self.roles.append(role)
             self.names.append(name)
             self.tokens.append(content_tokens(it, enc) + oh)
-            self.stamps.append(_get(it, "timestamp"))
+            self.stamps.append(f.get("timestamp"))
             # a turn starts at each user (or system) message; replies and tool results join it
             if k == 0 or role in ("user", "system"):
                 self.starts.append(k)

@@ -13,7 +13,7 @@ from typing import Any
 from tether.errors import ContextOverflow
 
 from . import budget as _budget
-from .items import History
+from .items import History, fields_of
 from .select import Policy, Selection, select
 from .tokens import (
     TOKENS_PER_REPLY, _text_tokens, encoding_for, message_tokens, overhead_tokens, truncate_text,
@@ -52,7 +52,7 @@ def _text_of(query: Any) -> str:
 
 
 def _get(item: Any, key: str) -> Any:
-    return item.get(key) if isinstance(item, dict) else getattr(item, key, None)
+    return fields_of(item).get(key)
 
 
 @dataclass
@@ -96,12 +96,13 @@ class Window:
         if markers and self.messages and _get(self.messages[0], "role") == "assistant":
             out.append({"role": "user", "content": ORPHAN_MARKER})
         for m in self.messages:
-            d: dict[str, Any] = {"role": _get(m, "role") or "user", "content": _get(m, "content") or ""}
-            name = _get(m, "name")
+            f = fields_of(m)
+            d: dict[str, Any] = {"role": f.get("role") or "user", "content": f.get("content") or ""}
+            name = f.get("name")
             if name and _NAME_OK.match(name):
                 d["name"] = name
             for key in ("tool_call_id", "tool_calls"):
-                val = _get(m, key)
+                val = f.get(key)
                 if val:
                     d[key] = val
             out.append(d)

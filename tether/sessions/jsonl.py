@@ -23,7 +23,7 @@ from .ids import validate_id
 from .index import SessionIndex
 from .indexfile import SUFFIX
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
-from .records import Fold, edit_record, message_record, session_records, update_record
+from .records import Fold, at_default, edit_record, message_record, session_records, update_record
 from .replay import split_records
 from .store import SessionStore, search_session
 
@@ -51,7 +51,7 @@ def message_line(message: Message) -> bytes:
     """The JSON of dumps(message_record(message)) in half the time (pydantic's own writer;
     only float spellings differ, 1.5e-6 for 1.5e-06): one is made per message stored."""
     try:
-        body = message.__pydantic_serializer__.to_json(message, exclude_defaults=True)
+        body = message.__pydantic_serializer__.to_json(message, exclude=at_default(message))
     except ValueError:  # lone surrogates: dumps escapes them
         return dumps(message_record(message))
     return b'{"type":"message","message":' + body + b"}\n"

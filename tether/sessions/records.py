@@ -33,9 +33,33 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _static_defaults() -> dict[str, Any]:
+    """Message fields with a fixed default ({} for dict fields). exclude_defaults would also
+    call the id and timestamp factories per message written, only to find them different."""
+    out: dict[str, Any] = {}
+    for name, f in Message.model_fields.items():
+        if f.is_required():
+            continue
+        if f.default_factory is None:
+            out[name] = f.default
+        elif f.default_factory in (dict, list):
+            out[name] = f.default_factory()  # type: ignore[call-arg]
+    return out
+
+
+_DEFAULTS = _static_defaults()
+_MISSING = object()
+
+
+def at_default(message: Message) -> set[str]:
+    """The fields exclude_defaults=True would leave out of this message."""
+    d = message.__dict__
+    return {k for k, v in _DEFAULTS.items() if d.get(k, _MISSING) == v}
+
+
 def message_record(message: Message) -> dict[str, Any]:
     """Defaults are left out of the file: a short line per message keeps loads fast."""
-    return {"type": "message", "message": message.model_dump(mode="json", exclude_defaults=True)}
+    return {"type": "message", "message": message.model_dump(mode="json", exclude=at_default(message))}
 
 
 def session_records(session: Session) -> list[dict[str, Any]]:
