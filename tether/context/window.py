@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from tether.errors import ContextOverflow
@@ -126,6 +127,15 @@ class Window:
         }
 
 
+_DEFAULT_POLICY = Policy()
+
+
+@lru_cache(maxsize=16)
+def _marker_tokens(enc: str) -> int:
+    """What the omission note and the orphan marker may add (per encoding, not per turn)."""
+    return _text_tokens(OMITTED_NOTE.format(n=10000), enc) + _text_tokens(ORPHAN_MARKER, enc) + overhead_tokens("user", None, enc)
+
+
 def build_window(
     history: list[Any],
     query: Any,
@@ -144,7 +154,7 @@ def build_window(
     derived from the model's window minus reply, system, context, query and margin.
     Raises ContextOverflow when the query alone cannot fit the model's window.
     """
-    policy = Policy.from_options(policy_options)
+    policy = Policy.from_options(policy_options) if policy_options else _DEFAULT_POLICY
     enc = encoding_for(model)
     query_text = _text_of(query)
     ctx_text = render_context(context)
@@ -155,7 +165,7 @@ def build_window(
     parts["system"] = sys_total - ctx_tokens
     parts["context"] = ctx_tokens
     parts["query"] = (message_tokens({"role": "user", "content": query_text}, enc) if query_text else 0) + TOKENS_PER_REPLY
-    parts["markers"] = _text_tokens(OMITTED_NOTE.format(n=10000), enc) + _text_tokens(ORPHAN_MARKER, enc) + overhead_tokens("user", None, enc)
+    parts["markers"] = _marker_tokens(enc)
     fixed = sys_total + parts["query"]
 
     derive = budget_tokens is None
