@@ -107,10 +107,15 @@ def content_tokens(msg: Any, enc_name: str) -> int:
         n = store.get(key)
         if n is None:
             n = _text_tokens(content, enc_name)
-            # keep only the current text's counts: an edit makes the old keys useless
-            for k in [k for k in store if k.startswith(enc_name + ":")]:
-                del store[k]
-            store[key] = n
+            # keep only the current text's counts: an edit makes the old keys useless. A new
+            # dict, not an edit of the old one: another thread may be serialising the message.
+            fresh = {k: v for k, v in store.items() if not k.startswith(enc_name + ":")}
+            fresh[key] = n
+            try:
+                msg.tokens = fresh
+            except (AttributeError, TypeError, ValueError):  # a frozen or slotted object: keep it in place
+                store.clear()
+                store.update(fresh)
     if n is None:
         n = _text_tokens(content, enc_name)
     if mid is not None:
