@@ -24,6 +24,33 @@ def test_offline_echo_answers_from_what_it_received(tether_home):
     assert s.totals.turns == 2 and s.totals.total_tokens == r.usage["total_tokens"] + r2.usage["total_tokens"]
 
 
+async def test_async_turns_stay_on_the_event_loop_only_when_they_are_one_append(monkeypatch):
+    """A turn on a pinned, small or cached session is an append: done inline (a thread hop
+    costs more). A turn that must pin the session rewrites its header (an fsync): a thread."""
+    import tether.client as client_mod
+
+    hops: list[str] = []
+    real = asyncio.to_thread
+
+    async def to_thread(fn, *args, **kwargs):
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(client_mod.asyncio, "to_thread", to_thread)
+    t = AsyncTether()
+    sid = t.sync.create_session()  # no model yet: the first turn pins it
+    assert t.sync.load_session(sid).pinned_model is None
+    await t.chat_once("first", session_id=sid)
+    assert "start" in hops and t.sync.load_session(sid).pinned_model == "tether/echo"
+    hops.clear()
+    r = await t.chat_once("second", session_id=sid)
+    assert hops == [] and r.text.startswith("echo: second")
+    fresh = AsyncTether()  # another client: nothing cached, but the file is small
+    await fresh.chat_once("third", session_id=sid)
+    assert hops == []
+    assert [m.content for m in fresh.sync.load_session(sid).messages if m.role == "user"] == ["first", "second", "third"]
+
+
 async def test_echo_async_and_stream():
     t = AsyncTether()
     r = await t.chat_once("async hi")

@@ -42,7 +42,7 @@ class SessionCache:
     def cheap(self, session_id: str, small_bytes: int = 32_768) -> os.stat_result | None:
         """The file's stat when load() answers from memory, or reads a file small enough (a few
         dozen messages, ~0.1 ms) for an event loop to do it inline; else None. Pass the stat on
-        to load(): under a busy event loop every syscall costs a GIL handover."""
+        to load(), which then needs no second one."""
         if self._path is None:
             return None
         try:

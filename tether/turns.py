@@ -358,12 +358,24 @@ class Turns:
         return getattr(self.store, "fsync", True) is False and not self.context.summary
 
     def cheap_start(self, session_id: str | None, model: str | None) -> os.stat_result | None:
-        """The session file's stat when start() is cheap enough to run on an event loop: the
-        session is in memory and current (or its file is small), and nothing can trigger a
-        litellm import or a file rewrite; else None."""
+        """The session file's stat when start() is cheap enough to run on an event loop, else None.
+
+        Cheap: the session is in memory and current, or its file is small (read inline, then
+        cached), and it is already pinned to the model asked for, so start() is one append: no
+        header rewrite (a pin change fsyncs), no litellm import (checking a raw model name).
+        """
         if session_id is None or not self.cheap_io() or not (model is None or model in self.config.models):
             return None
-        return self.cache.cheap(session_id)
+        st = self.cache.cheap(session_id)
+        if st is None:
+            return None
+        try:
+            session = self.cache.load(session_id, st)  # cached, or a small file read now and cached
+        except Exception:  # noqa: BLE001 - start() in a thread reports it
+            return None
+        if not session.pinned_model or (model is not None and model != session.pinned_model):
+            return None
+        return st
 
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
         import asyncio

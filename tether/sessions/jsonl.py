@@ -136,8 +136,8 @@ class JsonlStore(SessionStore):
         The lock is on the data file itself, so no lock files pile up. A compaction
         replaces the file by rename while holding the old file's lock; whoever waited
         on that old file finds it has no name left (st_nlink 0), and locks the new one.
-        One fstat instead of comparing with a stat of the path: every syscall lets other
-        threads take the GIL, and under a busy event loop each costs far more than its work.
+        That takes one fstat, where comparing inodes with the path took a stat as well:
+        this runs twice per turn.
         """
         path = self.file(session_id)
         for _ in range(1000):
