@@ -99,16 +99,22 @@ class SessionCache:
             # file stores return the file's signature just before and just after the write,
             # taken under their lock: if "before" is what we hold, nobody else wrote in between
             where = self.store.append_message(session.id, message)
+            sid = session.id
             with self._lock:
-                hit = self._items.get(session.id)
+                hit = self._items.get(sid)
                 current = (hit is not None and hit[0] is session and isinstance(where, tuple)
                            and len(where) == 2 and hit[1] == where[0])
-            if current:
-                session.messages.append(message)
-                session.totals.add(message)
-                self._put(session, where[1])
-            else:
-                self.forget(session.id)
+                if current:  # mirror it: same entry, new signature, one more message
+                    session.messages.append(message)
+                    session.totals.add(message)
+                    self._items[sid] = (session, where[1])
+                    self._items.move_to_end(sid)
+                    self._counts[sid] = self._counts.get(sid, 0) + 1
+                    self._total += 1
+                    while len(self._items) > 1 and self._total > self.max_messages:
+                        self._drop(next(iter(self._items)))
+                else:
+                    self._drop(sid)
 
     def forget(self, session_id: str) -> None:
         with self._lock:

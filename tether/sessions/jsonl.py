@@ -131,7 +131,15 @@ class JsonlStore(SessionStore):
 
     @contextmanager
     def locked(self, session_id: str) -> Iterator[tuple[int, os.stat_result]]:
-        """The session file, open for appending, under an exclusive flock, with its stat.
+        """The session file, open for appending, under an exclusive flock, with its stat."""
+        fd, st = self._open_locked(session_id)
+        try:
+            yield fd, st
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _open_locked(self, session_id: str) -> tuple[int, os.stat_result]:
+        """Open the session file for appending and take its exclusive flock; the caller closes it.
 
         The lock is on the data file itself, so no lock files pile up. A compaction
         replaces the file by rename while holding the old file's lock; whoever waited
@@ -152,11 +160,7 @@ class JsonlStore(SessionStore):
                 os.close(fd)
                 raise
             if st.st_nlink:
-                try:
-                    yield fd, st
-                finally:
-                    os.close(fd)  # releases the lock
-                return
+                return fd, st
             os.close(fd)  # replaced (compaction) or deleted while we waited: look again
         raise OSError(f"session file {path} kept being replaced while waiting for its lock")
 
@@ -198,17 +202,22 @@ class JsonlStore(SessionStore):
         return self._append_bytes(session_id, b"".join(dumps(r) for r in records))  # serialised before locking
 
     def _append_bytes(self, session_id: str, data: bytes) -> tuple[Signature, Signature]:
-        with self.locked(session_id) as (fd, st):
+        fd, st = self._open_locked(session_id)  # not locked(): no generator on the hot path
+        try:
             before = signature(st)
             if self._ends.get(session_id) != before:  # not exactly as our last append left it
                 if _repair_tail(fd, st.st_size):
                     before = signature(os.fstat(fd))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            n = os.write(fd, data)
+            if n < len(data):  # a short write (a full disk, a signal): write the rest
+                view = memoryview(data)[n:]
+                while view:
+                    view = view[os.write(fd, view):]
             if self.fsync:
                 os.fsync(fd)
             after = signature(os.fstat(fd))
+        finally:
+            os.close(fd)  # releases the lock
         if len(self._ends) >= 4096:
             self._ends.clear()
         self._ends[session_id] = after  # ends with a whole line: the next append can skip the check
