@@ -285,6 +285,26 @@ def test_index_follows_header_updates_and_compaction(client):
     assert client.load_session(sid).pinned_model == "gpt-x"
 
 
+def test_compaction_removes_only_stale_temp_files(client):
+    """A killed rewrite's temp file goes; one that another live writer is filling stays
+    (deleting it would fail that writer's rename)."""
+    sid = client.create_session()
+    client.add_message(sid, "user", "hello")
+    folder = sessions_dir(client)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    killed = folder / f".{sid}.jsonl.{dead.pid}.1a.tmp"
+    live = folder / f".{sid}.jsonl.{os.getpid()}.2b.tmp"
+    old_live = folder / f".{sid}.jsonl.{os.getpid()}.3c.tmp"
+    for f in (killed, live, old_live):
+        f.write_bytes(b"partial")
+    os.utime(old_live, (time.time() - 7200, time.time() - 7200))
+    client.store.compact(sid)
+    assert not killed.exists() and not old_live.exists()
+    assert live.exists()
+    assert [m.content for m in client.load_session(sid).messages] == ["hello"]
+
+
 def test_compaction_keeps_state_and_unknown_records(client):
     sid = client.create_session()
     mids = [client.add_message(sid, "user", f"m{i}").id for i in range(4)]

@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -249,8 +250,7 @@ class JsonlStore(SessionStore):
             data = b"".join(dumps(r) for r in fold.records())
             path = self.path(session_id)
             write_atomic(path, data)
-            for stale in self.root.glob(f".{path.name}.*.tmp"):  # left by a rewrite that was killed
-                stale.unlink(missing_ok=True)
+            _remove_stale_temps(path)
 
     def delete(self, session_id: str) -> bool:
         path = self.path(session_id)
@@ -297,6 +297,38 @@ class JsonlStore(SessionStore):
 
     def close(self) -> None:
         pass
+
+
+STALE_TEMP_SECONDS = 3600.0
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temp files a killed rewrite of this session left behind.
+
+    Only those of dead processes, or older than an hour: once a rewrite has renamed its
+    file into place, the new file is unlocked, so another process (or thread) may already be
+    writing its own temp file for the next rewrite, and deleting that would fail its rename.
+    """
+    now = time.time()
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            pid = int(tmp.name[len(path.name) + 2:].split(".", 1)[0])
+            age = now - tmp.stat().st_mtime
+        except (ValueError, OSError):
+            continue
+        if age < STALE_TEMP_SECONDS and _alive(pid):
+            continue
+        tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but not ours to signal
+        return True
+    return True
 
 
 def _repair_tail(fd: int, size: int) -> bool:
