@@ -114,6 +114,23 @@ def test_prefix_history_gives_same_result_as_fresh_caches() -> None:
     assert warm == cold
 
 
+def test_many_sessions_keep_their_relevance_index_and_columns() -> None:
+    """A server turning over 40 long sessions finds each one's index again on its next turn,
+    instead of re-stemming the whole history."""
+    relevance._INDEXES.clear()
+    items_mod._CACHE.clear()
+    sessions = [[{**m, "id": f"s{k}-{m['id']}"} for m in chat(60, {5: f"session {k} keeps the code {1000 + k}"})]
+                for k in range(40)]
+    for hist in sessions:
+        build_window(hist, "what was the code?", budget_tokens=200)
+    first = {k: relevance.index_for([m["id"] for m in h], [m["content"] for m in h]) for k, h in enumerate(sessions)}
+    for k, hist in enumerate(sessions):
+        w = build_window(hist, "what was the code?", budget_tokens=200)
+        assert f"s{k}-u5" in ids(w)
+        assert relevance.index_for([m["id"] for m in hist], [m["content"] for m in hist]) is first[k]
+    assert len(items_mod._CACHE) >= 40
+
+
 def test_pin_change_without_edit_is_seen() -> None:
     hist = [Message(role="user" if i % 2 == 0 else "assistant", content=FILLER[i % 4] + str(i)) for i in range(60)]
     w1 = build_window(hist, "zzz", budget_tokens=150)

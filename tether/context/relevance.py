@@ -252,7 +252,10 @@ class Index:
 
 
 _INDEXES: "OrderedDict[tuple[str, str], Index]" = OrderedDict()
-_MAX_INDEXES = 16
+# an app serving many long sessions must find each one's index again next turn (a rebuild
+# stems every message); ~1 KB per indexed message bounds the memory
+_MAX_INDEXES = 256
+_MAX_DOCS = 100_000
 
 
 def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = None) -> Index:
@@ -271,6 +274,9 @@ def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = No
         _INDEXES[key] = idx
         while len(_INDEXES) > _MAX_INDEXES:
             _INDEXES.popitem(last=False)
+        total = sum(len(i) for i in _INDEXES.values()) + len(ids)  # checked on a miss only
+        while len(_INDEXES) > 1 and total > _MAX_DOCS:
+            total -= len(_INDEXES.popitem(last=False)[1])
     for k in range(len(idx), len(ids)):
         idx.append(ids[k], contents[k], stamps[k] if stamps else None)
     return idx
