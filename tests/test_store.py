@@ -156,6 +156,7 @@ def test_generated_ids_are_short_sortable_and_unique():
      "total_tokens": 7}, "cost_usd": 1.5e-06, "latency_ms": 3.25, "metadata": {"k": [1, {"x": None}]}},
     {"role": "user", "content": "lone \ud800 surrogate", "pinned": True},
     {"role": "tool", "content": "x", "name": "fn", "future_field": {"kept": True}},
+    {"role": "assistant", "content": "x", "cost_usd": float("inf")},
 ])
 def test_message_lines_are_the_records_json(fields):
     """The fast per-message writer produces the record the generic path would (floats may be
@@ -296,12 +297,14 @@ def test_compaction_removes_only_stale_temp_files(client):
     killed = folder / f".{sid}.jsonl.{dead.pid}.1a.tmp"
     live = folder / f".{sid}.jsonl.{os.getpid()}.2b.tmp"
     old_live = folder / f".{sid}.jsonl.{os.getpid()}.3c.tmp"
-    for f in (killed, live, old_live):
+    # ids may hold dots: this is session "<sid>.jsonl.<dead pid>"'s live temp file, not ours
+    other = folder / f".{sid}.jsonl.{dead.pid}.jsonl.{os.getpid()}.4d.tmp"
+    for f in (killed, live, old_live, other):
         f.write_bytes(b"partial")
     os.utime(old_live, (time.time() - 7200, time.time() - 7200))
     client.store.compact(sid)
     assert not killed.exists() and not old_live.exists()
-    assert live.exists()
+    assert live.exists() and other.exists()
     assert [m.content for m in client.load_session(sid).messages] == ["hello"]
 
 

@@ -65,6 +65,32 @@ def test_appends_follow_other_processes_compacting_the_file(tether_home):
         assert [int(x.split(":")[1]) for x in contents if x.startswith(f"p{k}:")] == list(range(120))
 
 
+def test_an_append_waiting_on_a_replaced_file_follows_it_even_if_the_old_one_has_a_link(tether_home):
+    """A backup's hard link keeps the replaced file alive (link count 1): the append that
+    waited on its lock must still go to the session's new file, not to the orphan."""
+    import fcntl
+
+    from tether.sessions.jsonl import write_atomic
+
+    c = tether.Tether()
+    sid = c.create_session()
+    c.add_message(sid, "user", "first")
+    path = c.store.path(sid)
+    os.link(path, path.with_name("backup-of-session"))
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a compaction holds the old file's lock...
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (tether.Tether().add_message(sid, "user", "second"), done.set()))
+    t.start()
+    time.sleep(0.2)
+    assert not done.is_set()  # ...so the append waits
+    write_atomic(path, path.read_bytes())  # ...renames the rewritten file into place...
+    os.close(fd)  # ...and lets go
+    t.join(timeout=10)
+    assert done.is_set()
+    assert [m.content for m in c.load_session(sid).messages] == ["first", "second"]
+
+
 def test_threads_append_concurrently_without_loss(tether_home):
     c = tether.Tether()
     sid = c.create_session()

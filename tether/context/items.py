@@ -11,10 +11,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.sessions.models import Message
 from .tokens import content_tokens, overhead_tokens
-
-
-_NO = object()
 
 
 class _Attrs:
@@ -30,13 +28,13 @@ class _Attrs:
 
 
 def fields_of(item: Any) -> Any:
-    """A history item's fields as something with .get(): the dict itself, a pydantic model's
-    field dict (plus its extra fields), or any object's attributes. getattr on a pydantic
-    model for a field it lacks (tool_calls...) raises inside and costs 10x a dict lookup."""
+    """A history item's fields as something with .get(): the dict itself, a session Message's
+    field dict (plus its extra fields), or any other object's attributes. getattr on a
+    Message for a field it lacks (tool_calls...) raises inside and costs 10x a dict lookup."""
     if isinstance(item, dict):
         return item
-    extra = getattr(item, "__pydantic_extra__", _NO)
-    if extra is not _NO:
+    if type(item) is Message:  # plain fields, no properties: its __dict__ is the whole story
+        extra = item.__pydantic_extra__
         return {**item.__dict__, **extra} if extra else item.__dict__
     return _Attrs(item)
 

@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,7 +128,8 @@ class JsonlStore(SessionStore):
         return self.root / f"{validate_id(session_id)}{SUFFIX}"
 
     def file(self, session_id: str) -> str:
-        """path() as a plain string: for the per-turn syscalls, where pathlib costs more than they do."""
+        """path() as a plain string, for the per-turn syscalls (pathlib costs more than they do).
+        A subclass that moves files must override both."""
         return f"{self._root}{os.sep}{validate_id(session_id)}{SUFFIX}"
 
     @contextmanager
@@ -144,9 +146,9 @@ class JsonlStore(SessionStore):
 
         The lock is on the data file itself, so no lock files pile up. A compaction
         replaces the file by rename while holding the old file's lock; whoever waited
-        on that old file finds it has no name left (st_nlink 0), and locks the new one.
-        That takes one fstat, where comparing inodes with the path took a stat as well:
-        this runs twice per turn.
+        on that old file sees its inode is no longer the path's, and locks the new one.
+        (The old file's link count is not enough: a hard link or an NFS silly-rename
+        keeps it above 0.)
         """
         path = self.file(session_id)
         for _ in range(1000):
@@ -157,12 +159,16 @@ class JsonlStore(SessionStore):
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 st = os.fstat(fd)
+                current = st.st_nlink > 0 and os.stat(path).st_ino == st.st_ino
+            except FileNotFoundError:  # deleted while we waited
+                os.close(fd)
+                raise SessionNotFound(session_id) from None
             except BaseException:
                 os.close(fd)
                 raise
-            if st.st_nlink:
+            if current:
                 return fd, st
-            os.close(fd)  # replaced (compaction) or deleted while we waited: look again
+            os.close(fd)  # replaced (compaction) while we waited: look again
         raise OSError(f"session file {path} kept being replaced while waiting for its lock")
 
     # -- reading --------------------------------------------------------------------
@@ -310,9 +316,15 @@ def _remove_stale_temps(path: Path) -> None:
     writing its own temp file for the next rewrite, and deleting that would fail its rename.
     """
     now = time.time()
+    # exactly write_atomic's names: ".<file>.<pid>.<hex>.tmp" (ids may hold dots, so a
+    # looser pattern would also catch the temp files of a session "<id>.jsonl.<n>")
+    mine = re.compile(rf"\.{re.escape(path.name)}\.(\d+)\.[0-9a-f]+\.tmp")
     for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        m = mine.fullmatch(tmp.name)
+        if m is None:
+            continue
         try:
-            pid = int(tmp.name[len(path.name) + 2:].split(".", 1)[0])
+            pid = int(m.group(1))
             age = now - tmp.stat().st_mtime
         except (ValueError, OSError):
             continue

@@ -25,7 +25,8 @@ def utcnow() -> datetime:
 class Record(BaseModel):
     """Base: keeps unknown fields and gives the typed to_dict/from_dict pair."""
 
-    model_config = ConfigDict(extra="allow", validate_assignment=False)
+    # inf/NaN written as JSON's Infinity/NaN (as json.dumps does), not as null
+    model_config = ConfigDict(extra="allow", validate_assignment=False, ser_json_inf_nan="constants")
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
