@@ -8,6 +8,7 @@ turn on a 10,000-message session only reads each item's id, content and pin.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,12 +102,7 @@ class _Columns:
 
     def matches(self, ids: list[str], contents: list[str]) -> int:
         """How many leading messages are unchanged (same id and text)."""
-        n = min(len(ids), len(self.ids))
-        mi, mc = self.ids, self.contents
-        for k in range(n):
-            if mi[k] != ids[k] or not (mc[k] is contents[k] or mc[k] == contents[k]):
-                return k
-        return n
+        return unchanged_prefix(self.ids, self.contents, ids, contents)
 
     def extend(self, items: list[Any], ids: list[str], contents: list[str], held: int, enc: str) -> None:
         """Append columns for items[len(self.ids):] (a shorter history just uses a prefix)."""
@@ -163,9 +159,24 @@ def _cached(enc: str, ids: list[str], contents: list[str]) -> _Columns | None:
 
 def _store(enc: str, ids: list[str], contents: list[str], col: _Columns) -> None:
     _CACHE[(enc, ids[0], contents[0])] = col
-    while len(_CACHE) > _MAX_SESSIONS:
-        _CACHE.popitem(last=False)
-    if len(_CACHE) > 1 and sum(len(c.ids) for c in _CACHE.values()) > _MAX_ITEMS:  # only on a miss
-        total = sum(len(c.ids) for c in _CACHE.values())
-        while len(_CACHE) > 1 and total > _MAX_ITEMS:
-            total -= len(_CACHE.popitem(last=False)[1].ids)
+    bound_lru(_CACHE, _MAX_SESSIONS, _MAX_ITEMS, lambda c: len(c.ids))  # only on a miss
+
+
+def unchanged_prefix(mine_ids: list[str], mine_contents: list[str], ids: list[str], contents: list[str]) -> int:
+    """How many leading messages a cached view of a session holds unchanged (same id and text)."""
+    n = min(len(ids), len(mine_ids))
+    for k in range(n):
+        if mine_ids[k] != ids[k] or not (mine_contents[k] is contents[k] or mine_contents[k] == contents[k]):
+            return k
+    return n
+
+
+def bound_lru(cache: "OrderedDict[Any, Any]", max_entries: int, max_items: int, size: Callable[[Any], int],
+              extra: int = 0) -> None:
+    """Drop the least recently used entries (never the newest) until at most max_entries are
+    left and their sizes (plus `extra` still to come) add up to at most max_items."""
+    while len(cache) > max_entries:
+        cache.popitem(last=False)
+    total = sum(size(v) for v in cache.values()) + extra
+    while len(cache) > 1 and total > max_items:
+        total -= size(cache.popitem(last=False)[1])

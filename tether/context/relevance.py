@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .dates import to_date
+from .items import bound_lru, unchanged_prefix
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -158,12 +159,7 @@ class Index:
 
     def matches(self, ids: list[str], contents: list[str]) -> int:
         """How many leading messages of the given history this index holds unchanged."""
-        n = min(len(ids), len(self.ids))
-        mine_i, mine_c = self.ids, self.contents
-        for k in range(n):
-            if mine_i[k] != ids[k] or not (mine_c[k] is contents[k] or mine_c[k] == contents[k]):
-                return k
-        return n
+        return unchanged_prefix(self.ids, self.contents, ids, contents)
 
     def scores(
         self, qterms: list[str] | dict[str, float], n: int, k1: float = 1.2, b: float = 0.75,
@@ -272,11 +268,7 @@ def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = No
     if idx is None:
         idx = Index()
         _INDEXES[key] = idx
-        while len(_INDEXES) > _MAX_INDEXES:
-            _INDEXES.popitem(last=False)
-        total = sum(len(i) for i in _INDEXES.values()) + len(ids)  # checked on a miss only
-        while len(_INDEXES) > 1 and total > _MAX_DOCS:
-            total -= len(_INDEXES.popitem(last=False)[1])
+        bound_lru(_INDEXES, _MAX_INDEXES, _MAX_DOCS, len, extra=len(ids))  # checked on a miss only
     for k in range(len(idx), len(ids)):
         idx.append(ids[k], contents[k], stamps[k] if stamps else None)
     return idx
