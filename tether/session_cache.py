@@ -84,8 +84,12 @@ class SessionCache:
             self._items[session.id] = (session, sig)
             self._counts[session.id] = len(session.messages)
             self._total += len(session.messages)
-            while len(self._items) > 1 and (len(self._items) > self.size or self._total > self.max_messages):
-                self._drop(next(iter(self._items)))
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used entries until both bounds hold; the caller holds the lock."""
+        while len(self._items) > 1 and (len(self._items) > self.size or self._total > self.max_messages):
+            self._drop(next(iter(self._items)))
 
     def _drop(self, session_id: str) -> None:
         """Remove one entry; the caller holds the lock."""
@@ -111,8 +115,7 @@ class SessionCache:
                     self._items.move_to_end(sid)
                     self._counts[sid] = self._counts.get(sid, 0) + 1
                     self._total += 1
-                    while len(self._items) > 1 and self._total > self.max_messages:
-                        self._drop(next(iter(self._items)))
+                    self._evict()
                 else:
                     self._drop(sid)
 
