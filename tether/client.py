@@ -324,9 +324,9 @@ class AsyncTether:
         """Put the prompt on disk: inline when that is one small append to a cached session,
         else in a thread (a load, a create, or a model check that may import litellm)."""
         turns = self.sync.turns
-        st = turns.cheap_start(session_id, model)
-        if st is not None:
-            ts = turns.start(prompt, session_id, model, st)
+        loaded = turns.cheap_start(session_id, model)
+        if loaded is not None:
+            ts = turns.start(prompt, session_id, model, loaded)
         else:
             ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
         self.sync.current_session_id = ts.session.id

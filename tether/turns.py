@@ -10,7 +10,6 @@ answers that same message instead of adding a copy.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,9 +191,9 @@ class Turns:
 
     # -- turn start ------------------------------------------------------------------
     def start(self, prompt: str, session_id: str | None, model: str | None,
-              st: os.stat_result | None = None) -> TurnStart:
+              loaded: Session | None = None) -> TurnStart:
         """Load or create the session, pin it if new, and put the user's message on disk.
-        `st`: the session file's stat, when the caller just took it."""
+        `loaded`: the session as cheap_start() just loaded it."""
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
         if session_id is None:
@@ -206,7 +205,7 @@ class Turns:
                               events=[SessionEvent.pin_changed(None, name, reason)])
             self.store.create(session)
         else:
-            session = self.cache.load(session_id, st)
+            session = loaded if loaded is not None else self.cache.load(session_id)
             if model:  # an explicit model for an existing session is a user pin change
                 name = self.check_model(model)
                 if session.pinned_model != name:
@@ -357,8 +356,8 @@ class Turns:
         """Whether storing a turn is a few page-cache writes (no fsync, no summary call, no network)."""
         return getattr(self.store, "fsync", True) is False and not self.context.summary
 
-    def cheap_start(self, session_id: str | None, model: str | None) -> os.stat_result | None:
-        """The session file's stat when start() is cheap enough to run on an event loop, else None.
+    def cheap_start(self, session_id: str | None, model: str | None) -> Session | None:
+        """The session, loaded, when start() is cheap enough to run on an event loop, else None.
 
         Cheap: the session is in memory and current, or its file is small (read inline, then
         cached), and it is already pinned to the model asked for, so start() is one append: no
@@ -375,7 +374,7 @@ class Turns:
             return None
         if not session.pinned_model or (model is not None and model != session.pinned_model):
             return None
-        return st
+        return session
 
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
         import asyncio
