@@ -33,19 +33,25 @@ def spawn(home, sid, tag, n, compact_every=0):
     )
 
 
-def test_eight_processes_append_concurrently_without_loss(tether_home):
-    c = tether.Tether()
-    sid = c.create_session(title="race")
-    procs = [spawn(tether_home, sid, f"p{k}", 250) for k in range(8)]
+def run_writers(home, c, sid: str, writers: int, n: int, compact_every: int = 0) -> list[str]:
+    """Run `writers` processes of n appends each at once; every message is stored once, and
+    each writer's messages keep their order. Returns the session's contents."""
+    procs = [spawn(home, sid, f"p{k}", n, compact_every) for k in range(writers)]
     for p in procs:
         out, _ = p.communicate(timeout=240)
         assert p.returncode == 0
-        assert len(out.splitlines()) == 250
+        assert len(out.splitlines()) == n
     contents = [m.content for m in c.load_session(sid).messages]
-    assert len(contents) == 2000 and len(set(contents)) == 2000
-    for k in range(8):  # each writer's messages keep their order
-        mine = [int(x.split(":")[1]) for x in contents if x.startswith(f"p{k}:")]
-        assert mine == list(range(250))
+    assert len(contents) == writers * n and len(set(contents)) == writers * n
+    for k in range(writers):
+        assert [int(x.split(":")[1]) for x in contents if x.startswith(f"p{k}:")] == list(range(n))
+    return contents
+
+
+def test_eight_processes_append_concurrently_without_loss(tether_home):
+    c = tether.Tether()
+    sid = c.create_session(title="race")
+    run_writers(tether_home, c, sid, 8, 250)
     assert c.list_sessions()[0].message_count == 2000
 
 
@@ -54,15 +60,7 @@ def test_appends_follow_other_processes_compacting_the_file(tether_home):
     an append that waited on the old file's lock must land in the new file."""
     c = tether.Tether()
     sid = c.create_session()
-    procs = [spawn(tether_home, sid, f"p{k}", 120, compact_every=10) for k in range(4)]
-    for p in procs:
-        out, _ = p.communicate(timeout=240)
-        assert p.returncode == 0
-        assert len(out.splitlines()) == 120
-    contents = [m.content for m in c.load_session(sid).messages]
-    assert len(contents) == 480 and len(set(contents)) == 480
-    for k in range(4):
-        assert [int(x.split(":")[1]) for x in contents if x.startswith(f"p{k}:")] == list(range(120))
+    run_writers(tether_home, c, sid, 4, 120, compact_every=10)
 
 
 def test_an_append_waiting_on_a_replaced_file_follows_it_even_if_the_old_one_has_a_link(tether_home):
