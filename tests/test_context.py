@@ -129,6 +129,26 @@ def test_to_messages_order_and_markers() -> None:
     assert [m["content"] for m in msgs[1:-1]] == [m["content"] for m in w.messages]
 
 
+def test_to_messages_sends_the_same_fields_for_session_messages_and_dicts() -> None:
+    """Session Messages take a fast path; it must send what the dict path sends: a valid
+    name, tool fields kept as extras, nothing else (ids, timestamps and usage stay home)."""
+    call = [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]
+    rows = [
+        {"role": "user", "content": "hi", "name": "Ann"},
+        {"role": "assistant", "content": "", "tool_calls": call},
+        {"role": "tool", "content": "42", "tool_call_id": "c1"},
+        {"role": "assistant", "content": "it is 42", "name": "not valid!"},
+    ]
+    as_msgs = [Message(**r) for r in rows]
+    as_dicts = [{"id": m.id, **r} for m, r in zip(as_msgs, rows)]
+    sent = build_window(as_msgs, "and?", budget_tokens=1000).to_messages()
+    assert sent == build_window(as_dicts, "and?", budget_tokens=1000).to_messages()
+    assert sent[0] == {"role": "user", "content": "hi", "name": "Ann"}
+    assert sent[1] == {"role": "assistant", "content": "", "tool_calls": call}
+    assert sent[2] == {"role": "tool", "content": "42", "tool_call_id": "c1"}
+    assert sent[3] == {"role": "assistant", "content": "it is 42"}
+
+
 def test_count_tokens_message_list_has_overhead() -> None:
     msgs = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
     assert count_tokens(msgs, "gpt-4o") == count_tokens("hello", "gpt-4o") + count_tokens("hi", "gpt-4o") + 2 * 4 + 3

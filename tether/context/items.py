@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any
 
 from tether.sessions.models import Message
 from .tokens import content_tokens, overhead_tokens
+
+
+_ID, _CONTENT, _PINNED = attrgetter("id"), attrgetter("content"), attrgetter("pinned")
 
 
 class _Attrs:
@@ -59,15 +63,18 @@ class History:
     def of(cls, items: list[Any], enc_name: str) -> "History":
         """Columns for items, reusing the cached columns of the same session where unchanged."""
         n = len(items)
-        ids: list[str] = [""] * n
-        contents: list[str] = [""] * n
-        pinned: list[bool] = [False] * n
-        for k, it in enumerate(items):
-            f = it if type(it) is dict else fields_of(it)
-            mid, content, pin = f.get("id"), f.get("content"), f.get("pinned", False)
-            ids[k] = str(mid) if mid is not None else f"#{k}"
-            contents[k] = content if isinstance(content, str) else ("" if content is None else str(content))
-            pinned[k] = bool(pin)
+        if set(map(type, items)) <= {Message}:  # a session's own messages: typed fields, read directly
+            ids = list(map(_ID, items))
+            contents = list(map(_CONTENT, items))
+            pinned = list(map(_PINNED, items))
+        else:
+            ids, contents, pinned = [""] * n, [""] * n, [False] * n
+            for k, it in enumerate(items):
+                f = it if type(it) is dict else fields_of(it)
+                mid, content, pin = f.get("id"), f.get("content"), f.get("pinned", False)
+                ids[k] = str(mid) if mid is not None else f"#{k}"
+                contents[k] = content if isinstance(content, str) else ("" if content is None else str(content))
+                pinned[k] = bool(pin)
         cached = _cached(enc_name, ids, contents)
         held = cached.matches(ids, contents) if cached else 0
         if cached is None or held < min(n, len(cached.ids)):
@@ -165,6 +172,9 @@ def _store(enc: str, ids: list[str], contents: list[str], col: _Columns) -> None
 def unchanged_prefix(mine_ids: list[str], mine_contents: list[str], ids: list[str], contents: list[str]) -> int:
     """How many leading messages a cached view of a session holds unchanged (same id and text)."""
     n = min(len(ids), len(mine_ids))
+    # the usual case, nothing edited: list equality runs in C (identity first, then ==)
+    if mine_ids[:n] == ids[:n] and mine_contents[:n] == contents[:n]:
+        return n
     for k in range(n):
         if mine_ids[k] != ids[k] or not (mine_contents[k] is contents[k] or mine_contents[k] == contents[k]):
             return k

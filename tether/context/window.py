@@ -12,10 +12,11 @@ from functools import lru_cache
 from typing import Any
 
 from tether.errors import ContextOverflow
+from tether.sessions.models import Message
 
 from . import budget as _budget
 from .items import History, fields_of
-from .select import Policy, Selection, select
+from .select import Policy, select
 from .tokens import (
     TOKENS_PER_REPLY, _text_tokens, encoding_for, message_tokens, overhead_tokens, truncate_text,
 )
@@ -27,6 +28,8 @@ OMITTED_NOTE = "[Only part of the earlier conversation is shown; {n} earlier mes
 SUMMARY_HEAD = "Summary of earlier conversation (not all of it is shown below):\n"
 ORPHAN_MARKER = "[earlier conversation omitted]"
 _NAME_OK = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TOOL_KEYS = ("tool_call_id", "tool_calls")  # sent with a history message when it carries them
+_NO_EXTRA: dict[str, Any] = {}
 
 
 def render_context(context: dict[str, Any] | str | None) -> str:
@@ -97,15 +100,21 @@ class Window:
         if markers and self.messages and _get(self.messages[0], "role") == "assistant":
             out.append({"role": "user", "content": ORPHAN_MARKER})
         for m in self.messages:
-            f = fields_of(m)
-            d: dict[str, Any] = {"role": f.get("role") or "user", "content": f.get("content") or ""}
-            name = f.get("name")
+            if type(m) is Message:  # a session's own message: typed fields, tool fields only as extras
+                d: dict[str, Any] = {"role": m.role, "content": m.content}
+                name = m.name
+                f = m.__pydantic_extra__ or _NO_EXTRA
+            else:
+                f = fields_of(m)
+                d = {"role": f.get("role") or "user", "content": f.get("content") or ""}
+                name = f.get("name")
             if name and _NAME_OK.match(name):
                 d["name"] = name
-            for key in ("tool_call_id", "tool_calls"):
-                val = f.get(key)
-                if val:
-                    d[key] = val
+            if f:
+                for key in _TOOL_KEYS:
+                    val = f.get(key)
+                    if val:
+                        d[key] = val
             out.append(d)
         if query_text:
             out.append({"role": "user", "content": query_text})
@@ -197,16 +206,19 @@ def build_window(
 
     items = list(history)
     h = History.of(items, enc)
-    if len(h) and int(sum(h.tokens)) <= hist_budget:
+    total = int(sum(h.tokens))
+    if total <= hist_budget:
         # the whole history fits: nothing to rank or choose (most turns of most chats)
-        sel = Selection(list(range(len(h))), {i: int(h.tokens[i]) for i in range(len(h))}, {})
-    else:
-        ranked, scores = None, None
-        if policy.relevance and query_text and len(h) > 1:
-            from .ranking import rank_units
+        parts["history"] = total
+        return Window(messages=items, tokens=total, dropped=0, dropped_ids=[], budget=hist_budget, parts=parts,
+                      encoding=enc, model=model, system=system, context=context, query=query_text,
+                      summary_text=summary_text)
+    ranked, scores = None, None
+    if policy.relevance and query_text and len(h) > 1:
+        from .ranking import rank_units
 
-            ranked, scores = rank_units(h, query_text, policy)
-        sel = select(h, hist_budget, policy, ranked, scores)
+        ranked, scores = rank_units(h, query_text, policy)
+    sel = select(h, hist_budget, policy, ranked, scores)
 
     chosen_set = set(sel.chosen)
     messages: list[Any] = []
