@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .client import AsyncTether, Tether
     from .sessions import Message, Session, SessionEvent, SessionSummary, Totals, Usage
     from .turn_stream import AsyncStream, Restart, Stream
-    from .turns import ChatResult
+    from .turn_types import ChatResult
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ _LAZY = {
     "AsyncTether": "client", "Tether": "client",
     "Message": "sessions", "Session": "sessions", "SessionEvent": "sessions",
     "SessionSummary": "sessions", "Totals": "sessions", "Usage": "sessions",
-    "AsyncStream": "turn_stream", "Restart": "turn_stream", "Stream": "turn_stream", "ChatResult": "turns",
+    "AsyncStream": "turn_stream", "Restart": "turn_stream", "Stream": "turn_stream", "ChatResult": "turn_types",
 }
 
 __all__ = [

@@ -21,7 +21,8 @@ from .sessions.models import HEADER_FIELDS
 if TYPE_CHECKING:
     from .router.config import ConfigReport, RouterConfig
     from .turn_stream import AsyncStream, Stream
-    from .turns import ChatResult, Turns, TurnStart
+    from .turn_types import ChatResult, TurnStart
+    from .turns import Turns
 
 _ROLES = ("system", "user", "assistant", "tool")
 

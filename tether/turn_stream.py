@@ -19,7 +19,8 @@ from typing import Any
 
 from .router.engine import Outcome
 from .router.streaming import Restart, StreamState, astream_turn, stream_turn
-from .turns import ChatResult, Turns, TurnStart
+from .turn_types import ChatResult, TurnStart
+from .turns import Turns
 
 __all__ = ["AsyncStream", "Restart", "Stream"]
 

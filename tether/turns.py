@@ -12,86 +12,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import AllModelsFailed, UnknownModel
 from .router.config import RouterConfig
-from .router.engine import Attempt, Outcome, Prepared, Router
+from .router.engine import Outcome, Prepared, Router
 from .session_cache import SessionCache
 from .sessions import Message, Session, SessionEvent, SessionStore, Usage
 from .turn_context import ContextSettings, summarise
+from .turn_types import ChatResult, Events, TurnStart, sendable
 
 log = logging.getLogger("tether")
-EVENTS = ("message", "fallback", "pin_changed", "error")
-
-
-@dataclass
-class ChatResult:
-    """One answered turn. `model` answered; `fallback_from` names the model that failed first."""
-
-    text: str
-    session_id: str
-    model: str
-    pinned_model: str
-    fallback_from: str | None = None
-    attempts: list[Attempt] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=dict)
-    cost_usd: float | None = None
-    latency_ms: float = 0.0
-    window_tokens: int = 0
-    window_dropped: int = 0
-    litellm_model: str | None = None
-    message_id: str | None = None
-    user_message_id: str | None = None
-    restarts: int = 0
-
-    def __str__(self) -> str:
-        return self.text
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["attempts"] = [a.to_dict() for a in self.attempts]
-        return d
-
-
-class Events:
-    """`on(event, callback)`; a callback that raises is logged, never breaks a turn."""
-
-    def __init__(self) -> None:
-        self._subs: dict[str, list[Callable[[dict[str, Any]], Any]]] = {e: [] for e in EVENTS}
-
-    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
-        if event not in self._subs:
-            raise ValueError(f"unknown event {event!r}: expected one of {', '.join(EVENTS)}")
-        self._subs[event].append(callback)
-        return lambda: self._subs[event].remove(callback) if callback in self._subs[event] else None
-
-    def emit(self, event: str, payload: dict[str, Any]) -> None:
-        for cb in list(self._subs.get(event, ())):
-            try:
-                cb(payload)
-            except Exception:  # noqa: BLE001
-                log.exception("tether %s callback failed", event)
-
-
-@dataclass
-class TurnStart:
-    """A turn in progress: the session as loaded and the user message already on disk."""
-
-    session: Session
-    user: Message
-    chain: list[str]
-    history: list[Message]
-    reused: bool = False
-
-
-def sendable(messages: list[Message]) -> list[Message]:
-    """History a model may see: questions no model answered stay in the session (for retry)
-    but are not sent with later turns, where they would read as asked again."""
-    return [m for m in messages if m.status != "unanswered"]
-
-
 class Turns:
     """Everything a turn does, independent of sync/async (I/O helpers are plain functions)."""
 
