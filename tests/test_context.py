@@ -149,6 +149,20 @@ def test_to_messages_sends_the_same_fields_for_session_messages_and_dicts() -> N
     assert sent[3] == {"role": "assistant", "content": "it is 42"}
 
 
+def test_message_text_set_to_none_after_creation_counts_as_empty() -> None:
+    """Message does not validate assignments; the typed fast path must not trust them."""
+    msgs = [Message(role="user" if i % 2 == 0 else "assistant", content=f"message {i} about apples " * 3)
+            for i in range(20)]
+    build_window(msgs, "q", budget_tokens=10_000)  # columns cached with the original texts
+    msgs[1].content = None  # type: ignore[assignment]
+    w = build_window(msgs, "q", budget_tokens=10_000)
+    sent = w.to_messages()
+    assert len(sent) == 21 and sent[1]["content"] == "" and sent[-1]["content"] == "q"
+    assert w.tokens == sum(message_tokens({"role": m.role, "content": m.content or ""}, "cl100k_base") for m in msgs)
+    ranked = build_window(msgs, "apples 3", budget_tokens=80)  # ranks the texts, the empty one included
+    assert 0 < ranked.tokens <= 80 and ranked.dropped > 0
+
+
 def test_count_tokens_message_list_has_overhead() -> None:
     msgs = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
     assert count_tokens(msgs, "gpt-4o") == count_tokens("hello", "gpt-4o") + count_tokens("hi", "gpt-4o") + 2 * 4 + 3

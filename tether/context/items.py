@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from operator import attrgetter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from tether.sessions.models import Message
@@ -63,9 +63,11 @@ class History:
     def of(cls, items: list[Any], enc_name: str) -> "History":
         """Columns for items, reusing the cached columns of the same session where unchanged."""
         n = len(items)
-        if set(map(type, items)) <= {Message}:  # a session's own messages: typed fields, read directly
+        # a session's own messages: typed fields, read directly (unless a text was set to a
+        # non-string: Message does not validate assignments)
+        contents = list(map(_CONTENT, items)) if set(map(type, items)) <= {Message} else None
+        if contents is not None and set(map(type, contents)) <= {str}:
             ids = list(map(_ID, items))
-            contents = list(map(_CONTENT, items))
             pinned = list(map(_PINNED, items))
         else:
             ids, contents, pinned = [""] * n, [""] * n, [False] * n

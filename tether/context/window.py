@@ -101,7 +101,7 @@ class Window:
             out.append({"role": "user", "content": ORPHAN_MARKER})
         for m in self.messages:
             if type(m) is Message:  # a session's own message: typed fields, tool fields only as extras
-                d: dict[str, Any] = {"role": m.role, "content": m.content}
+                d: dict[str, Any] = {"role": m.role, "content": m.content or ""}
                 name = m.name
                 f = m.__pydantic_extra__ or _NO_EXTRA
             else:

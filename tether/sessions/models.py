@@ -60,7 +60,8 @@ class Message(Record):
     tokens: dict[str, int] = Field(default_factory=dict)
 
     def content_hash(self) -> str:
-        return hashlib.blake2b(self.content.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        text = self.content if isinstance(self.content, str) else str(self.content or "")  # assignments are not validated
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 class SessionEvent(Record):
