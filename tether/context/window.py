@@ -206,35 +206,8 @@ def build_window(
 
     items = list(history)
     h = History.of(items, enc)
-    total = int(sum(h.tokens))
-    if total <= hist_budget:
-        # the whole history fits: nothing to rank or choose (most turns of most chats)
-        parts["history"] = total
-        return Window(messages=items, tokens=total, dropped=0, dropped_ids=[], budget=hist_budget, parts=parts,
-                      encoding=enc, model=model, system=system, context=context, query=query_text,
-                      summary_text=summary_text)
-    ranked, scores = None, None
-    if policy.relevance and query_text and len(h) > 1:
-        from .ranking import rank_units
-
-        ranked, scores = rank_units(h, query_text, policy)
-    sel = select(h, hist_budget, policy, ranked, scores)
-
-    chosen_set = set(sel.chosen)
-    messages: list[Any] = []
-    truncated_ids: list[str] = []
-    total = 0
-    for i in sel.chosen:
-        item = items[i]
-        if i in sel.truncated:
-            item, n = _shortened(item, h, i, sel.truncated[i], enc)
-            truncated_ids.append(h.ids[i])
-        else:
-            n = h.tokens[i]
-        messages.append(item)
-        total += n
+    messages, total, dropped_ids, truncated_ids = _choose(items, h, hist_budget, policy, query_text, enc)
     parts["history"] = total
-    dropped_ids = [h.ids[i] for i in range(len(h)) if i not in chosen_set]
     return Window(
         messages=messages,
         tokens=total,
@@ -250,6 +223,35 @@ def build_window(
         query=query_text,
         summary_text=summary_text,
     )
+
+
+def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_text: str, enc: str
+            ) -> tuple[list[Any], int, list[str], list[str]]:
+    """The history items to send (some shortened), their tokens, and the ids dropped and cut."""
+    total = int(sum(h.tokens))
+    if total <= budget:
+        return items, total, [], []  # the whole history fits: nothing to rank or choose (most turns of most chats)
+    ranked, scores = None, None
+    if policy.relevance and query_text and len(h) > 1:
+        from .ranking import rank_units
+
+        ranked, scores = rank_units(h, query_text, policy)
+    sel = select(h, budget, policy, ranked, scores)
+    chosen_set = set(sel.chosen)
+    messages: list[Any] = []
+    truncated_ids: list[str] = []
+    total = 0
+    for i in sel.chosen:
+        item = items[i]
+        if i in sel.truncated:
+            item, n = _shortened(item, h, i, sel.truncated[i], enc)
+            truncated_ids.append(h.ids[i])
+        else:
+            n = h.tokens[i]
+        messages.append(item)
+        total += n
+    dropped_ids = [h.ids[i] for i in range(len(h)) if i not in chosen_set]
+    return messages, total, dropped_ids, truncated_ids
 
 
 def _shortened(item: Any, h: History, i: int, target: int, enc: str) -> tuple[Any, int]:
