@@ -267,3 +267,31 @@ def test_an_abandoned_question_is_kept_but_not_sent_with_later_turns(make_tether
     assert [m.status for m in t.get_history(sid)].count("unanswered") == 1  # still in the session
     preview = t.preview_window(sid, "next")
     assert "the failed question" not in [m["content"] if isinstance(m, dict) else m.content for m in preview.messages]
+
+
+def test_token_counts_are_stored_with_each_message_so_a_resumed_session_is_not_retokenized(tether_home, monkeypatch):
+    import tether.context.items as items
+    import tether.context.tokens as tok
+    from tether.context import build_window
+
+    t = Tether()
+    r = t.chat_once("hello there")
+    t.chat_once("and again", session_id=r.session_id)
+    # as a new process would find it: nothing counted in memory, the session read from its file
+    tok._by_id.clear()
+    items._CACHE.clear()
+    s = Tether().load_session(r.session_id)
+    enc = tok.encoding_for("tether/echo")
+    for m in s.messages:
+        assert m.tokens == {f"{enc}:{m.content_hash()}": tok.count_tokens(m.content, encoding=enc)}
+    tok._by_id.clear()
+    real = tok._text_tokens
+    seen: list[str] = []
+
+    def spy(text: str, enc_name: str) -> int:
+        seen.append(text)
+        return real(text, enc_name)
+
+    monkeypatch.setattr(tok, "_text_tokens", spy)
+    w = build_window(s.messages, "a third question", budget_tokens=10_000, model="tether/echo")
+    assert len(w.messages) == 4 and not set(seen) & {m.content for m in s.messages}

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .context.tokens import content_tokens, encoding_for
 from .errors import AllModelsFailed, UnknownModel
 from .router.config import RouterConfig
 from .router.engine import Outcome, Prepared, Router
@@ -151,7 +152,7 @@ class Turns:
         if last is not None and last.role == "user" and last.content == prompt:
             user, history, reused = last, msgs[:-1], True  # a retry: answer the same message
         else:
-            user = Message(role="user", content=prompt)
+            user = self._counted(Message(role="user", content=prompt), session.pinned_model)
             history = list(msgs)
             self.cache.append_message(session, user)
             self.events.emit("message", {"session_id": session.id, "message": user})
@@ -197,6 +198,7 @@ class Turns:
         usage = Usage(**out.usage)
         answer = Message(role="assistant", content=out.text, model=out.model, usage=usage,
                          cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
+        self._counted(answer, pinned)
         self.cache.append_message(s, answer)
         if ts.user.status != "ok":
             self.cache.forget(s.id)
@@ -223,6 +225,16 @@ class Turns:
             window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
             litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
         )
+
+    def _counted(self, message: Message, model: str | None) -> Message:
+        """Count a new message's tokens for the session's model before it is written, so the
+        count is stored with it: a session resumed by a new process then tokenizes only what
+        it never counted (the window counts the same text this turn anyway: no extra work)."""
+        try:
+            content_tokens(message, encoding_for(self.config.spec(model or self.config.default_model).model))
+        except Exception as e:  # noqa: BLE001 - a count is a cache; the message is saved regardless
+            log.debug("could not count the tokens of message %s: %s", message.id, e)
+        return message
 
     def _complete_text(self, model: str, messages: list[dict[str, Any]]) -> str:
         """One plain call to `model` (for the rolling summary): no window, no fallback, no record."""
