@@ -335,3 +335,21 @@ def test_budget_too_small_for_a_message_overhead_leaves_it_out() -> None:
     assert w.messages == [] and w.tokens == 0
     w = build_window([{"id": "m0", "role": "user", "content": "word " * 40}], "", budget_tokens=24)
     assert ids(w) == ["m0"] and w.tokens <= 24, "a budget of min_truncated or more still gets a cut message"
+
+
+def test_terms_are_the_same_from_the_word_cache_as_when_first_worked_out() -> None:
+    text = "She went to the Market and bought apples; the kids ate apples. Went HOME."
+    relevance._term_of.clear()
+    first = relevance.terms(text)
+    # order and repeats kept, stop words out, irregular forms joined to their base, stemmed
+    assert first == ["go", "market", "buy", "appl", "kid", "eat", "appl", "go", "home"]
+    assert relevance.terms(text) == first  # now every word comes from the cache
+    relevance._term_of.clear()
+    assert relevance.terms("the kids went home") == ["kid", "go", "home"]
+    assert relevance.terms(text) == first  # part cached, part new
+    idx = relevance.Index()
+    idx.append("m0", "We ate 3 apples yesterday")
+    idx.append("m1", "apples are red")
+    assert (idx.has_time, idx.has_number) == ([True, False], [True, False])
+    assert relevance.answer_cues("We ate 3 apples yesterday") == (True, True)
+    assert idx.df("appl", 2) == 2 and idx.doclen == [4, 2]  # eat, 3, appl, yesterday; appl, red

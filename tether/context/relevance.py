@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from bisect import bisect_left
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
@@ -94,24 +94,36 @@ def _stemmer() -> Any:
         return None
 
 
-_stem_cache: dict[str, str] = {}
+# word (lower-cased) -> its term: irregular form joined, stemmed; "" for a stop word. One
+# lookup per word instead of three: building the index of a long session is mostly this.
+_term_of: dict[str, str] = {}
+
+
+def _terms_of(words: list[str]) -> list[str]:
+    """Terms of lower-cased words, in order, stop words left out."""
+    cache = _term_of
+    try:
+        return [t for t in map(cache.__getitem__, words) if t]
+    except KeyError:  # words not seen before: work out their terms once
+        pass
+    # from a snapshot: another thread may clear the shared cache meanwhile
+    known = {w: cache.get(w) for w in words}
+    base = {w: _IRREGULAR.get(w, w) for w, t in known.items() if t is None}
+    keep = [w for w, b in base.items() if b not in STOPWORDS]
+    st = _stemmer()
+    stems = st.stemWords([base[w] for w in keep]) if st else [base[w] for w in keep]
+    new = dict.fromkeys(base, "")
+    new.update(zip(keep, stems))
+    known.update(new)
+    if len(cache) > 500_000:
+        cache.clear()
+    cache.update(new)
+    return [t for t in map(known.__getitem__, words) if t]
 
 
 def terms(text: str) -> list[str]:
     """Lower-cased, stop-word-free, stemmed words of a text."""
-    irr = _IRREGULAR
-    words = [x for x in (irr.get(w, w) for w in _WORD.findall(text.lower())) if x not in STOPWORDS]
-    out: list[str] = []
-    miss = [w for w in words if w not in _stem_cache]
-    if miss:
-        st = _stemmer()
-        stems = st.stemWords(miss) if st else miss
-        if len(_stem_cache) > 500_000:
-            _stem_cache.clear()
-        _stem_cache.update(zip(miss, stems))
-    for w in words:
-        out.append(_stem_cache.get(w, w))
-    return out
+    return _terms_of(_WORD.findall(text.lower()))
 
 
 class Index:
@@ -135,27 +147,27 @@ class Index:
 
     def append(self, mid: str, text: str, stamp: Any = None) -> None:
         d = len(self.ids)
-        ts = terms(text)
-        t, num = answer_cues(text)
-        self.has_time.append(t)
-        self.has_number.append(num)
+        low = text.lower()
+        words = _WORD.findall(low)
+        ts = _terms_of(words)
+        digit = bool(_HAS_DIGIT.search(low))  # as answer_cues(text), from the same words
+        self.has_time.append(digit or not _TIME_WORDS.isdisjoint(words))
+        self.has_number.append(digit or not _NUMBER_WORDS.isdisjoint(words))
         day = to_date(stamp)
         self.dates.append(day.toordinal() if day else 0)
         self.ids.append(mid)
         self.contents.append(text)
         self.doclen.append(len(ts))
         self.cumlen.append(self.cumlen[-1] + len(ts))
-        tf: dict[str, int] = {}
-        for t in ts:
-            tf[t] = tf.get(t, 0) + 1
-        for t, c in tf.items():
-            docs = self.post_docs.get(t)
+        post_docs, post_tf = self.post_docs, self.post_tf
+        for t, c in Counter(ts).items():
+            docs = post_docs.get(t)
             if docs is None:
-                self.post_docs[t] = [d]
-                self.post_tf[t] = [c]
+                post_docs[t] = [d]
+                post_tf[t] = [c]
             else:
                 docs.append(d)
-                self.post_tf[t].append(c)
+                post_tf[t].append(c)
 
     def matches(self, ids: list[str], contents: list[str]) -> int:
         """How many leading messages of the given history this index holds unchanged."""
