@@ -98,10 +98,22 @@ class Totals(Record):
 
     @classmethod
     def of(cls, messages: list[Message]) -> "Totals":
-        t = cls()
+        """The totals of a loaded session: add()'s sums in locals (a field assignment on a
+        model costs ~0.5 us, and a 10,000-message load would pay for 30,000 of them)."""
+        turns = prompt = completion = total = 0
+        cost = 0.0
         for m in messages:
-            t.add(m)
-        return t
+            if m.role == "assistant":
+                turns += 1
+            u = m.usage
+            if u:
+                prompt += u.prompt_tokens
+                completion += u.completion_tokens
+                total += u.total_tokens
+            if m.cost_usd:
+                cost += m.cost_usd
+        return cls(messages=len(messages), turns=turns, prompt_tokens=prompt, completion_tokens=completion,
+                   total_tokens=total, cost_usd=cost)
 
 
 SessionStatus = Literal["active", "archived", "closed"]
