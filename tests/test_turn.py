@@ -274,15 +274,20 @@ def test_token_counts_are_stored_with_each_message_so_a_resumed_session_is_not_r
     import tether.context.tokens as tok
     from tether.context import build_window
 
+    enc = tok.encoding_for("tether/echo")
+    tok.get_encoding.cache_clear()  # as in a new process: no tokenizer read, nothing counted
+    tok._text_tokens.cache_clear()
+    tok._LOADED.clear()
     t = Tether()
-    r = t.chat_once("hello there")
+    r = t.chat_once("hello there")  # saved before the tokenizer is read: no count stored
     t.chat_once("and again", session_id=r.session_id)
     # as a new process would find it: nothing counted in memory, the session read from its file
     tok._by_id.clear()
     items._CACHE.clear()
     s = Tether().load_session(r.session_id)
-    enc = tok.encoding_for("tether/echo")
-    for m in s.messages:
+    first, rest = s.messages[0], s.messages[1:]
+    assert first.content == "hello there" and first.tokens == {}
+    for m in rest:
         assert m.tokens == {f"{enc}:{m.content_hash()}": tok.count_tokens(m.content, encoding=enc)}
     tok._by_id.clear()
     real = tok._text_tokens
@@ -294,4 +299,5 @@ def test_token_counts_are_stored_with_each_message_so_a_resumed_session_is_not_r
 
     monkeypatch.setattr(tok, "_text_tokens", spy)
     w = build_window(s.messages, "a third question", budget_tokens=10_000, model="tether/echo")
-    assert len(w.messages) == 4 and not set(seen) & {m.content for m in s.messages}
+    assert len(w.messages) == 4
+    assert set(seen) & {m.content for m in s.messages} == {"hello there"}  # only the uncounted one

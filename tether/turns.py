@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .context.tokens import content_tokens, encoding_for
+from .context.tokens import content_tokens, encoding_for, encoding_loaded
 from .errors import AllModelsFailed, UnknownModel
 from .router.config import RouterConfig
 from .router.engine import Outcome, Prepared, Router
@@ -229,9 +229,13 @@ class Turns:
     def _counted(self, message: Message, model: str | None) -> Message:
         """Count a new message's tokens for the session's model before it is written, so the
         count is stored with it: a session resumed by a new process then tokenizes only what
-        it never counted (the window counts the same text this turn anyway: no extra work)."""
+        it never counted (the window counts the same text this turn anyway: no extra work).
+        Skipped while the model's tokenizer is not loaded yet: nothing may delay or risk
+        saving the user's message, and a count is only a cache."""
         try:
-            content_tokens(message, encoding_for(self.config.spec(model or self.config.default_model).model))
+            enc = encoding_for(self.config.spec(model or self.config.default_model).model)
+            if encoding_loaded(enc):
+                content_tokens(message, enc)
         except Exception as e:  # noqa: BLE001 - a count is a cache; the message is saved regardless
             log.debug("could not count the tokens of message %s: %s", message.id, e)
         return message

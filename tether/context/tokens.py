@@ -57,13 +57,23 @@ def encoding_for(model: str | None) -> str:
     return DEFAULT_ENCODING
 
 
+_LOADED: set[str] = set()  # encodings get_encoding has returned
+
+
 @lru_cache(maxsize=8)
 def get_encoding(name: str) -> Any:
     """A tiktoken Encoding read from the bundled BPE files (never downloaded)."""
     _env.setup()
     import tiktoken
 
-    return tiktoken.get_encoding(name if name in SHIPPED else DEFAULT_ENCODING)
+    enc = tiktoken.get_encoding(name if name in SHIPPED else DEFAULT_ENCODING)
+    _LOADED.add(name)
+    return enc
+
+
+def encoding_loaded(name: str) -> bool:
+    """Whether counting with this encoding is only the counting (its BPE file is already read)."""
+    return name in _LOADED
 
 
 def count_tokens(text: Any, model: str | None = None, *, encoding: str | None = None) -> int:
