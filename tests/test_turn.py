@@ -275,9 +275,8 @@ def test_token_counts_are_stored_with_each_message_so_a_resumed_session_is_not_r
     from tether.context import build_window
 
     enc = tok.encoding_for("tether/echo")
-    tok.get_encoding.cache_clear()  # as in a new process: no tokenizer read, nothing counted
+    tok._ENCODINGS.clear()  # as in a new process: no tokenizer read, nothing counted
     tok._text_tokens.cache_clear()
-    tok._LOADED.clear()
     t = Tether()
     r = t.chat_once("hello there")  # saved before the tokenizer is read: no count stored
     t.chat_once("and again", session_id=r.session_id)

@@ -31,23 +31,24 @@ class SessionCache:
         # striped per-session locks: a session's write and its mirror are one step
         self._stripes = [threading.Lock() for _ in range(64)]
 
-    def _sig(self, session_id: str) -> Any:
+    def _stat(self, session_id: str) -> os.stat_result | None:
         if self._path is None:
             return None
         try:
-            return signature(os.stat(self._path(session_id)))
+            return os.stat(self._path(session_id))
         except OSError:
             return None
+
+    def _sig(self, session_id: str) -> Any:
+        st = self._stat(session_id)
+        return None if st is None else signature(st)
 
     def cheap(self, session_id: str, small_bytes: int = 32_768) -> os.stat_result | None:
         """The file's stat when load() answers from memory, or reads a file small enough (a few
         dozen messages, ~0.1 ms) for an event loop to do it inline; else None. Pass the stat on
         to load(), which then needs no second one."""
-        if self._path is None:
-            return None
-        try:
-            st = os.stat(self._path(session_id))
-        except OSError:
+        st = self._stat(session_id)
+        if st is None:
             return None
         if st.st_size <= small_bytes:
             return st

@@ -78,9 +78,13 @@ def question_cues(query: str) -> tuple[bool, bool]:
 def answer_cues(text: str) -> tuple[bool, bool]:
     """(mentions a time, mentions a number) for a message."""
     low = text.lower()
-    words = set(_WORD.findall(low))
-    has_digit = bool(_HAS_DIGIT.search(low))
-    return bool(words & _TIME_WORDS) or has_digit, has_digit or bool(words & _NUMBER_WORDS)
+    return _cues(low, _WORD.findall(low))
+
+
+def _cues(low: str, words: list[str]) -> tuple[bool, bool]:
+    """answer_cues from the lower-cased text and its words (the index has them already)."""
+    digit = bool(_HAS_DIGIT.search(low))
+    return digit or not _TIME_WORDS.isdisjoint(words), digit or not _NUMBER_WORDS.isdisjoint(words)
 
 
 @lru_cache(maxsize=1)
@@ -150,9 +154,9 @@ class Index:
         low = text.lower()
         words = _WORD.findall(low)
         ts = _terms_of(words)
-        digit = bool(_HAS_DIGIT.search(low))  # as answer_cues(text), from the same words
-        self.has_time.append(digit or not _TIME_WORDS.isdisjoint(words))
-        self.has_number.append(digit or not _NUMBER_WORDS.isdisjoint(words))
+        t, num = _cues(low, words)
+        self.has_time.append(t)
+        self.has_number.append(num)
         day = to_date(stamp)
         self.dates.append(day.toordinal() if day else 0)
         self.ids.append(mid)

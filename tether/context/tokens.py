@@ -57,23 +57,24 @@ def encoding_for(model: str | None) -> str:
     return DEFAULT_ENCODING
 
 
-_LOADED: set[str] = set()  # encodings get_encoding has returned
+_ENCODINGS: dict[str, Any] = {}  # read once per process (a BPE file takes ~0.1-0.2 s)
 
 
-@lru_cache(maxsize=8)
 def get_encoding(name: str) -> Any:
     """A tiktoken Encoding read from the bundled BPE files (never downloaded)."""
-    _env.setup()
-    import tiktoken
+    key = name if name in SHIPPED else DEFAULT_ENCODING
+    enc = _ENCODINGS.get(key)
+    if enc is None:
+        _env.setup()
+        import tiktoken
 
-    enc = tiktoken.get_encoding(name if name in SHIPPED else DEFAULT_ENCODING)
-    _LOADED.add(name)
+        enc = _ENCODINGS[key] = tiktoken.get_encoding(key)
     return enc
 
 
 def encoding_loaded(name: str) -> bool:
     """Whether counting with this encoding is only the counting (its BPE file is already read)."""
-    return name in _LOADED
+    return (name if name in SHIPPED else DEFAULT_ENCODING) in _ENCODINGS
 
 
 def count_tokens(text: Any, model: str | None = None, *, encoding: str | None = None) -> int:
