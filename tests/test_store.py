@@ -274,6 +274,31 @@ def test_index_extends_incrementally_without_rereading_old_lines(client):
     assert row.message_count == 2 and row.updated_at.year == 2099 and row.title == "t"
 
 
+def test_listing_again_reuses_the_parsed_index_until_another_writer_replaces_it(client):
+    ids = [client.create_session(title=f"s{i}") for i in range(3)]
+    first = client.list_sessions()
+    index = sessions_dir(client) / ".index.json"
+    st = index.stat()
+    # junk of the same length in place, with the old mtime put back: only a listing that
+    # re-parsed the file would notice it (and rebuild the index over it)
+    junk = b"x" * st.st_size
+    with open(index, "r+b") as f:
+        f.write(junk)
+    os.utime(index, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert client.list_sessions() == first
+    assert index.read_bytes() == junk
+    # another store (another process) rewrites the index: it is read again, not overwritten
+    index.unlink()
+    other = JsonlStore(sessions_dir(client))
+    other.create(tether.Session(title="theirs"))
+    assert len(other.list()) == 4
+    written = index.stat()
+    assert {r.title for r in client.list_sessions()} == {"s0", "s1", "s2", "theirs"}
+    after = index.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    assert ids[0] in {r.id for r in client.list_sessions()}
+
+
 def test_index_follows_header_updates_and_compaction(client):
     sid = client.create_session(title="a")
     client.list_sessions()

@@ -34,15 +34,33 @@ class SessionIndex:
     def __init__(self, store: "JsonlStore") -> None:
         self.store = store
         self.path = store.root / INDEX_NAME
+        # the entries as last read or written, with the index file's signature then: an app
+        # listing sessions again (a page view) skips parsing an unchanged index (~30 ms at 10,000)
+        self._memo: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def _read(self) -> dict[str, Any]:
+        """The index's entries (never mutated: refresh builds a new dict, extend_summary copies)."""
+        sig = self._signature()
+        memo = self._memo
+        if sig is not None and memo is not None and memo[0] == sig:
+            return memo[1]
         try:
-            return read_entries(self.store.root)
+            entries = read_entries(self.store.root)
         except FileNotFoundError:
-            pass
+            return {}
         except (OSError, ValueError) as e:
             log.warning("rebuilding unreadable session index %s: %s", self.path, e)
-        return {}
+            return {}
+        # read after the stat: a rewrite in between shows as a new signature next time
+        self._memo = (sig, entries) if sig is not None else None
+        return entries
 
     def _write(self, entries: dict[str, Any]) -> None:
         from .jsonl import write_atomic
@@ -52,6 +70,8 @@ class SessionIndex:
             with lock:
                 payload = json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":"))
                 write_atomic(self.path, payload.encode(), durable=False)  # a cache: rebuilt if lost
+                sig = self._signature()  # under the lock: no other writer can replace it now
+            self._memo = (sig, entries) if sig is not None else None
         except (Timeout, OSError) as e:  # the index is a cache; the next listing retries
             log.warning("could not write session index %s: %s", self.path, e)
 
