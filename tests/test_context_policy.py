@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -353,3 +354,30 @@ def test_terms_are_the_same_from_the_word_cache_as_when_first_worked_out() -> No
     assert (idx.has_time, idx.has_number) == ([True, False], [True, False])
     assert relevance.answer_cues("We ate 3 apples yesterday") == (True, True)
     assert idx.df("appl", 2) == 2 and idx.doclen == [4, 2]  # eat, 3, appl, yesterday; appl, red
+
+
+def test_a_rare_query_word_outweighs_a_common_one_that_matches_as_often() -> None:
+    """Both words occur in one message each (the same idf in this chat): English at large,
+    read from the tokenizer's vocabulary, says which one names the subject."""
+    from tether.context.items import History
+    from tether.context.ranking import rank_units
+    from tether.context.relevance import word_rarity
+    from tether.context.select import Policy
+
+    for enc in ("cl100k_base", "o200k_base"):
+        assert word_rarity("time", enc) < word_rarity("kayak", enc) < 1.0
+        assert word_rarity("zqxvbn", enc) == 1.0  # not one token: as rare as it gets
+    # the same sentence around each word, and the same neighbours (filler repeats every 4 turns)
+    hist = chat(60, {10: "we talked about time there", 42: "we talked about kayak there"})
+    h = History.of(hist, "cl100k_base")
+    common, rare = h.ids.index("u10"), h.ids.index("u42")
+    _, plain = rank_units(h, "time kayak", Policy(term_rarity=0), "cl100k_base")
+    assert plain[common] == pytest.approx(plain[rare], rel=0.02)
+    _, weighted = rank_units(h, "time kayak", Policy(), "cl100k_base")
+    assert weighted[rare] > weighted[common] * 1.1
+    # with room for the newest turn and one more, the budget goes to the kayak turn
+    def turn(i: int) -> int:
+        return h.tokens[h.ids.index(f"u{i}")] + h.tokens[h.ids.index(f"a{i}")]
+    room = turn(59) + max(turn(10), turn(42)) + 2
+    w = build_window(hist, "time kayak", budget_tokens=room, model="gpt-4", recency_share=0.0)
+    assert "u42" in ids(w) and "u10" not in ids(w)

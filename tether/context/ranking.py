@@ -8,7 +8,7 @@ import numpy as np
 
 from .dates import query_periods
 from .items import History
-from .relevance import index_for, question_cues, terms
+from .relevance import index_for, query_terms, question_cues, terms
 from .select import Policy
 
 
@@ -22,7 +22,7 @@ def _speaker_terms(h: History) -> dict[str, str]:
     return out
 
 
-def _feedback(idx: Any, qterms: list[str], raw: np.ndarray, n: int, policy: Policy) -> np.ndarray:
+def _feedback(idx: Any, qterms: dict[str, float], raw: np.ndarray, n: int, policy: Policy) -> np.ndarray:
     """Pseudo-relevance feedback: re-score with terms the best-matching messages share."""
     k = min(policy.feedback_docs, n)
     top = np.argpartition(-raw, k - 1)[:k] if k < n else np.arange(n)
@@ -35,27 +35,26 @@ def _feedback(idx: Any, qterms: list[str], raw: np.ndarray, n: int, policy: Poli
         w = raw[d] / best
         for t in set(idx.doc_terms(d)):
             weight[t] = weight.get(t, 0.0) + w
-    q = set(qterms)
     cand = []
     for t, w in weight.items():
-        if t in q:
+        if t in qterms:
             continue
         df = idx.df(t, n)
         if df < 2:
             continue  # a term from one message only re-finds that message
         cand.append((w * math.log(1 + n / df), t))
     cand.sort(reverse=True)
-    query: dict[str, float] = {}
-    for t in qterms:
-        query[t] = query.get(t, 0.0) + 1.0
+    query = dict(qterms)
     for _, t in cand[: policy.feedback_terms]:
         query[t] = policy.feedback_weight
     return idx.scores(query, n, policy.k1, policy.b)
 
 
-def rank_units(h: History, query: str, policy: Policy) -> tuple[list[list[int]], dict[int, float]]:
-    """Units (lists of history indices), most relevant first, and the per-message scores."""
-    qterms = terms(query)
+def rank_units(h: History, query: str, policy: Policy, enc_name: str | None = None,
+               ) -> tuple[list[list[int]], dict[int, float]]:
+    """Units (lists of history indices), most relevant first, and the per-message scores.
+    `enc_name`: the window's encoding, whose vocabulary says how rare each query word is."""
+    qterms = query_terms(query, enc_name, policy.term_rarity)
     if not qterms:
         return [], {}
     n = len(h)

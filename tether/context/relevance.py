@@ -130,6 +130,46 @@ def terms(text: str) -> list[str]:
     return _terms_of(_WORD.findall(text.lower()))
 
 
+# A word's rarity in English at large, read from the tokenizer's vocabulary: byte-pair
+# merges are learned most frequent first, so a word that is one token with a small id is
+# common ("time", "event") and one with a large id, or that takes several tokens, is rare
+# ("marshmallow", "Valorant"). BM25's idf over one chat of a few hundred messages is a
+# thin statistic; this prior comes from a corpus of billions of words, offline, and the
+# window has loaded the encoding already to count tokens. word -> rarity, per encoding:
+_RARITY: dict[str, dict[str, float]] = {}
+
+
+def word_rarity(word: str, enc_name: str) -> float:
+    """In (0, 1]: log of the word's token id over log of the vocabulary size; 1 for a word
+    that is not a single token."""
+    cache = _RARITY.get(enc_name)
+    if cache is None:
+        cache = _RARITY[enc_name] = {}
+    r = cache.get(word)
+    if r is None:
+        from .tokens import get_encoding
+
+        enc = get_encoding(enc_name)
+        ids = enc.encode_ordinary(" " + word)  # as the word appears mid-sentence
+        r = math.log(2 + ids[0]) / math.log(2 + enc.n_vocab) if len(ids) == 1 else 1.0
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[word] = r
+    return r
+
+
+def query_terms(query: str, enc_name: str | None = None, rarity: float = 0.0) -> dict[str, float]:
+    """The query's terms with their weights: how often each occurs, each occurrence weighted
+    by its word's rarity to the power `rarity` (0: plain counts, as BM25 has it)."""
+    out: dict[str, float] = {}
+    for w in _WORD.findall(query.lower()):
+        found = _terms_of([w])
+        if found:
+            t = found[0]
+            out[t] = out.get(t, 0.0) + (word_rarity(w, enc_name) ** rarity if rarity and enc_name else 1.0)
+    return out
+
+
 class Index:
     """Inverted index over a growing list of messages; postings sorted by position."""
 
@@ -198,7 +238,7 @@ class Index:
         return out
 
     def passage_scores(
-        self, qterms: list[str], n: int, k1: float, b: float, kernel: "np.ndarray",
+        self, qterms: list[str] | dict[str, float], n: int, k1: float, b: float, kernel: "np.ndarray",
     ) -> "np.ndarray":
         """BM25 of the passage centred on each of the first n messages.
 
@@ -209,9 +249,12 @@ class Index:
         out = np.zeros(max(n, 0), dtype=np.float64)
         if n <= 0:
             return out
-        qtf: dict[str, int] = {}
-        for t in qterms:
-            qtf[t] = qtf.get(t, 0) + 1
+        if isinstance(qterms, dict):
+            qtf: dict[str, float] = qterms
+        else:
+            qtf = {}
+            for t in qterms:
+                qtf[t] = qtf.get(t, 0) + 1
         r = len(kernel) // 2
 
         def spread(x: "np.ndarray") -> "np.ndarray":  # centred, exactly n long (mode="same" is not, for short x)

@@ -235,7 +235,7 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
     if policy.relevance and query_text and len(h) > 1:
         from .ranking import rank_units
 
-        ranked, scores = rank_units(h, query_text, policy)
+        ranked, scores = rank_units(h, query_text, policy, enc)
     sel = select(h, budget, policy, ranked, scores)
     chosen_set = set(sel.chosen)
     messages: list[Any] = []
