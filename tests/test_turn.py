@@ -213,6 +213,45 @@ async def test_async_concurrent_turns_over_many_sessions(fake_server, tether_hom
         assert [m.content for m in msgs] == [f"q{sids.index(s)}", r.text]
 
 
+async def test_a_burst_of_turns_saves_every_prompt_before_litellm_prepares_a_call(tether_home):
+    """litellm prepares each call in its executor's threads, and a prompt saved while they
+    run hands them the GIL at every file syscall: turns started together save first."""
+    from litellm import CustomLLM
+    from litellm.utils import custom_llm_setup
+
+    from tether.router._lite import litellm
+
+    lm = litellm()
+    at = AsyncTether(home=tether_home, config={
+        "default_model": "probe", "models": {"probe": {"model": "probe/x", "context_window": 8000}}})
+    n = 40
+    sids = [at.sync.create_session(model="probe") for _ in range(n)]
+    files = [at.sync.store.file(s) for s in sids]
+    # pinned and small: each turn saves its prompt on the event loop (no thread of its own)
+    assert all(at.sync.turns.cheap_start(s, None) is not None for s in sids)
+    seen: list[int] = []
+
+    class Probe(CustomLLM):
+        def acompletion(self, model, messages, *args, **kwargs):  # type: ignore[override]
+            # not a coroutine function: this runs where litellm prepares the call
+            seen.append(sum(f"burst {i}" in open(f).read() for i, f in enumerate(files)))
+
+            async def answer():  # type: ignore[no-untyped-def]
+                return await lm.acompletion(model="tether/echo", messages=messages)
+            return answer()
+
+    saved = list(lm.custom_provider_map)
+    lm.custom_provider_map = saved + [{"provider": "probe", "custom_handler": Probe()}]
+    custom_llm_setup()
+    try:
+        results = await asyncio.gather(*(at.chat_once(f"burst {i}", session_id=s) for i, s in enumerate(sids)))
+    finally:
+        lm.custom_provider_map = saved
+        custom_llm_setup()
+    assert [r.text.split(" [")[0] for r in results] == [f"echo: burst {i}" for i in range(n)]
+    assert len(seen) == n and min(seen) == n
+
+
 async def test_async_failure_marks_unanswered(fake_server, tether_home):
     from conftest import router_config
 
