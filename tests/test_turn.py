@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -234,7 +235,7 @@ async def test_a_burst_of_turns_saves_every_prompt_before_litellm_prepares_a_cal
     class Probe(CustomLLM):
         def acompletion(self, model, messages, *args, **kwargs):  # type: ignore[override]
             # not a coroutine function: this runs where litellm prepares the call
-            seen.append(sum(f"burst {i}" in open(f).read() for i, f in enumerate(files)))
+            seen.append(sum(f"burst {i}" in Path(f).read_text() for i, f in enumerate(files)))
 
             async def answer():  # type: ignore[no-untyped-def]
                 return await lm.acompletion(model="tether/echo", messages=messages)
