@@ -225,32 +225,36 @@ async def test_a_burst_of_turns_saves_every_prompt_before_litellm_prepares_a_cal
     lm = litellm()
     at = AsyncTether(home=tether_home, config={
         "default_model": "probe", "models": {"probe": {"model": "probe/x", "context_window": 8000}}})
-    n = 40
+    n = 200
     sids = [at.sync.create_session(model="probe") for _ in range(n)]
-    files = [at.sync.store.file(s) for s in sids]
     # pinned and small: each turn saves its prompt on the event loop (no thread of its own)
     assert all(at.sync.turns.cheap_start(s, None) is not None for s in sids)
+    saved: list[str] = []  # prompts on disk: the event fires once the append is done
+    at.on("message", lambda e: saved.append(e["message"].content) if e["message"].role == "user" else None)
     seen: list[int] = []
 
     class Probe(CustomLLM):
         def acompletion(self, model, messages, *args, **kwargs):  # type: ignore[override]
-            # not a coroutine function: this runs where litellm prepares the call
-            seen.append(sum(f"burst {i}" in Path(f).read_text() for i, f in enumerate(files)))
+            # not a coroutine function: this runs where litellm prepares the call (its
+            # executor thread), and reads how many prompts are saved at that instant
+            seen.append(len(saved))
 
             async def answer():  # type: ignore[no-untyped-def]
                 return await lm.acompletion(model="tether/echo", messages=messages)
             return answer()
 
-    saved = list(lm.custom_provider_map)
-    lm.custom_provider_map = saved + [{"provider": "probe", "custom_handler": Probe()}]
+    before = list(lm.custom_provider_map)
+    lm.custom_provider_map = before + [{"provider": "probe", "custom_handler": Probe()}]
     custom_llm_setup()
     try:
         results = await asyncio.gather(*(at.chat_once(f"burst {i}", session_id=s) for i, s in enumerate(sids)))
     finally:
-        lm.custom_provider_map = saved
+        lm.custom_provider_map = before
         custom_llm_setup()
     assert [r.text.split(" [")[0] for r in results] == [f"echo: burst {i}" for i in range(n)]
     assert len(seen) == n and min(seen) == n
+    for i, s in enumerate(sids):  # and each really is on disk
+        assert f"burst {i}" in Path(at.sync.store.file(s)).read_text()
 
 
 async def test_async_failure_marks_unanswered(fake_server, tether_home):

@@ -131,11 +131,12 @@ def terms(text: str) -> list[str]:
 
 
 # A word's rarity in English at large, read from the tokenizer's vocabulary: byte-pair
-# merges are learned most frequent first, so a word that is one token with a small id is
-# common ("time", "event") and one with a large id, or that takes several tokens, is rare
-# ("marshmallow", "Valorant"). BM25's idf over one chat of a few hundred messages is a
-# thin statistic; this prior comes from a corpus of billions of words, offline, and the
-# window has loaded the encoding already to count tokens. word -> rarity, per encoding:
+# merges are learned most frequent first, so a common word is one token with a small id
+# ("time", "event") and a rarer one has a larger id or takes several tokens ("kayak",
+# "Valorant"). Long words merge late too, so it is part frequency, part length: a prior,
+# not a count. BM25's idf over one chat of a few hundred messages is a thin statistic;
+# this comes from a corpus of billions of words, offline, and the window has loaded the
+# encoding already to count tokens. word -> rarity, per encoding:
 _RARITY: dict[str, dict[str, float]] = {}
 
 
