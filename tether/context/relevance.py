@@ -226,14 +226,8 @@ class Index:
         if n <= 0:
             return out
         avgdl = max(self.cumlen[n] / n, 1e-9)
-        if isinstance(qterms, dict):
-            qtf = qterms
-        else:
-            qtf = {}
-            for t in qterms:
-                qtf[t] = qtf.get(t, 0) + 1
         norm = k1 * (1 - b + b * self._doclen()[:n] / avgdl)
-        for weight, d_arr, tf_arr in self._matches(qtf, n):
+        for weight, d_arr, tf_arr in self._matches(qterms, n):
             # each document appears once per term, so plain fancy-index addition is safe
             out[d_arr] += weight * tf_arr * (k1 + 1) / (tf_arr + norm[d_arr])
         return out
@@ -250,12 +244,6 @@ class Index:
         out = np.zeros(max(n, 0), dtype=np.float64)
         if n <= 0:
             return out
-        if isinstance(qterms, dict):
-            qtf: dict[str, float] = qterms
-        else:
-            qtf = {}
-            for t in qterms:
-                qtf[t] = qtf.get(t, 0) + 1
         r = len(kernel) // 2
 
         def spread(x: "np.ndarray") -> "np.ndarray":  # centred, exactly n long (mode="same" is not, for short x)
@@ -265,15 +253,18 @@ class Index:
         avgdl = max(float(dl.mean()), 1e-9)
         norm = k1 * (1 - b + b * dl / avgdl)
         tf = np.zeros(n, dtype=np.float64)
-        for weight, d_arr, tf_arr in self._matches(qtf, n):
+        for weight, d_arr, tf_arr in self._matches(qterms, n):
             tf[:] = 0.0
             tf[d_arr] = tf_arr
             ptf = spread(tf)
             out += weight * ptf * (k1 + 1) / (ptf + norm)
         return out
 
-    def _matches(self, qtf: dict[str, Any], n: int) -> Iterator[tuple[float, "np.ndarray", "np.ndarray"]]:
-        """For each query term found in the first n documents: idf x query weight, and its postings there."""
+    def _matches(self, qterms: list[str] | dict[str, float], n: int,
+                 ) -> Iterator[tuple[float, "np.ndarray", "np.ndarray"]]:
+        """For each query term found in the first n documents: idf x query weight, and its
+        postings there. A list of terms weighs each by how often it occurs."""
+        qtf = qterms if isinstance(qterms, dict) else Counter(qterms)
         for t, qc in qtf.items():
             docs = self.post_docs.get(t)
             if not docs:

@@ -39,11 +39,12 @@ class SessionIndex:
         self._memo: tuple[tuple[int, int, int], dict[str, Any]] | None = None
 
     def _signature(self) -> tuple[int, int, int] | None:
+        from .jsonl import signature  # jsonl imports this module
+
         try:
-            st = os.stat(self.path)
+            return signature(os.stat(self.path))
         except OSError:
             return None
-        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def _read(self) -> dict[str, Any]:
         """The index's entries (never mutated: refresh builds a new dict, extend_summary copies)."""
