@@ -78,5 +78,9 @@ class TurnStart:
 
 def sendable(messages: list[Message]) -> list[Message]:
     """History a model may see: questions no model answered stay in the session (for retry)
-    but are not sent with later turns, where they would read as asked again."""
-    return [m for m in messages if m.status != "unanswered"]
+    but are not sent with later turns, where they would read as asked again. The list itself
+    when none is unanswered (most turns): callers do not change it."""
+    for m in messages:
+        if m.status == "unanswered":
+            return [m for m in messages if m.status != "unanswered"]
+    return messages

@@ -85,24 +85,9 @@ class Turns:
     # -- windows -------------------------------------------------------------------
     def builder(self, session: Session, history: list[Message], query: str) -> Callable[[Any, int | None], Prepared]:
         """Builds the window per tried model, with that model's own window size and tokenizer."""
-        from .context import build_window
-
         # the session's own Message objects: no per-turn copies (a dict per message on a
         # 1,000-message session costs more than the window), and token counts land on them
-        hist = sendable(history)
-
-        options = self.context.window_options(session)
-
-        def build(info: Any, budget: int | None) -> Prepared:
-            w = build_window(hist, query, budget_tokens=budget, model=info.model, system=session.system,
-                             context=session.context or None, context_window=info.context_window,
-                             max_output_tokens=self.reply_tokens(info), **options)
-            msgs = w.to_messages(system=session.system, context=session.context or None, query=query)
-            p = w.parts
-            total = w.tokens + p.get("system", 0) + p.get("context", 0) + p.get("query", 0)
-            return Prepared(msgs, total, w, w.tokens)
-
-        return build
+        return _Builder(self, session, sendable(history), query, self.context.window_options(session))
 
     def reply_tokens(self, info: Any) -> int | None:
         """The reply reserve to force: only a configured max_output_tokens (which is also sent as
@@ -365,3 +350,27 @@ class Turns:
                 "circuit": self.router.breaker.state(n), "configured": spec.configured,
             })
         return rows
+
+
+class _Builder:
+    """`Turns.builder`'s callable. An object with slots rather than a closure: it lives as long
+    as the model call, and a closure's function and cells are six objects for the collector
+    to carry (see `Router._drive`)."""
+
+    __slots__ = ("turns", "session", "hist", "query", "options")
+
+    def __init__(self, turns: Turns, session: Session, hist: list[Message], query: str,
+                 options: dict[str, Any]) -> None:
+        self.turns, self.session, self.hist, self.query, self.options = turns, session, hist, query, options
+
+    def __call__(self, info: Any, budget: int | None) -> Prepared:
+        from .context import build_window
+
+        s = self.session
+        w = build_window(self.hist, self.query, budget_tokens=budget, model=info.model, system=s.system,
+                         context=s.context or None, context_window=info.context_window,
+                         max_output_tokens=self.turns.reply_tokens(info), **self.options)
+        msgs = w.to_messages(system=s.system, context=s.context or None, query=self.query)
+        p = w.parts
+        total = w.tokens + p.get("system", 0) + p.get("context", 0) + p.get("query", 0)
+        return Prepared(msgs, total, w, w.tokens)

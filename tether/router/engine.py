@@ -125,19 +125,22 @@ class Router:
     def _drive(self, chain: list[str], build: WindowBuilder, params: dict[str, Any], stream: bool
                ) -> Generator[Call | Sleep, Any, Outcome]:
         """Yields steps; a Call is answered with ("ok", result) or ("err", exception)."""
+        # Nothing here is allocated before the call that a first model answering does not
+        # need: this frame lives as long as the call, and under load every object it holds
+        # is promoted to the oldest GC generation, making full passes more frequent.
         attempts: list[Attempt] = []
-        failed: list[str] = []
-        queue = list(chain)
-        tried: set[str] = set()
-        while queue:
-            name = queue.pop(0)
-            if name in tried:
+        failed: list[str] | None = None
+        queue: list[str] = chain
+        i = 0
+        while i < len(queue):
+            name = queue[i]
+            i += 1
+            if any(a.model == name for a in attempts):  # every model tried has an attempt
                 continue
-            tried.add(name)
             if not self.breaker.allow(name):
                 st = self.breaker.state(name)
                 attempts.append(Attempt(name, "circuit_open", error=f"skipped: circuit open, retry in {st['retry_in']}s"))
-                failed.append(name)
+                failed = (failed or []) + [name]
                 continue
             spec = self.config.spec(name)
             info = self.catalogue.info(name)
@@ -162,7 +165,7 @@ class Router:
                     self.breaker.success(name)
                     text, usage, cost, response = value
                     return Outcome(name, spec, info, text, usage, cost, secs * 1000, attempts, prepared,
-                                   response, failed)
+                                   response, failed or [])
                 c = classify(value)
                 attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
                 if c.kind == "context_overflow":
@@ -178,9 +181,9 @@ class Router:
                     continue
                 break
             self.breaker.failure(name)
-            failed.append(name)
+            failed = (failed or []) + [name]
             if overflowed:
-                queue = self._larger_first(queue, tried, info.context_window)
+                queue, i = self._larger_first(queue[i:], {a.model for a in attempts}, info.context_window), 0
         summary = "; ".join(f"{a.model}: {a.kind}" + (f" ({a.status})" if a.status else "") for a in attempts)
         raise AllModelsFailed(f"every model failed: {summary}", attempts)
 
