@@ -33,6 +33,7 @@ def test_import_does_not_pull_litellm() -> None:
     ("gpt-4o-mini", "o200k_base"), ("openai/gpt-4.1", "o200k_base"), ("gpt-4", "cl100k_base"),
     ("gpt-3.5-turbo", "cl100k_base"), ("anthropic/claude-sonnet-4-5", "cl100k_base"),
     ("ollama/llama3", "cl100k_base"), (None, "cl100k_base"), ("o3-mini", "o200k_base"),
+    ("groq/openai/gpt-oss-120b", "o200k_base"), ("openrouter/openai/gpt-4o", "o200k_base"),
 ])
 def test_encoding_per_family(model: str | None, enc: str) -> None:
     assert encoding_for(model) == enc
@@ -114,9 +115,17 @@ def test_oversized_message_object_copy_keeps_id() -> None:
 def test_query_larger_than_window_is_clear_error() -> None:
     with pytest.raises(ContextOverflow) as e:
         build_window(conv(2), "word " * 10000, model="gpt-4")
-    assert "8192" in str(e.value) and "gpt-4" in str(e.value)
+    assert "8192" in str(e.value) and "gpt-4" in str(e.value) and "assumption" not in str(e.value)
     with pytest.raises(ContextOverflow):
         build_window([], "word " * 3000, context_window=1000)
+    with pytest.raises(ContextOverflow) as e:  # an unknown model's window is a guess: say so, and how to fix it
+        build_window([], "word " * 10000, model="my-local/llm")
+    assert "assumption" in str(e.value) and "context_window" in str(e.value)
+
+
+def test_a_fine_tune_has_its_base_models_window() -> None:
+    assert model_limits("ft:gpt-4o-mini-2024-07-18:acme::abc123").max_input_tokens == 128000
+    assert model_limits("openai/ft:gpt-4o-mini-2024-07-18:acme::abc123").known
 
 
 def test_to_messages_order_and_markers() -> None:

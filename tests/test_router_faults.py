@@ -191,3 +191,33 @@ def test_ctrl_c_during_a_probe_frees_the_breaker(make_tether, fake_server, monke
     r = t.chat_once("three", session_id=sid)
     assert r.model == "main" and kinds(r) == [("main", "ok")]
     assert breaker.state("main")["state"] == "closed"
+
+
+def test_a_turn_too_large_for_every_model_names_its_size_and_leaves_the_circuits_closed(make_tether, fake_server):
+    """Pasting too much is the turn's fault: a clear error with the sizes, and no model is
+    locked out for the turns after it (the breaker counts only real model failures)."""
+    from tether import ContextOverflow, PromptTooLarge
+
+    tiny = {"context_window": 400}
+    t = make_tether(default_model="small", breaker_failures=2, breaker_cooldown=1000,
+                    models={"main": tiny, "backup": tiny})
+    sid = t.create_session()
+    for _ in range(3):
+        with pytest.raises(PromptTooLarge) as err:
+            t.chat_once("lorem ipsum " * 400, session_id=sid)
+        assert isinstance(err.value, ContextOverflow) and isinstance(err.value, AllModelsFailed)
+        assert "the new message needs" in str(err.value) and "400-token window" in str(err.value)
+        assert [a.kind for a in err.value.attempts] == ["context_overflow"]  # no larger window to try
+    assert fake_server.calls() == []
+    assert all(m["circuit"]["state"] == "closed" for m in t.models())
+    r = t.chat_once("short", session_id=sid)
+    assert r.model == "small" and kinds(r) == [("small", "ok")]
+
+
+def test_a_missing_api_key_is_an_auth_error_not_retried(make_tether, fake_server, monkeypatch):
+    """The OpenAI SDK reports a missing key as a 500; retrying it only delays the fallback."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    nokey = {"model": "openai/main", "api_base": fake_server.base}
+    r = make_tether(default_model="nokey", retries=3, models={"nokey": nokey}).chat_once("hi")
+    assert kinds(r) == [("nokey", "auth"), ("backup", "ok")]
+    assert "Missing credentials" in r.attempts[0].error

@@ -19,6 +19,7 @@ from .errors import (  # noqa: E402
     ConfigError,
     ContextOverflow,
     InvalidSessionId,
+    PromptTooLarge,
     SessionCorrupt,
     SessionNotFound,
     TetherError,
@@ -43,7 +44,7 @@ _LAZY = {
 
 __all__ = [
     "AllModelsFailed", "AsyncTether", "ConfigError", "ContextOverflow", "InvalidSessionId", "Message",
-    "Session", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
+    "PromptTooLarge", "Session", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
     "TetherError", "Totals", "UnknownModel", "Usage", "errors",
     "AsyncStream", "ChatResult", "Restart", "Stream",
 ]

@@ -57,3 +57,8 @@ class AllModelsFailed(TetherError):
         super().__init__(message)
         self.attempts = list(attempts or [])
         self.session_id = session_id
+
+
+class PromptTooLarge(AllModelsFailed, ContextOverflow):
+    """No model in the chain (or larger) can take the turn: its message, system prompt and
+    context alone overflow each window. Caught as either parent; the message names the sizes."""

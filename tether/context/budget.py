@@ -63,6 +63,8 @@ def _candidates(model: str) -> list[str]:
     names = [model]
     if "/" in model:
         names.append(model.rsplit("/", 1)[1])
+    if names[-1].startswith("ft:"):  # a fine-tune has its base model's window: ft:gpt-4o-mini-2024-07-18:org::id
+        names.append(names[-1][3:].split(":", 1)[0])
     return names
 
 

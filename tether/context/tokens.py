@@ -44,6 +44,8 @@ def encoding_for(model: str | None) -> str:
         return DEFAULT_ENCODING
     provider, bare = _split_provider(model.strip())
     bare = bare.lower()
+    if provider.endswith("/openai"):  # an OpenAI model served by another host: groq/openai/gpt-oss-120b
+        provider = "openai"
     if provider in _OPENAI_PROVIDERS:
         if bare.startswith(_O200K_PREFIXES):
             return "o200k_base"

@@ -184,10 +184,13 @@ def build_window(
         reply = _budget.reply_reserve(limits, max_output_tokens, window)
         margin = _budget.safety_margin(window)
         if fixed + margin > window and (derive or context_window is not None or limits.known):
+            assumed = "" if context_window or limits.known else (
+                f" ({window} is an assumption: litellm does not know this model; set its context_window in the config)")
             raise ContextOverflow(
-                f"the new message needs {parts['query']} tokens (system {parts['system']}, context "
-                f"{parts['context']}): more than the {window}-token window of {model or 'the default model'}"
-                f" allows (margin {margin}); shorten it or use a model with a larger window"
+                f"the new message needs {parts['query']} tokens, and with the system prompt "
+                f"({parts['system']}) and context ({parts['context']}) the turn needs {fixed}: more than the "
+                f"{window}-token window of {model or 'the default model'} allows (margin {margin}){assumed}; "
+                "shorten it or use a model with a larger window"
             )
     else:
         window, reply, margin = 0, 0, 0

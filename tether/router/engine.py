@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import AllModelsFailed, ContextOverflow
+from ..errors import AllModelsFailed, ContextOverflow, PromptTooLarge
 from .breaker import CircuitBreaker
 from .catalogue import Catalogue, ModelInfo
 from .config import ModelSpec, RouterConfig
@@ -180,10 +180,17 @@ class Router:
                     yield Sleep(self.delay(c, tries - 1))
                     continue
                 break
-            self.breaker.failure(name)
             failed = (failed or []) + [name]
             if overflowed:
+                # too much text is the turn's fault, not the model's: the circuit stays as it
+                # was (a few long pastes must not lock every session out of a healthy model)
+                self.breaker.release(name)
                 queue, i = self._larger_first(queue[i:], {a.model for a in attempts}, info.context_window), 0
+            else:
+                self.breaker.failure(name)
+        if attempts and all(a.kind == "context_overflow" for a in attempts):
+            # no model could take the turn at all: say how big it is, not just "every model failed"
+            raise PromptTooLarge(f"{attempts[-1].error} (no configured model with a larger window)", attempts)
         summary = "; ".join(f"{a.model}: {a.kind}" + (f" ({a.status})" if a.status else "") for a in attempts)
         raise AllModelsFailed(f"every model failed: {summary}", attempts)
 

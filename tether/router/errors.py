@@ -57,6 +57,9 @@ def classify(e: BaseException) -> Classified:
         return Classified("timeout", status, None, msg)
     if isinstance(e, (lm.AuthenticationError, lm.PermissionDeniedError)):
         return Classified("auth", status, None, msg)
+    # the OpenAI SDK's "Missing credentials" (no key set) reaches us as a 500: retrying cannot help
+    if "Missing credentials" in msg or "api_key client option must be set" in msg:
+        return Classified("auth", status if status and status < 500 else 401, None, msg)
     if isinstance(e, lm.NotFoundError):
         return Classified("not_found", status, None, msg)
     # litellm reports a refused connection and an unparsable body as InternalServerError(500)
