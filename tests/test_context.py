@@ -212,3 +212,20 @@ def test_explicit_budget_with_short_query_does_not_import_litellm() -> None:
         "assert w.messages and 'litellm' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_omitted_marker_is_only_sent_when_a_question_was_left_out() -> None:
+    """A chat that opens with the assistant's greeting is whole: no "omitted" line. A pinned
+    answer kept without its question does get one."""
+    greet = [{"id": "g", "role": "assistant", "content": "Hi! How can I help?"},
+             {"id": "u1", "role": "user", "content": "What is BM25?"},
+             {"id": "a1", "role": "assistant", "content": "A ranking function."}]
+    w = build_window(greet, "thanks", budget_tokens=1000)
+    assert w.dropped == 0 and not w.opens_mid_turn
+    assert all("omitted" not in m["content"] for m in w.to_messages())
+    pinned = [{"id": "u0", "role": "user", "content": "word " * 300},
+              {"id": "a0", "role": "assistant", "content": "the answer to keep", "pinned": True},
+              {"id": "u1", "role": "user", "content": "next"}, {"id": "a1", "role": "assistant", "content": "ok"}]
+    w = build_window(pinned, "and?", budget_tokens=25)
+    assert [m["id"] for m in w.messages][0] == "a0" and w.opens_mid_turn
+    assert w.to_messages()[1] == {"role": "user", "content": "[earlier conversation omitted]"}

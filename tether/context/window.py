@@ -59,6 +59,11 @@ def _get(item: Any, key: str) -> Any:
     return fields_of(item).get(key)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """The same history message (a shortened copy keeps its id)."""
+    return a is b or (_get(a, "id") is not None and _get(a, "id") == _get(b, "id"))
+
+
 @dataclass
 class Window:
     """What would be sent: chosen history, its size, and what was left out and why."""
@@ -76,6 +81,7 @@ class Window:
     context: dict[str, Any] | str | None = None
     query: str | None = None
     summary_text: str | None = None
+    opens_mid_turn: bool = False  # the first message sent answers a question that was left out
 
     def to_messages(
         self,
@@ -97,7 +103,7 @@ class Window:
             head.append(OMITTED_NOTE.format(n=self.dropped))
         if head:
             out.append({"role": "system", "content": "\n\n".join(head)})
-        if markers and self.messages and _get(self.messages[0], "role") == "assistant":
+        if markers and self.opens_mid_turn:  # not for a chat that opens with the assistant's greeting
             out.append({"role": "user", "content": ORPHAN_MARKER})
         for m in self.messages:
             if type(m) is Message:  # a session's own message: typed fields, tool fields only as extras
@@ -225,6 +231,7 @@ def build_window(
         context=context,
         query=query_text,
         summary_text=summary_text,
+        opens_mid_turn=bool(messages) and _get(messages[0], "role") == "assistant" and not _same(messages[0], items[0]),
     )
 
 
