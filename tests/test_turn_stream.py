@@ -162,3 +162,41 @@ async def test_async_stream_abandoned_by_break_is_recorded(fake_server, tether_h
     msgs = (await at.load_session(sid)).messages
     assert [(m.role, m.status, m.content) for m in msgs] == [
         ("user", "ok", "walk away"), ("assistant", "interrupted", "main")]
+
+
+def test_a_new_turn_ends_a_stream_still_held_open_and_stores_it_first(make_tether, fake_server):
+    """Breaking out of the loop but keeping the stream object: the next turn on the session
+    stores the partial answer (interrupted) before its own question, and does not send the
+    question that was left without an answer."""
+    t = make_tether()
+    st = t.stream("tell me a long story")
+    for piece in st:
+        break
+    r = t.chat_once("next question", session_id=st.session_id)
+    assert r.text == "main says: next question (3 messages)"  # question, partial answer, new question
+    msgs = t.load_session(st.session_id).messages
+    assert [(m.role, m.status) for m in msgs] == [
+        ("user", "ok"), ("assistant", "interrupted"), ("user", "ok"), ("assistant", "ok")]
+    assert msgs[1].content == piece
+    assert list(st) == [] and st.done and st.result is None  # the old stream has ended
+    del st
+    import gc
+
+    gc.collect()
+    assert len(t.load_session(r.session_id).messages) == 4  # nothing stored again when it is collected
+
+
+async def test_async_a_new_turn_ends_a_stream_still_held_open(fake_server, tether_home):
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    st = await at.stream("walk away")
+    async for piece in st:
+        break
+    r = await at.chat_once("next question", session_id=st.session_id)
+    assert r.text == "main says: next question (3 messages)"
+    msgs = (await at.load_session(st.session_id)).messages
+    assert [(m.role, m.status, m.content) for m in msgs][:2] == [
+        ("user", "ok", "walk away"), ("assistant", "interrupted", piece)]
+    assert [p async for p in st] == [] and st.result is None
+    assert len((await at.load_session(st.session_id)).messages) == 4

@@ -9,7 +9,10 @@ model's answer from its beginning. `stream.text` and `stream.result.text` hold
 only the final answer. A failure before any text falls back
 silently. `.result` is the ChatResult once the stream is exhausted; `.close()`
 (or leaving a `with` block, or cancelling the task) before then stores the
-text shown so far as an assistant message marked "interrupted".
+text shown so far as an assistant message marked "interrupted". So does starting
+another turn on the same session while the stream is still open (say, after
+breaking out of the loop): the partial answer is stored before the new question,
+and the old stream ends.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class _Base:
         self.error: BaseException | None = None
         self._done = False
         self._announced = False
+        turns.track_stream(ts.session.id, self)
 
     @property
     def session_id(self) -> str:
@@ -74,6 +78,11 @@ class _Base:
         self._done = True
         self._turns.interrupted(self._ts, self._state.text, self._state.model, self._state.started_at)
 
+    def supersede(self) -> None:
+        """A new turn started on this session: store the text so far as interrupted; the loop
+        over this stream then ends (a piece already on its way is dropped)."""
+        self._interrupt()
+
 
 class Stream(_Base):
     """Sync stream: `for piece in stream`, then `stream.result`."""
@@ -90,12 +99,16 @@ class Stream(_Base):
         if self._done:
             raise StopIteration
         try:
-            return self._seen(next(self._gen))
+            piece = next(self._gen)
         except StopIteration as stop:
+            if self._done:  # superseded meanwhile: its text is stored already
+                raise StopIteration from None
             self._done = True
             self.result = self._turns.finish(self._ts, stop.value, len(self._state.restarts), self._announced)
             raise StopIteration from None
         except BaseException as e:
+            if self._done:  # superseded meanwhile: its text is stored already
+                raise
             self._done = True
             self.error = e
             if isinstance(e, Exception):
@@ -104,6 +117,10 @@ class Stream(_Base):
                 self._done = False
                 self._interrupt()
             raise
+        if self._done:
+            self._gen.close()
+            raise StopIteration
+        return self._seen(piece)
 
     def read(self) -> ChatResult:
         """Consume the rest and return the result."""
@@ -118,6 +135,12 @@ class Stream(_Base):
             return
         self._gen.close()
         self._interrupt()
+
+    def supersede(self) -> None:
+        try:
+            self.close()
+        except ValueError:  # being read in another thread right now: it stops at its next piece
+            self._interrupt()
 
     def __enter__(self) -> "Stream":
         return self
@@ -149,8 +172,10 @@ class AsyncStream(_Base):
         if self._done:
             raise StopAsyncIteration
         try:
-            return self._seen(await self._agen.__anext__())
+            piece = await self._agen.__anext__()
         except StopAsyncIteration:
+            if self._done:  # superseded meanwhile: its text is stored already
+                raise
             self._done = True
             self.result = await asyncio.to_thread(
                 self._turns.finish, self._ts, self._out[0], len(self._state.restarts), self._announced)
@@ -159,10 +184,16 @@ class AsyncStream(_Base):
             self._interrupt()  # blocking but short: a cancelled task may not await again
             raise
         except Exception as e:
+            if self._done:  # superseded meanwhile: its text is stored already
+                raise
             self._done = True
             self.error = e
             await asyncio.to_thread(self._turns.failed, self._ts, e)
             raise
+        if self._done:
+            await self._agen.aclose()
+            raise StopAsyncIteration
+        return self._seen(piece)
 
     async def read(self) -> ChatResult:
         async for _ in self:

@@ -10,7 +10,9 @@ answers that same message instead of adding a copy.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,8 @@ class Turns:
         self.cache = SessionCache(store)
         self.context = ContextSettings.from_config(config.sections.get("context"))
         self._noticed = False
+        self._streams: dict[str, weakref.ref[Any]] = {}
+        self._streams_lock = threading.Lock()
 
     # -- models and pins ---------------------------------------------------------
     def check_model(self, name: str) -> str:
@@ -113,6 +117,8 @@ class Turns:
         `loaded`: the session as cheap_start() just loaded it."""
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
+        if session_id is not None and self.end_open_stream(session_id):
+            loaded = None  # the stream's partial answer was just stored: read the session again
         if session_id is None:
             name, reason = self.pick_model(prompt, model)
             first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
@@ -150,6 +156,7 @@ class Turns:
 
     def start_retry(self, session_id: str) -> TurnStart:
         """The last user message with no answer after it, answered in place (for `/retry`)."""
+        self.end_open_stream(session_id)
         session = self.cache.load(session_id)
         msgs = session.messages
         for i in range(len(msgs) - 1, -1, -1):
@@ -159,6 +166,25 @@ class Turns:
                 chain = self.config.chain(session.pinned_model or self.config.default_model)
                 return TurnStart(session, msgs[i], chain, msgs[:i], True)
         raise ValueError(f"session {session_id} has no unanswered message to retry")
+
+    # -- open streams ------------------------------------------------------------------
+    def track_stream(self, session_id: str, stream: Any) -> None:
+        """Remember the session's stream until a later turn on the session (see end_open_stream)."""
+        with self._streams_lock:
+            self._streams[session_id] = weakref.ref(stream)
+
+    def end_open_stream(self, session_id: str) -> bool:
+        """A new turn on a session ends a stream still open on it (the caller broke out of the
+        loop, or moved on while it ran): its text so far is stored, marked interrupted, before
+        the new question, instead of after it whenever the stream object is collected.
+        True if there was one."""
+        with self._streams_lock:
+            ref = self._streams.pop(session_id, None)
+        stream = ref() if ref is not None else None
+        if stream is None or stream.done:
+            return False
+        stream.supersede()
+        return True
 
     # -- turn end ----------------------------------------------------------------------
     def _streak(self, ts: TurnStart) -> int:
