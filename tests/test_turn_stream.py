@@ -55,6 +55,7 @@ def test_mid_stream_cut_restarts_on_fallback_and_stores_only_complete_answer(mak
     assert st.result.restarts == 1 and st.result.model == "backup"
     assert [a.kind for a in st.result.attempts] == ["mid_stream", "ok"]
     assert fallbacks[0]["mid_stream"] is True and fallbacks[0]["to_model"] == "backup"
+    assert [a["kind"] for a in fallbacks[0]["attempts"]] == ["mid_stream"]  # the failed attempt, as chat_once reports it
     msgs = t.load_session(st.session_id).messages
     assert [(m.role, m.content) for m in msgs] == [("user", "tell me a long story"), ("assistant", st.result.text)]
 

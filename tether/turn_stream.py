@@ -66,7 +66,8 @@ class _Base:
         """Emit the fallback event once, when a fallback model's first text arrives."""
         if not self._announced and self._state.model != self._ts.chain[0]:
             self._announced = True
-            self._turns.announce_fallback(self._ts, self._state.model or "", bool(self._state.restarts))
+            self._turns.announce_fallback(self._ts, self._state.model or "", bool(self._state.restarts),
+                                          self._state.attempts)
         return piece
 
     def _build(self) -> Any:

@@ -37,6 +37,7 @@ class Turns:
         self.cache = SessionCache(store)
         self.context = ContextSettings.from_config(config.sections.get("context"))
         self._noticed = False
+        self._default_checked = False
         self._streams: dict[str, weakref.ref[Any]] = {}
         self._streams_lock = threading.Lock()
 
@@ -70,7 +71,14 @@ class Turns:
             hit = self.config.pick_route(prompt, tokens)
             if hit:
                 return hit[0], f"route {hit[1]}"
-        return self.config.default_model, f"default ({self.config.default_reason})"
+        default = self.config.default_model
+        if default not in self.config.models and not self._default_checked:  # a raw litellm string
+            try:
+                self.check_model(default)
+            except UnknownModel as e:
+                raise UnknownModel(f"default_model: {e}") from None
+            self._default_checked = True
+        return default, f"default ({self.config.default_reason})"
 
     def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
         self.cache.forget(session_id)
@@ -274,10 +282,12 @@ class Turns:
         finally:
             self.events.emit("error", {"session_id": sid, "error": err, "message_id": ts.user.id})
 
-    def announce_fallback(self, ts: TurnStart, to_model: str, mid_stream: bool) -> None:
-        """A stream's first text from a fallback model: tell the app now, not after the answer."""
+    def announce_fallback(self, ts: TurnStart, to_model: str, mid_stream: bool, attempts: list[Any]) -> None:
+        """A stream's first text from a fallback model: tell the app now, not after the answer
+        (`attempts`: the failed ones so far; the answering one is still streaming)."""
         self.events.emit("fallback", {"session_id": ts.session.id, "from_model": ts.chain[0], "to_model": to_model,
-                                      "from": ts.chain[0], "to": to_model, "attempts": [], "mid_stream": mid_stream})
+                                      "from": ts.chain[0], "to": to_model, "attempts": [a.to_dict() for a in attempts],
+                                      "mid_stream": mid_stream})
 
     def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
         """A stream the caller abandoned: store what was shown, marked interrupted."""

@@ -209,6 +209,9 @@ def _route(i: int, raw: Any) -> Route:
     contains = when.get("contains", ())
     if isinstance(contains, str):
         contains = (contains,)
+    for j, c in enumerate(contains):
+        if not isinstance(c, str):
+            raise ConfigError(f"{where}.when.contains[{j}]: expected a string, got {type(c).__name__}")
     return Route(model=raw["model"], min_prompt_tokens=when.get("min_prompt_tokens"),
                  max_prompt_tokens=when.get("max_prompt_tokens"), contains=tuple(contains))
 
@@ -247,6 +250,9 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None, source: str =
         cfg.default_model, cfg.default_reason = raw["default_model"], "config"
     elif len(cfg.models) == 1:
         cfg.default_model, cfg.default_reason = next(iter(cfg.models)), "only configured model"
+    elif cfg.models:  # silently answering from tether/echo (or an env default) would hide the mistake
+        raise ConfigError(f"default_model: required when several models are configured "
+                          f"(configured: {', '.join(cfg.models)})")
     else:
         cfg.default_model, cfg.default_reason, cfg.notice = env_default()
     # names that refer to configured models must exist; other names are raw litellm strings
@@ -261,9 +267,14 @@ def _check_refs(cfg: RouterConfig) -> None:
     for n, s in cfg.models.items():
         refs += [(f"models.{n}.fallbacks[{i}]", f) for i, f in enumerate(s.fallbacks or ())]
     for where, name in refs:
-        if name not in cfg.models and "/" not in name and not _known_bare(name):
+        if not plausible_model(cfg, name):
             raise ConfigError(f"{where}: {name!r} is not a configured model (add [models.{name}]) "
                               "or a provider/model litellm string")
+
+
+def plausible_model(cfg: RouterConfig, name: str) -> bool:
+    """A configured name, a provider/model string, or a bare name litellm routes (no import)."""
+    return name in cfg.models or "/" in name or _known_bare(name)
 
 
 def _known_bare(name: str) -> bool:

@@ -122,13 +122,14 @@ class Router:
         return min(self.config.backoff * (2 ** tries) * (0.75 + random.random() / 2), cap)
 
     # -- the policy ---------------------------------------------------------
-    def _drive(self, chain: list[str], build: WindowBuilder, params: dict[str, Any], stream: bool
-               ) -> Generator[Call | Sleep, Any, Outcome]:
-        """Yields steps; a Call is answered with ("ok", result) or ("err", exception)."""
+    def _drive(self, chain: list[str], build: WindowBuilder, params: dict[str, Any], stream: bool,
+               attempts: list[Attempt] | None = None) -> Generator[Call | Sleep, Any, Outcome]:
+        """Yields steps; a Call is answered with ("ok", result) or ("err", exception).
+        `attempts`: a list to record into, for a runner that reports them while the turn runs."""
         # Nothing here is allocated before the call that a first model answering does not
         # need: this frame lives as long as the call, and under load every object it holds
         # is promoted to the oldest GC generation, making full passes more frequent.
-        attempts: list[Attempt] = []
+        attempts = [] if attempts is None else attempts
         failed: list[str] | None = None
         queue: list[str] = chain
         i = 0

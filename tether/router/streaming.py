@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Call, Outcome, Router, Sleep
+from .engine import Attempt, Call, Outcome, Router, Sleep
 from .errors import MidStreamError
 
 
@@ -48,6 +48,7 @@ class StreamState:
     litellm_model: str | None = None
     pieces: list[str] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)  # so far, for the fallback event
     started_at: float = field(default_factory=time.perf_counter)
 
     @property
@@ -118,7 +119,7 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
     from ._lite import litellm
 
     lm = litellm()
-    drive = router._drive(chain, build, params or {}, stream=True)
+    drive = router._drive(chain, build, params or {}, stream=True, attempts=state.attempts)
     reply: Any = None
     pending: list[Any] = []  # [from_model, discarded, reason] of a mid-stream failure
     while True:
@@ -159,7 +160,7 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
     from ._lite import litellm
 
     lm = litellm()
-    drive = router._drive(chain, build, params or {}, stream=True)
+    drive = router._drive(chain, build, params or {}, stream=True, attempts=state.attempts)
     reply: Any = None
     pending: list[Any] = []
     while True:
