@@ -381,3 +381,26 @@ def test_a_rare_query_word_outweighs_a_common_one_that_matches_as_often() -> Non
     room = turn(59) + max(turn(10), turn(42)) + 2
     w = build_window(hist, "time kayak", budget_tokens=room, model="gpt-4", recency_share=0.0)
     assert "u42" in ids(w) and "u10" not in ids(w)
+
+
+async def test_a_summary_covers_only_the_turns_it_was_shown() -> None:
+    """Long messages: one summary call reads what fits MAX_SOURCE_CHARS, oldest first, and
+    records only those as covered; the next update goes on from there."""
+    from tether.context.summary import MAX_SOURCE_CHARS, update_summary
+
+    s = Session()
+    s.messages = [Message(role="user" if i % 2 == 0 else "assistant", content=f"m{i} " + "x" * 500) for i in range(200)]
+    shown: list[str] = []
+
+    async def complete(msgs: list[dict]) -> str:
+        shown.append(msgs[-1]["content"])
+        return f"summary #{len(shown)}"
+
+    w = window_for_session(s, "zzz", budget_tokens=300)
+    await update_summary(s, w, complete)
+    count = s.metadata["context_summary"]["count"]
+    assert shown[0].startswith("user: m0 ") and len(shown[0]) <= MAX_SOURCE_CHARS + count
+    assert f"m{count - 1} " in shown[0] and f"m{count} " not in shown[0]
+    assert 0 < count < 150  # not every left-out message: they did not fit one call
+    await update_summary(s, w, complete)
+    assert shown[1].startswith(f"{'user' if count % 2 == 0 else 'assistant'}: m{count} ")

@@ -82,7 +82,8 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
         return False
     upto = todo[-1] + 1
     try:
-        text = complete(summary_prompt(session, upto, settings.summary_words)).strip()
+        request, upto = summary_prompt(session, upto, settings.summary_words)
+        text = complete(request).strip()
     except Exception as e:  # noqa: BLE001 - the answer is stored; a summary can wait for the next turn
         log.warning("could not update the summary of session %s: %s", session.id, e)
         return False

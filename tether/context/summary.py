@@ -47,22 +47,25 @@ def pending(session: Session, window: Window) -> list[int]:
     return [i for i, m in enumerate(session.messages) if i >= count and m.id in dropped]
 
 
-def summary_prompt(session: Session, upto: int, words: int = 150) -> list[dict[str, str]]:
-    """Messages asking the model to extend the summary to cover messages[:upto]."""
+def summary_prompt(session: Session, upto: int, words: int = 150) -> tuple[list[dict[str, str]], int]:
+    """Messages asking the model to extend the summary towards messages[:upto], and the index
+    it really reaches: oldest first, as many as fit MAX_SOURCE_CHARS (at least one), so the
+    summary never claims turns it was not shown; the rest wait for the next update."""
     count, previous = _covered(session)
     lines: list[str] = []
     size = 0
-    for m in reversed(session.messages[count:upto]):
+    end = count
+    for m in session.messages[count:upto]:
         line = f"{m.name or m.role}: {m.content}"
-        if size + len(line) > MAX_SOURCE_CHARS:
+        if lines and size + len(line) > MAX_SOURCE_CHARS:
             break
-        lines.append(line)
+        lines.append(line[:MAX_SOURCE_CHARS])
         size += len(line)
-    lines.reverse()
+        end += 1
     return [
         {"role": "system", "content": PROMPT.format(words=words, previous=previous or "(none)")},
         {"role": "user", "content": "\n".join(lines)},
-    ]
+    ], end
 
 
 async def update_summary(
@@ -73,7 +76,7 @@ async def update_summary(
     todo = pending(session, window)
     if len(todo) < chunk:
         return cached_summary(session)
-    upto = todo[-1] + 1
-    text = (await complete(summary_prompt(session, upto, words))).strip()
+    request, upto = summary_prompt(session, todo[-1] + 1, words)
+    text = (await complete(request)).strip()
     session.metadata[META_KEY] = {"count": upto, "upto": session.messages[upto - 1].id, "text": text}
     return text
