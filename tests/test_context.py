@@ -229,3 +229,26 @@ def test_the_omitted_marker_is_only_sent_when_a_question_was_left_out() -> None:
     w = build_window(pinned, "and?", budget_tokens=25)
     assert [m["id"] for m in w.messages][0] == "a0" and w.opens_mid_turn
     assert w.to_messages()[1] == {"role": "user", "content": "[earlier conversation omitted]"}
+
+
+def test_tool_calls_count_towards_the_budget() -> None:
+    """An assistant message's tool calls are sent with it, so they are counted: a call with
+    a long argument cannot hide inside a small window."""
+    import json
+
+    args = json.dumps({"query": "word " * 2000})
+    calls = [{"id": "call_1", "type": "function", "function": {"name": "search", "arguments": args}}]
+    hist = [{"id": "u1", "role": "user", "content": "look it up"},
+            {"id": "a1", "role": "assistant", "content": "", "tool_calls": calls},
+            {"id": "t1", "role": "tool", "content": "found it", "tool_call_id": "call_1"},
+            {"id": "a2", "role": "assistant", "content": "Here it is."}]
+    full = build_window(hist, "thanks", budget_tokens=100_000)
+    assert full.tokens >= count_tokens(args, "gpt-4o") + count_tokens("found it", "gpt-4o")
+    assert [m["id"] for m in full.messages] == ["u1", "a1", "t1", "a2"]
+    small = build_window(hist, "thanks", budget_tokens=500)
+    sent = json.dumps([m for m in small.to_messages() if m["role"] != "system"])
+    assert small.tokens <= 500 and count_tokens(sent, "gpt-4o") < 600
+    assert "a1" not in [m["id"] for m in small.messages]
+    msg = Message(role="assistant", content="", tool_calls=calls)  # a session's own message: the same count
+    assert build_window([hist[0], msg], "x", budget_tokens=100_000).tokens == full.tokens - (
+        build_window(hist[2:], "x", budget_tokens=100_000).tokens)

@@ -14,7 +14,7 @@ from operator import attrgetter
 from typing import Any
 
 from tether.sessions.models import Message
-from .tokens import content_tokens, overhead_tokens
+from .tokens import content_tokens, overhead_tokens, tool_tokens
 
 
 _ID, _CONTENT, _PINNED = attrgetter("id"), attrgetter("content"), attrgetter("pinned")
@@ -58,6 +58,7 @@ class History:
     timestamps: list[Any] = field(default_factory=list)
     group_of: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)  # [start, end) per turn
+    fixed: list[int] = field(default_factory=list)  # tokens a shortened copy still costs (format, tool calls)
 
     @classmethod
     def of(cls, items: list[Any], enc_name: str) -> "History":
@@ -89,6 +90,7 @@ class History:
                 cached.stamps[:n])
         h.groups = cached.groups_upto(n)
         h.group_of = cached.group_of[:n]
+        h.fixed = cached.fixed[:n]
         return h
 
     def __len__(self) -> int:
@@ -105,6 +107,7 @@ class _Columns:
         self.names: list[str | None] = []
         self.tokens: list[int] = []
         self.stamps: list[Any] = []
+        self.fixed: list[int] = []
         self.group_of: list[int] = []
         self.starts: list[int] = []  # start index of each turn group
         self._groups: list[tuple[int, int]] = []
@@ -129,7 +132,9 @@ class _Columns:
             self.contents.append(contents[k])
             self.roles.append(role)
             self.names.append(name)
-            self.tokens.append(content_tokens(it, enc) + oh)
+            fixed = oh + tool_tokens(f, enc)
+            self.tokens.append(content_tokens(it, enc) + fixed)
+            self.fixed.append(fixed)
             self.stamps.append(f.get("timestamp"))
             # a turn starts at each user (or system) message; replies and tool results join it
             if k == 0 or role in ("user", "system"):

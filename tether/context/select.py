@@ -89,7 +89,9 @@ class _Picker:
         fit), so under so small a budget an oversized message keeps its full cost and is left out.
         """
         n = self.h.tokens[i]
-        return n if n <= self.budget or self.cut_to < self.min_cut else self.cut_to
+        if n <= self.budget or self.cut_to < self.min_cut or self.cut_to <= self.h.fixed[i]:
+            return n  # fits, or cannot be cut that far (tool calls are never cut)
+        return self.cut_to
 
     def add(self, idx: list[int], limit: int | None = None) -> bool:
         """Add all of idx (not yet chosen) if they fit under limit (default: the budget)."""
@@ -114,7 +116,7 @@ class _Picker:
         longest = max(new, key=self.size)
         rest = sum(self.size(i) for i in new if i != longest)
         target = self.budget - self.used - rest
-        if target < self.min_cut or target >= self.size(longest):
+        if target < self.min_cut or target <= self.h.fixed[longest] or target >= self.size(longest):
             return False
         for i in new:
             self.chosen.add(i)

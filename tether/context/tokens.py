@@ -146,13 +146,31 @@ def overhead_tokens(role: str, name: str | None, enc_name: str) -> int:
     return n
 
 
+def tool_tokens(fields: Any, enc_name: str) -> int:
+    """What a message's tool fields add when sent (`fields`: anything with .get()): the
+    calls' JSON and the id a tool result answers. Serialised JSON, not the provider's exact
+    rendering of a function call, which differs by a few tokens per call (the margin covers it)."""
+    calls, call_id = fields.get("tool_calls"), fields.get("tool_call_id")
+    if not calls and not call_id:
+        return 0
+    import json
+
+    n = _text_tokens(str(call_id), enc_name) + 1 if call_id else 0
+    if calls:
+        n += _text_tokens(json.dumps(calls, default=str, ensure_ascii=False), enc_name)
+    return n
+
+
 def message_tokens(msg: Any, enc_name: str) -> int:
-    """Content plus chat-format overhead of one history message."""
+    """Content plus chat-format overhead (and any tool calls) of one history message."""
     if isinstance(msg, dict):
-        role, name = msg.get("role") or "user", msg.get("name")
+        role, name, fields = msg.get("role") or "user", msg.get("name"), msg
     else:
-        role, name = getattr(msg, "role", "user"), getattr(msg, "name", None)
-    return content_tokens(msg, enc_name) + overhead_tokens(role, name, enc_name)
+        from .items import fields_of
+
+        fields = fields_of(msg)
+        role, name = fields.get("role") or "user", fields.get("name")
+    return content_tokens(msg, enc_name) + overhead_tokens(role, name, enc_name) + tool_tokens(fields, enc_name)
 
 
 def truncate_text(text: str, max_tokens: int, enc_name: str, marker: str = "\n[... {n} tokens omitted ...]\n") -> str:
