@@ -201,3 +201,12 @@ async def test_async_a_new_turn_ends_a_stream_still_held_open(fake_server, tethe
         ("user", "ok", "walk away"), ("assistant", "interrupted", piece)]
     assert [p async for p in st] == [] and st.result is None
     assert len((await at.load_session(st.session_id)).messages) == 4
+
+
+def test_a_collected_stream_leaves_no_entry_behind(make_tether, fake_server):
+    import gc
+
+    t = make_tether()
+    sid = t.stream("done soon").read().session_id
+    gc.collect()
+    assert sid not in t.turns._streams

@@ -37,7 +37,6 @@ class Turns:
         self.cache = SessionCache(store)
         self.context = ContextSettings.from_config(config.sections.get("context"))
         self._noticed = False
-        self._default_checked = False
         self._streams: dict[str, weakref.ref[Any]] = {}
         self._streams_lock = threading.Lock()
 
@@ -71,14 +70,7 @@ class Turns:
             hit = self.config.pick_route(prompt, tokens)
             if hit:
                 return hit[0], f"route {hit[1]}"
-        default = self.config.default_model
-        if default not in self.config.models and not self._default_checked:  # a raw litellm string
-            try:
-                self.check_model(default)
-            except UnknownModel as e:
-                raise UnknownModel(f"default_model: {e}") from None
-            self._default_checked = True
-        return default, f"default ({self.config.default_reason})"
+        return self.config.default_model, f"default ({self.config.default_reason})"
 
     def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
         self.cache.forget(session_id)
@@ -178,8 +170,12 @@ class Turns:
     # -- open streams ------------------------------------------------------------------
     def track_stream(self, session_id: str, stream: Any) -> None:
         """Remember the session's stream until a later turn on the session (see end_open_stream)."""
+        def gone(ref: weakref.ref[Any], sid: str = session_id) -> None:  # no lock: may run inside GC
+            if self._streams.get(sid) is ref:
+                self._streams.pop(sid, None)
+
         with self._streams_lock:
-            self._streams[session_id] = weakref.ref(stream)
+            self._streams[session_id] = weakref.ref(stream, gone)
 
     def end_open_stream(self, session_id: str) -> bool:
         """A new turn on a session ends a stream still open on it (the caller broke out of the
