@@ -344,3 +344,9 @@ def test_token_counts_are_stored_with_each_message_so_a_resumed_session_is_not_r
     w = build_window(s.messages, "a third question", budget_tokens=10_000, model="tether/echo")
     assert len(w.messages) == 4
     assert set(seen) & {m.content for m in s.messages} == {"hello there"}  # only the uncounted one
+
+
+def test_async_client_has_every_public_method_of_the_sync_one() -> None:
+    """The README promises the same methods; a method added to one client only fails here."""
+    public = lambda cls: {n for n in dir(cls) if not n.startswith("_")}  # noqa: E731
+    assert public(Tether) - public(AsyncTether) == {"turns"}  # internals: AsyncTether.sync.turns

@@ -330,6 +330,14 @@ class AsyncTether:
     def config(self) -> RouterConfig:
         return self.sync.config
 
+    def config_report(self) -> ConfigReport:
+        """As Tether.config_report(): reads one small file, never raises."""
+        return self.sync.config_report()
+
+    def preload(self) -> None:
+        """Start importing litellm in a background thread (returns at once)."""
+        self.sync.preload()
+
     async def _start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
         """Put the prompt on disk: inline when that is one small append to a cached session,
         else in a thread (a load, a create, or a model check that may import litellm)."""
