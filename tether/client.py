@@ -73,15 +73,8 @@ class Tether:
             "user_id": user_id, "metadata": metadata or {},
         }
         if model:
-            # a typo of a configured name must not pin every turn to a failing call (checked
-            # without litellm, like the config's names: this is a session operation)
-            from .errors import UnknownModel
-            from .router.config import plausible_model
-
-            if not isinstance(model, str) or not plausible_model(self.config, model):
-                known = ", ".join(self.config.models) or "none configured"
-                raise UnknownModel(f"unknown model {model!r}: not in config (configured: {known}) "
-                                   "and not a litellm model string like 'openai/gpt-4o-mini'")
+            # a typo of a configured name must not pin every turn to a failing call
+            model = self.turns.check_model(model, ask_litellm=False)
             fields["pinned_model"] = model
             fields["pin_reason"] = "explicit"
         if session_id is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from .context.tokens import content_tokens, encoding_for, encoding_loaded
 from .errors import AllModelsFailed, UnknownModel
-from .router.config import RouterConfig
+from .router.config import RouterConfig, plausible_model
 from .router.engine import Outcome, Prepared, Router
 from .session_cache import SessionCache
 from .sessions import Message, Session, SessionEvent, SessionStore, Usage
@@ -41,21 +41,27 @@ class Turns:
         self._streams_lock = threading.Lock()
 
     # -- models and pins ---------------------------------------------------------
-    def check_model(self, name: str) -> str:
-        """A configured name, or a raw litellm model string litellm can route."""
+    def check_model(self, name: str, *, ask_litellm: bool = True) -> str:
+        """A configured name, or a raw litellm model string litellm can route. Without
+        `ask_litellm` (session operations must not import it) a raw string only has to look
+        routable, as the config's own names must."""
         if not isinstance(name, str) or not name.strip():
             raise UnknownModel(f"invalid model name {name!r}")
         if name in self.config.models:
             return name
-        from .router._lite import litellm
+        if ask_litellm:
+            from .router._lite import litellm
 
-        try:
-            litellm().get_llm_provider(name)
-        except Exception:
-            known = ", ".join(self.config.models) or "none configured"
-            raise UnknownModel(f"unknown model {name!r}: not in config (configured: {known}) "
-                               "and not a litellm model string like 'openai/gpt-4o-mini'") from None
-        return name
+            try:
+                litellm().get_llm_provider(name)
+                return name
+            except Exception:
+                pass
+        elif plausible_model(self.config, name):
+            return name
+        known = ", ".join(self.config.models) or "none configured"
+        raise UnknownModel(f"unknown model {name!r}: not in config (configured: {known}) "
+                           "and not a litellm model string like 'openai/gpt-4o-mini'")
 
     def pick_model(self, prompt: str, explicit: str | None) -> tuple[str, str]:
         """A new session's model: the explicit argument, else the first matching route, else the default."""
