@@ -350,3 +350,16 @@ def test_async_client_has_every_public_method_of_the_sync_one() -> None:
     """The README promises the same methods; a method added to one client only fails here."""
     public = lambda cls: {n for n in dir(cls) if not n.startswith("_")}  # noqa: E731
     assert public(Tether) - public(AsyncTether) == {"turns"}  # internals: AsyncTether.sync.turns
+
+
+def test_add_message_stores_its_token_count_once_the_tokenizer_is_loaded(tether_home):
+    import tether.context.tokens as tok
+
+    enc = tok.encoding_for("tether/echo")
+    t = Tether()
+    sid = t.create_session()
+    t.preview_window(sid, "load the tokenizer")
+    assert tok.encoding_loaded(enc)
+    t.add_message(sid, "user", "an imported question")
+    m = Tether().load_session(sid).messages[-1]
+    assert m.tokens == {f"{enc}:{m.content_hash()}": tok.count_tokens(m.content, encoding=enc)}

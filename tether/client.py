@@ -118,7 +118,9 @@ class Tether:
         if not isinstance(content, str):
             raise TypeError(f"message content must be a string, got {type(content).__name__}")
         message = Message(role=role, content=content, **fields)  # type: ignore[arg-type]
-        self.store.append_message(session_id, message)
+        # its count goes on disk with it when the tokenizer is loaded (for the default model's
+        # family: the session's own model would mean reading the session first)
+        self.store.append_message(session_id, self.turns.counted(message, None))
         return message
 
     def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:

@@ -149,7 +149,7 @@ class Turns:
         if last is not None and last.role == "user" and last.content == prompt:
             user, history, reused = last, msgs[:-1], True  # a retry: answer the same message
         else:
-            user = self._counted(Message(role="user", content=prompt), session.pinned_model)
+            user = self.counted(Message(role="user", content=prompt), session.pinned_model)
             history = list(msgs)
             self.cache.append_message(session, user)
             self.events.emit("message", {"session_id": session.id, "message": user})
@@ -219,7 +219,7 @@ class Turns:
         usage = Usage(**out.usage)
         answer = Message(role="assistant", content=out.text, model=out.model, usage=usage,
                          cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
-        self._counted(answer, pinned)
+        self.counted(answer, pinned)
         self.cache.append_message(s, answer)
         if ts.user.status != "ok":
             self.cache.forget(s.id)
@@ -247,7 +247,7 @@ class Turns:
             litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
         )
 
-    def _counted(self, message: Message, model: str | None) -> Message:
+    def counted(self, message: Message, model: str | None) -> Message:
         """Count a new message's tokens for the session's model before it is written, so the
         count is stored with it: a session resumed by a new process then tokenizes only what
         it never counted (the window counts the same text this turn anyway: no extra work).

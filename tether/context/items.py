@@ -18,6 +18,8 @@ from .tokens import content_tokens, overhead_tokens, tool_tokens
 
 
 _ID, _CONTENT, _PINNED = attrgetter("id"), attrgetter("content"), attrgetter("pinned")
+_ROLE, _NAME = attrgetter("role"), attrgetter("name")
+_JOINS_CALL = ("tool", "function")  # results that must follow the assistant message that called for them
 
 
 class _Attrs:
@@ -59,6 +61,8 @@ class History:
     group_of: list[int] = field(default_factory=list)
     groups: list[tuple[int, int]] = field(default_factory=list)  # [start, end) per turn
     fixed: list[int] = field(default_factory=list)  # tokens a shortened copy still costs (format, tool calls)
+    atom_start: list[int] = field(default_factory=list)  # first message of the unit each message must go with
+    has_atoms: bool = False  # any unit of several messages (tool calls with their results)
 
     @classmethod
     def of(cls, items: list[Any], enc_name: str) -> "History":
@@ -70,28 +74,41 @@ class History:
         if contents is not None and set(map(type, contents)) <= {str}:
             ids = list(map(_ID, items))
             pinned = list(map(_PINNED, items))
+            roles = list(map(_ROLE, items))
+            names = list(map(_NAME, items))
         else:
-            ids, contents, pinned = [""] * n, [""] * n, [False] * n
+            ids, contents, pinned, roles = [""] * n, [""] * n, [False] * n, ["user"] * n
+            names: list[str | None] = [None] * n
             for k, it in enumerate(items):
                 f = it if type(it) is dict else fields_of(it)
                 mid, content, pin = f.get("id"), f.get("content"), f.get("pinned", False)
                 ids[k] = str(mid) if mid is not None else f"#{k}"
                 contents[k] = content if isinstance(content, str) else ("" if content is None else str(content))
                 pinned[k] = bool(pin)
+                roles[k] = f.get("role") or "user"
+                names[k] = f.get("name")
         cached = _cached(enc_name, ids, contents)
-        held = cached.matches(ids, contents) if cached else 0
+        held = cached.matches(ids, contents, roles, names) if cached else 0
         if cached is None or held < min(n, len(cached.ids)):
             cached = _Columns()  # new session, or an edit/deletion: start again
-            held = 0
             if ids:
                 _store(enc_name, ids, contents, cached)
-        cached.extend(items, ids, contents, held, enc_name)
-        h = cls(items, ids, cached.roles[:n], cached.names[:n], contents, cached.tokens[:n], pinned,
-                cached.stamps[:n])
+        cached.extend(items, ids, contents, roles, names, enc_name)
+        h = cls(items, ids, roles, names, contents, cached.tokens[:n], pinned, cached.stamps[:n])
         h.groups = cached.groups_upto(n)
         h.group_of = cached.group_of[:n]
         h.fixed = cached.fixed[:n]
+        h.atom_start = cached.atom_start[:n]
+        h.has_atoms = cached.first_joined < n
         return h
+
+    def atom(self, i: int) -> list[int]:
+        """The messages that must be sent together with message i: a tool call and its results."""
+        start = self.atom_start[i]
+        end = i + 1
+        while end < len(self.ids) and self.atom_start[end] == start:
+            end += 1
+        return list(range(start, end))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -110,20 +127,27 @@ class _Columns:
         self.fixed: list[int] = []
         self.group_of: list[int] = []
         self.starts: list[int] = []  # start index of each turn group
+        self.atom_start: list[int] = []
+        self.first_joined = 1 << 62  # the first message joined to the one before it (a tool result)
         self._groups: list[tuple[int, int]] = []
+        self._awaiting = False  # the current turn's question has no answer yet
+        self._in_call = False  # the last message is a tool call or one of its results
 
-    def matches(self, ids: list[str], contents: list[str]) -> int:
-        """How many leading messages are unchanged (same id and text)."""
-        return unchanged_prefix(self.ids, self.contents, ids, contents)
+    def matches(self, ids: list[str], contents: list[str], roles: list[str], names: list[str | None]) -> int:
+        """How many leading messages are unchanged (same id, text, role and name)."""
+        n = unchanged_prefix(self.ids, self.contents, ids, contents)
+        if self.roles[:n] != roles[:n] or self.names[:n] != names[:n]:
+            n = next(k for k in range(n) if self.roles[k] != roles[k] or self.names[k] != names[k])
+        return n
 
-    def extend(self, items: list[Any], ids: list[str], contents: list[str], held: int, enc: str) -> None:
+    def extend(self, items: list[Any], ids: list[str], contents: list[str], roles: list[str],
+               names: list[str | None], enc: str) -> None:
         """Append columns for items[len(self.ids):] (a shorter history just uses a prefix)."""
         overhead: dict[tuple[str, str | None], int] = {}
         for k in range(len(self.ids), len(items)):
             it = items[k]
             f = fields_of(it)
-            role = f.get("role") or "user"
-            name = f.get("name")
+            role, name = roles[k], names[k]
             key = (role, name)
             oh = overhead.get(key)
             if oh is None:
@@ -136,10 +160,22 @@ class _Columns:
             self.tokens.append(content_tokens(it, enc) + fixed)
             self.fixed.append(fixed)
             self.stamps.append(f.get("timestamp"))
-            # a turn starts at each user (or system) message; replies and tool results join it
-            if k == 0 or role in ("user", "system"):
+            # a turn starts at each user message, and at a system message between turns; a
+            # system note while a question waits for its answer stays in that question's turn
+            if k == 0 or role == "user" or (role == "system" and not self._awaiting):
                 self.starts.append(k)
             self.group_of.append(len(self.starts) - 1)
+            if role == "user":
+                self._awaiting = True
+            elif role != "system":
+                self._awaiting = False
+            # a tool result goes with the call that asked for it
+            if role in _JOINS_CALL and self._in_call:
+                self.atom_start.append(self.atom_start[-1])
+                self.first_joined = min(self.first_joined, k)
+            else:
+                self.atom_start.append(k)
+                self._in_call = role == "assistant" and bool(f.get("tool_calls"))
 
     def groups_upto(self, n: int) -> list[tuple[int, int]]:
         """Turn groups of the first n messages, as [start, end) pairs."""

@@ -75,6 +75,8 @@ def rank_units(h: History, query: str, policy: Policy, enc_name: str | None = No
 
         if embeddings.available():
             arr = embeddings.fuse(arr, embeddings.similarities(idx, query, n), policy.embedding_weight)
+        else:
+            embeddings.warn_missing()
     # only the best candidates go on: enough to fill any budget several times over
     m = policy.candidates
     if m < n:

@@ -147,8 +147,8 @@ def select(
     ngroups = len(h.groups)
     last = ngroups - 1
     if not p.add(p.group(last)) and not p.add_cut(p.group(last)):
-        for i in reversed(p.group(last)):
-            p.add([i])
+        for unit in reversed(_atoms(h, p.group(last))):
+            p.add(unit)
     # 3. recency share: further whole turns, newest first
     share = _recency_share(h, budget, policy, scores)
     rec_limit = int(budget * share)
@@ -165,16 +165,21 @@ def select(
     # 4. relevance fill
     if ranked:
         start = h.groups[oldest_recent][0] if oldest_recent < ngroups else len(h)
+        whole = _atom_closure if h.has_atoms else None
         for unit in ranked:
             if p.budget - p.used < 8:
                 break
-            p.add([i for i in unit if i < start])
+            idx = [i for i in unit if i < start]
+            p.add(whole(h, idx) if whole else idx)
     # 5. leftover goes to recency again
     while g >= 0 and p.budget - p.used >= 8:
         p.add(p.group(g))
         g -= 1
-    chosen = sorted(p.chosen)
-    chosen = _no_orphan_start(h, chosen, p)
+    if h.has_atoms:
+        _whole_atoms(h, p, grow=True)
+    chosen = _no_orphan_start(h, sorted(p.chosen), p)
+    if h.has_atoms:
+        chosen = _whole_atoms(h, p, grow=False)
     return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
 
 
@@ -229,8 +234,58 @@ def _recency_share(h: History, budget: int, policy: Policy, scores: dict[int, fl
     return share if better < policy.recency_gate else policy.recency_min
 
 
+def _atoms(h: History, idx: list[int]) -> list[list[int]]:
+    """idx (ascending) split into the units that must go together (a tool call and its results)."""
+    out: list[list[int]] = []
+    for i in idx:
+        if out and h.atom_start[i] == h.atom_start[out[-1][-1]]:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+def _atom_closure(h: History, idx: list[int]) -> list[int]:
+    """idx with the rest of each tool call's unit added."""
+    out: set[int] = set()
+    for i in idx:
+        if i not in out:
+            out.update(h.atom(i))
+    return sorted(out)
+
+
+def _drop(p: _Picker, i: int) -> None:
+    p.chosen.discard(i)
+    p.used -= p.sizes.pop(i)
+    p.truncated.pop(i, None)
+
+
+def _whole_atoms(h: History, p: _Picker, grow: bool) -> list[int]:
+    """Complete each tool call chosen in part (if `grow` and it fits) or leave it out: a call
+    without its results, or a result without its call, is a request providers reject.
+    Pinned or not: a window must be sendable."""
+    seen: set[int] = set()
+    for i in sorted(p.chosen):
+        start = h.atom_start[i]
+        if start in seen:
+            continue
+        seen.add(start)
+        unit = h.atom(i)
+        if len(unit) == 1 or all(j in p.chosen for j in unit):
+            continue
+        if not (grow and p.add(unit)):
+            for j in unit:
+                if j in p.chosen:
+                    _drop(p, j)
+    return sorted(p.chosen)
+
+
 def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
-    """A window must not open on an assistant reply whose question was left out."""
+    """A window must not open on an assistant reply whose question was left out.
+
+    When that leaves nothing (a tiny budget: the question and a useful cut of its answer
+    do not fit together), the question alone is kept rather than an empty window.
+    """
     while chosen:
         first = chosen[0]
         if h.roles[first] in ("user", "system"):
@@ -242,8 +297,8 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
             return sorted(p.chosen)
         if h.pinned[first]:
             break
-        p.chosen.discard(first)
-        p.used -= p.sizes.pop(first)
-        p.truncated.pop(first, None)
+        _drop(p, first)
         chosen = chosen[1:]
+        if not chosen and p.add(list(range(start, first))):
+            return sorted(p.chosen)
     return chosen

@@ -1,0 +1,156 @@
+"""Edge cases of the window: tool calls kept whole, cache keys, turn groups, tiny budgets."""
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from tether.context import build_window
+from tether.context.items import History
+from tether.sessions import Message
+
+
+def ids(w: Any) -> list[str]:
+    return [m["id"] if isinstance(m, dict) else m.id for m in w.messages]
+
+
+def assert_tool_calls_whole(messages: list[dict[str, Any]]) -> None:
+    """What OpenAI accepts: each tool result follows the call that asked for it, and each
+    call's results all follow it before anything else."""
+    pending: set[str] = set()
+    for m in messages:
+        if m["role"] == "tool":
+            assert m["tool_call_id"] in pending, f"tool result {m['tool_call_id']} without its call"
+            pending.discard(m["tool_call_id"])
+            continue
+        assert not pending, f"calls {sorted(pending)} without their results"
+        pending = {c["id"] for c in m.get("tool_calls") or []}
+    assert not pending, f"calls {sorted(pending)} without their results"
+
+
+def call(cid: str, arg_words: int) -> list[dict[str, Any]]:
+    args = json.dumps({"query": "word " * arg_words})
+    return [{"id": cid, "type": "function", "function": {"name": "search", "arguments": args}}]
+
+
+def tool_turn(k: int, arg_words: int = 150, result_words: int = 10, answer_words: int = 400) -> list[dict[str, Any]]:
+    return [
+        {"id": f"u{k}", "role": "user", "content": f"look up item {k}"},
+        {"id": f"c{k}", "role": "assistant", "content": "", "tool_calls": call(f"call_{k}", arg_words)},
+        {"id": f"t{k}", "role": "tool", "content": "result " * result_words, "tool_call_id": f"call_{k}"},
+        {"id": f"a{k}", "role": "assistant", "content": "answer " * answer_words},
+    ]
+
+
+@pytest.mark.parametrize("budget", [60, 100, 150, 200, 300, 500])
+def test_a_tool_call_is_never_sent_without_its_result_or_the_other_way(budget: int) -> None:
+    """When even the newest turn does not fit, its messages are taken newest first: a tool
+    result must not come without the call that asked for it (OpenAI rejects that request)."""
+    w = build_window(tool_turn(0), "thanks", budget_tokens=budget, model="gpt-4o")
+    assert w.tokens <= budget
+    assert_tool_calls_whole([m for m in w.to_messages() if m["role"] != "system"])
+    assert "a0" in ids(w), "the newest answer (shortened) still goes"
+
+
+@pytest.mark.parametrize("unit", ["pair", "message"])
+def test_relevance_fill_keeps_tool_calls_whole(unit: str) -> None:
+    hist: list[dict[str, Any]] = []
+    for k in range(30):
+        hist += tool_turn(k, arg_words=20, result_words=30 if k != 7 else 5, answer_words=20)
+    hist[4 * 7 + 2]["content"] = "the zebra exhibit opens in May"  # the result to find
+    w = build_window(hist, "when does the zebra exhibit open?", budget_tokens=400, model="gpt-4o", unit=unit)
+    assert "t7" in ids(w)
+    assert_tool_calls_whole([m for m in w.to_messages() if m["role"] != "system"])
+
+
+def test_a_role_or_name_edit_is_seen_by_the_column_cache() -> None:
+    hist = [{"id": "x1", "role": "user", "content": "hello there"},
+            {"id": "x2", "role": "assistant", "content": "general kenobi"}]
+    before = build_window(hist, "q", budget_tokens=10_000).tokens
+    hist[1]["name"] = "obi_wan"  # a name is sent, so it costs tokens
+    assert build_window(hist, "q", budget_tokens=10_000).tokens > before
+    hist[1]["role"] = "user"
+    assert History.of(hist, "cl100k_base").groups == [(0, 1), (1, 2)]
+    # a session's messages: a role changed by the store comes back as a new object, same id and text
+    msgs = [Message(role="user", content="hello there"), Message(role="assistant", content="general kenobi")]
+    assert History.of(msgs, "cl100k_base").groups == [(0, 2)]
+    msgs[1] = Message(id=msgs[1].id, role="user", content="general kenobi")
+    assert History.of(msgs, "cl100k_base").groups == [(0, 1), (1, 2)]
+
+
+def test_histories_without_ids_that_open_alike_do_not_share_columns() -> None:
+    a = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    b = [{"role": "user", "content": "hi"}, {"role": "user", "content": "hello", "name": "someone_else"}]
+    History.of(a, "cl100k_base")
+    hb = History.of(b, "cl100k_base")
+    assert hb.roles == ["user", "user"] and hb.names == [None, "someone_else"]
+    assert hb.groups == [(0, 1), (1, 2)]
+
+
+def test_a_system_note_inside_a_turn_keeps_the_question_with_its_answer() -> None:
+    hist: list[dict[str, Any]] = []
+    for k in range(40):
+        hist.append({"id": f"u{k}", "role": "user", "content": f"tell me about topic {k} please"})
+        if k == 5:
+            hist.append({"id": "s5", "role": "system", "content": "The user attached a file."})
+        hist.append({"id": f"a{k}", "role": "assistant", "content": f"here is something on topic {k}"})
+    h = History.of(hist, "cl100k_base")
+    assert (10, 13) in h.groups, "question, system note and answer are one turn"
+    # a system message between turns still opens a turn of its own
+    hist2 = hist[:2] + [{"id": "s", "role": "system", "content": "Be brief."}] + hist[2:]
+    assert History.of(hist2, "cl100k_base").groups[:3] == [(0, 2), (2, 3), (3, 5)]
+    w = build_window(hist, "the zebra answer", budget_tokens=60)
+    assert ids(w)[0].startswith("u"), ids(w)
+
+
+def test_a_tiny_budget_keeps_the_question_when_its_answer_cannot_come() -> None:
+    """The newest answer is oversized and its question and a useful cut of it do not fit
+    together: the question alone is better than an empty window."""
+    hist = [{"id": "u", "role": "user", "content": "what is in the report?"},
+            {"id": "a", "role": "assistant", "content": "word " * 500}]
+    for budget in (16, 20, 25):
+        w = build_window(hist, "and then?", budget_tokens=budget)
+        assert ids(w) == ["u"] and w.tokens <= budget, (budget, ids(w))
+
+
+def test_embeddings_requested_without_the_extra_says_so(caplog: pytest.LogCaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tether.context import embeddings
+
+    monkeypatch.setattr(embeddings, "available", lambda: False)
+    monkeypatch.setattr(embeddings, "_warned", False, raising=False)
+    hist = [{"id": f"m{k}", "role": "user" if k % 2 == 0 else "assistant", "content": f"note {k} " * 30}
+            for k in range(40)]
+    with caplog.at_level(logging.WARNING, logger="tether"):
+        build_window(hist, "note 3", budget_tokens=200, embeddings=True)
+        build_window(hist, "note 5", budget_tokens=200, embeddings=True)
+    said = [r for r in caplog.records if "tether[embeddings]" in r.getMessage()]
+    assert len(said) == 1, "said once, not per turn"
+
+
+def test_random_histories_with_tool_calls_stay_sendable_and_within_budget() -> None:
+    import random
+
+    rng = random.Random(7)
+    words = "zebra lake kayak report budget coffee train garden violin".split()
+    for case in range(150):
+        hist: list[dict[str, Any]] = []
+        for k in range(rng.randint(1, 25)):
+            if rng.random() < 0.4:
+                turn = tool_turn(k, rng.randint(0, 80), rng.randint(0, 300), rng.randint(0, 300))
+                if rng.random() < 0.3:  # two calls answered in one go
+                    turn[1]["tool_calls"] = turn[1]["tool_calls"] + call(f"call_{k}b", 5)
+                    turn.insert(3, {"id": f"t{k}b", "role": "tool", "content": "more", "tool_call_id": f"call_{k}b"})
+                hist += turn
+            else:
+                hist.append({"id": f"u{k}", "role": "user", "content": " ".join(rng.choices(words, k=rng.randint(1, 200)))})
+                hist.append({"id": f"a{k}", "role": "assistant", "content": " ".join(rng.choices(words, k=rng.randint(1, 200)))})
+        if rng.random() < 0.3:
+            rng.choice(hist)["pinned"] = True
+        budget = rng.choice([10, 30, 60, 120, 250, 600, 1500])
+        w = build_window(hist, " ".join(rng.choices(words, k=3)), budget_tokens=budget, model="gpt-4o",
+                         unit=rng.choice(["pair", "message"]))
+        assert w.tokens <= budget, (case, w.tokens, budget)
+        assert_tool_calls_whole([m for m in w.to_messages(markers=False) if m["role"] != "system"])
