@@ -154,3 +154,28 @@ def test_random_histories_with_tool_calls_stay_sendable_and_within_budget() -> N
                          unit=rng.choice(["pair", "message"]))
         assert w.tokens <= budget, (case, w.tokens, budget)
         assert_tool_calls_whole([m for m in w.to_messages(markers=False) if m["role"] != "system"])
+
+
+def test_columns_extended_turn_by_turn_equal_columns_built_afresh() -> None:
+    """The cached columns grow with the session (groups extended, not rebuilt): each step must
+    give what a new process would."""
+    import random
+
+    import tether.context.items as items
+
+    rng = random.Random(3)
+    hist: list[dict[str, Any]] = []
+    for k in range(120):
+        role = rng.choice(["user", "user", "assistant", "assistant", "system", "tool"])
+        msg: dict[str, Any] = {"id": f"m{k}", "role": role, "content": f"message {k}"}
+        if role == "assistant" and rng.random() < 0.3:
+            msg["tool_calls"] = call(f"c{k}", 2)
+        hist.append(msg)
+        grown = History.of(hist, "cl100k_base")
+        items._CACHE.clear()
+        fresh = History.of(hist, "cl100k_base")
+        assert (grown.groups, grown.group_of, grown.atom_start, grown.tokens, grown.cum[:k + 2]) == (
+            fresh.groups, fresh.group_of, fresh.atom_start, fresh.tokens, fresh.cum[:k + 2]), k
+        if k % 7 == 0:  # a shorter view of the same session reads a prefix
+            short = History.of(hist[: k // 2 + 1], "cl100k_base")
+            assert short.groups == History.of(hist[: k // 2 + 1], "o200k_base").groups

@@ -63,6 +63,7 @@ class History:
     fixed: list[int] = field(default_factory=list)  # tokens a shortened copy still costs (format, tool calls)
     atom_start: list[int] = field(default_factory=list)  # first message of the unit each message must go with
     has_atoms: bool = False  # any unit of several messages (tool calls with their results)
+    cum: list[int] = field(default_factory=lambda: [0])  # tokens of the first k messages (may run past len)
 
     @classmethod
     def of(cls, items: list[Any], enc_name: str) -> "History":
@@ -99,6 +100,7 @@ class History:
         h.group_of = cached.group_of[:n]
         h.fixed = cached.fixed[:n]
         h.atom_start = cached.atom_start[:n]
+        h.cum = cached.cum  # a prefix is all a shorter history reads
         h.has_atoms = cached.first_joined < n
         return h
 
@@ -123,6 +125,7 @@ class _Columns:
         self.roles: list[str] = []
         self.names: list[str | None] = []
         self.tokens: list[int] = []
+        self.cum: list[int] = [0]  # tokens of the first k messages
         self.stamps: list[Any] = []
         self.fixed: list[int] = []
         self.group_of: list[int] = []
@@ -158,6 +161,7 @@ class _Columns:
             self.names.append(name)
             fixed = oh + tool_tokens(f, enc)
             self.tokens.append(content_tokens(it, enc) + fixed)
+            self.cum.append(self.cum[-1] + self.tokens[-1])
             self.fixed.append(fixed)
             self.stamps.append(f.get("timestamp"))
             # a turn starts at each user message, and at a system message between turns; a
@@ -181,9 +185,12 @@ class _Columns:
         """Turn groups of the first n messages, as [start, end) pairs."""
         if n == 0:
             return []
-        if len(self._groups) != len(self.starts) or (self._groups and self._groups[-1][1] != len(self.ids)):
-            st = self.starts
-            self._groups = [(s, st[g + 1] if g + 1 < len(st) else len(self.ids)) for g, s in enumerate(st)]
+        groups, st, total = self._groups, self.starts, len(self.ids)
+        if len(groups) != len(st) or (groups and groups[-1][1] != total):
+            # messages were appended since: close the last group, add the new ones (not a rebuild)
+            k = max(len(groups) - 1, 0)
+            del groups[k:]
+            groups.extend((s, st[g + 1] if g + 1 < len(st) else total) for g, s in enumerate(st[k:], k))
         last = self.group_of[n - 1]
         out = self._groups[: last + 1]
         if out[-1][1] != n:

@@ -51,7 +51,7 @@ def _feedback(idx: Any, qterms: dict[str, float], raw: np.ndarray, n: int, polic
 
 
 def rank_units(h: History, query: str, policy: Policy, enc_name: str | None = None,
-               ) -> tuple[list[list[int]], dict[int, float]]:
+               ) -> tuple[list[range], dict[int, float]]:
     """Units (lists of history indices), most relevant first, and the per-message scores.
     `enc_name`: the window's encoding, whose vocabulary says how rare each query word is."""
     qterms = query_terms(query, enc_name, policy.term_rarity)
@@ -126,6 +126,7 @@ def rank_units(h: History, query: str, policy: Policy, enc_name: str | None = No
             if s > gscore.get(g, 0.0):
                 gscore[g] = s
         order = sorted(gscore, key=lambda g: -gscore[g])
-        return [list(range(*h.groups[g])) for g in order], score
+        groups = h.groups
+        return [range(*groups[g]) for g in order], score  # ranges: most are never read
     order = sorted(score, key=lambda d: -score[d])
-    return [[d] for d in order], score
+    return [range(d, d + 1) for d in order], score

@@ -9,6 +9,7 @@ leftover to recency again.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from collections.abc import Iterable
 from typing import Any
 
 from .items import History
@@ -132,10 +133,11 @@ class _Picker:
 
 
 def select(
-    h: History, budget: int, policy: Policy, ranked: list[list[int]] | None = None,
+    h: History, budget: int, policy: Policy, ranked: list[range] | None = None,
     scores: dict[int, float] | None = None,
 ) -> Selection:
-    """Choose indices of h under budget; ranked are units (lists of indices), most relevant first."""
+    """Choose indices of h under budget; ranked are units (ranges of indices: a turn or a
+    message), most relevant first."""
     p = _Picker(h, budget, policy)
     if not len(h) or budget <= 0:
         return Selection([], {}, {})
@@ -163,17 +165,28 @@ def select(
         g -= 1
     oldest_recent = g + 1
     # 4. relevance fill
+    # Ranked units and older turns run to thousands, and once the budget is nearly full
+    # few fit: a unit's token total (a prefix-sum difference) is its exact cost when none of
+    # its messages is oversized or chosen already, so most are skipped without a look inside
+    exact = max(h.tokens) <= budget and not h.has_atoms
+    cum, chosen = h.cum, p.chosen
     if ranked:
         start = h.groups[oldest_recent][0] if oldest_recent < ngroups else len(h)
-        whole = _atom_closure if h.has_atoms else None
         for unit in ranked:
-            if p.budget - p.used < 8:
+            left = p.budget - p.used
+            if left < 8:
                 break
-            idx = [i for i in unit if i < start]
-            p.add(whole(h, idx) if whole else idx)
+            if unit[0] >= start:  # a unit is a turn (or a message): all of it is recent, or none
+                continue
+            if exact and cum[unit[-1] + 1] - cum[unit[0]] > left and chosen.isdisjoint(unit):
+                continue
+            p.add(_atom_closure(h, unit) if h.has_atoms else list(unit))
     # 5. leftover goes to recency again
+    groups = h.groups
     while g >= 0 and p.budget - p.used >= 8:
-        p.add(p.group(g))
+        s, e = groups[g]
+        if not exact or cum[e] - cum[s] <= p.budget - p.used or not chosen.isdisjoint(range(s, e)):
+            p.add(p.group(g))
         g -= 1
     if h.has_atoms:
         _whole_atoms(h, p, grow=True)
@@ -245,7 +258,7 @@ def _atoms(h: History, idx: list[int]) -> list[list[int]]:
     return out
 
 
-def _atom_closure(h: History, idx: list[int]) -> list[int]:
+def _atom_closure(h: History, idx: Iterable[int]) -> list[int]:
     """idx with the rest of each tool call's unit added."""
     out: set[int] = set()
     for i in idx:

@@ -238,7 +238,7 @@ def build_window(
 def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_text: str, enc: str
             ) -> tuple[list[Any], int, list[str], list[str]]:
     """The history items to send (some shortened), their tokens, and the ids dropped and cut."""
-    total = int(sum(h.tokens))
+    total = h.cum[len(h)]
     if total <= budget:
         return items, total, [], []  # the whole history fits: nothing to rank or choose (most turns of most chats)
     ranked, scores = None, None
@@ -247,7 +247,6 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
 
         ranked, scores = rank_units(h, query_text, policy, enc)
     sel = select(h, budget, policy, ranked, scores)
-    chosen_set = set(sel.chosen)
     messages: list[Any] = []
     truncated_ids: list[str] = []
     total = 0
@@ -260,7 +259,12 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
             n = h.tokens[i]
         messages.append(item)
         total += n
-    dropped_ids = [h.ids[i] for i in range(len(h)) if i not in chosen_set]
+    dropped_ids: list[str] = []  # the runs between chosen messages, sliced (not a scan of every message)
+    prev = 0
+    for i in sel.chosen:
+        dropped_ids += h.ids[prev:i]
+        prev = i + 1
+    dropped_ids += h.ids[prev:]
     return messages, total, dropped_ids, truncated_ids
 
 
