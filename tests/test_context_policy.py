@@ -404,3 +404,37 @@ async def test_a_summary_covers_only_the_turns_it_was_shown() -> None:
     assert 0 < count < 150  # not every left-out message: they did not fit one call
     await update_summary(s, w, complete)
     assert shown[1].startswith(f"{'user' if count % 2 == 0 else 'assistant'}: m{count} ")
+
+
+def test_a_misspelt_query_word_finds_the_word_one_edit_away() -> None:
+    hist = chat(60, {8: "we finally won the chess tournament in Leeds after a long and tense final round against the favourite", 30: "my Xeonoblade save file got corrupted after forty hours of careful play on the hardest setting"})
+    for q, want in [("what about that torunament?", "u8"), ("any news on Xenoblade?", "u30")]:
+        assert want in ids(build_window(hist, q, budget_tokens=120))
+        assert want not in ids(build_window(hist, q, budget_tokens=120, typo_weight=0))
+
+
+def test_one_edit_and_the_vocabulary_lookup() -> None:
+    from tether.context.spelling import Vocabulary, one_edit
+
+    for a, b in [("recieved", "received"), ("funraiser", "fundraiser"), ("festival", "fesetival"), ("cat", "cut")]:
+        assert one_edit(a, b) and one_edit(b, a)
+    for a, b in [("north", "north"), ("comfort", "discomfort"), ("abcd", "badc"), ("tournament", "tornuament")]:
+        assert not one_edit(a, b)
+    v = Vocabulary()
+    v.add("we received the fundraiser festival tournament results".split())
+    assert v.near("recieved") == ["received"] and v.near("torunament") == ["tournament"]
+    assert v.near("fundraisers") == ["fundraiser"] and v.near("festval") == ["festival"]
+    assert v.near("zebra") == []
+
+
+def test_a_common_word_absent_from_the_history_is_not_corrected() -> None:
+    """"north" is one token in the tokenizer: a word, not a typo, so "worth" is not its match."""
+    from tether.context import relevance
+
+    idx = relevance.Index()
+    for k, t in enumerate(["it was worth every penny", "the lake froze", "a quiet week"]):
+        idx.append(f"m{k}", t)
+    q = relevance.query_terms("trip north", "o200k_base", 1.0)
+    assert relevance.corrected_terms("trip north", q, idx, 3, "o200k_base", 1.0) == q
+    q2 = relevance.query_terms("the laake", "o200k_base", 1.0)
+    assert "lake" in relevance.corrected_terms("the laake", q2, idx, 3, "o200k_base", 1.0)

@@ -8,7 +8,7 @@ import numpy as np
 
 from .dates import query_periods
 from .items import History
-from .relevance import index_for, query_terms, question_cues, terms
+from .relevance import corrected_terms, index_for, query_terms, question_cues, terms
 from .select import Policy
 
 
@@ -59,6 +59,8 @@ def rank_units(h: History, query: str, policy: Policy, enc_name: str | None = No
         return [], {}
     n = len(h)
     idx = index_for(h.ids, h.contents, h.timestamps)
+    if policy.typo_weight:
+        qterms = corrected_terms(query, qterms, idx, n, enc_name, policy.typo_weight)
     arr = idx.scores(qterms, n, policy.k1, policy.b)
     if policy.feedback_docs and arr.any():
         arr = _feedback(idx, qterms, arr, n, policy)

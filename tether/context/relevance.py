@@ -19,6 +19,7 @@ import numpy as np
 
 from .dates import to_date
 from .items import bound_lru, unchanged_prefix
+from .spelling import MIN_LEN, Vocabulary
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -171,6 +172,32 @@ def query_terms(query: str, enc_name: str | None = None, rarity: float = 0.0) ->
     return out
 
 
+def corrected_terms(query: str, qterms: dict[str, float], idx: "Index", n: int, enc_name: str | None,
+                    weight: float) -> dict[str, float]:
+    """qterms plus, for each query word the first n messages never use, the history's word
+    one edit away (the most used one), weighted `weight` times the word's own weight."""
+    out = qterms
+    for w in set(_WORD.findall(query.lower())):
+        if len(w) < MIN_LEN:
+            continue
+        found = _terms_of([w])
+        if not found or idx.df(found[0], n):
+            continue
+        if enc_name and word_rarity(w, enc_name) < 1.0:
+            continue  # a word the tokenizer knows whole is a word, not a typo
+        best, best_df = "", 0
+        for near in idx.vocab.near(w):
+            t = _terms_of([near])
+            df = idx.df(t[0], n) if t else 0
+            if df > best_df and t[0] not in qterms:
+                best, best_df = t[0], df
+        if best:
+            if out is qterms:
+                out = dict(qterms)
+            out[best] = max(out.get(best, 0.0), weight * qterms.get(found[0], 1.0))
+    return out
+
+
 class Index:
     """Inverted index over a growing list of messages; postings sorted by position."""
 
@@ -186,6 +213,7 @@ class Index:
         self.post_tf: dict[str, list[int]] = {}
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._dl: np.ndarray = np.zeros(0)
+        self.vocab = Vocabulary()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -195,6 +223,7 @@ class Index:
         low = text.lower()
         words = _WORD.findall(low)
         ts = _terms_of(words)
+        self.vocab.add(words)
         t, num = _cues(low, words)
         self.has_time.append(t)
         self.has_number.append(num)

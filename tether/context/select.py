@@ -31,6 +31,7 @@ class Policy:
     relevance: bool = True           # fill the rest with earlier turns ranked against the query
     k1: float = 0.9                  # BM25 term-frequency saturation
     b: float = 0.4                   # BM25 length normalisation (chat turns vary little in length)
+    typo_weight: float = 1.0         # a query word the history lacks also matches its word one edit away, this much
     term_rarity: float = 1.0         # weigh query words by their rarity in English (tokenizer ranks) to this power
     feedback_docs: int = 3           # pseudo-relevance feedback: expand the query from the top messages...
     feedback_terms: int = 5          # ...with this many of their terms...
