@@ -179,3 +179,21 @@ def test_columns_extended_turn_by_turn_equal_columns_built_afresh() -> None:
         if k % 7 == 0:  # a shorter view of the same session reads a prefix
             short = History.of(hist[: k // 2 + 1], "cl100k_base")
             assert short.groups == History.of(hist[: k // 2 + 1], "o200k_base").groups
+
+
+def test_a_reply_after_a_long_silence_opens_a_turn_of_its_own() -> None:
+    """Chats between people resume with either side speaking first: the first message of a
+    new sitting does not answer the last message of the one before."""
+    day1, day3 = "2024-03-01T10:00:00", "2024-03-03T18:00:00"
+    hist = [{"id": "u0", "role": "user", "content": "see you", "timestamp": day1},
+            {"id": "a0", "role": "assistant", "content": "bye!", "timestamp": day1},
+            {"id": "u1", "role": "user", "content": "one more thing", "timestamp": day1},
+            {"id": "a1", "role": "assistant", "content": "Hey! Back from the trip to Lisbon, it was great", "timestamp": day3},
+            {"id": "c1", "role": "assistant", "content": "", "tool_calls": call("k", 2), "timestamp": day3},
+            {"id": "t1", "role": "tool", "content": "late result", "tool_call_id": "k", "timestamp": "2024-03-05T09:00:00"}]
+    h = History.of(hist, "cl100k_base")
+    assert h.groups == [(0, 2), (2, 3), (3, 6)], "a1 opens a turn; the late tool result stays with its call"
+    w = build_window(hist[:4] + [{"id": "u2", "role": "user", "content": "so how was it?", "timestamp": day3},
+                                 {"id": "a2", "role": "assistant", "content": "great", "timestamp": day3}],
+                     "tell me about Lisbon", budget_tokens=32)
+    assert "a1" in ids(w) and "u1" not in ids(w), ids(w)

@@ -14,12 +14,17 @@ from operator import attrgetter
 from typing import Any
 
 from tether.sessions.models import Message
+from .dates import to_seconds
 from .tokens import content_tokens, overhead_tokens, tool_tokens
 
 
 _ID, _CONTENT, _PINNED = attrgetter("id"), attrgetter("content"), attrgetter("pinned")
 _ROLE, _NAME = attrgetter("role"), attrgetter("name")
 _JOINS_CALL = ("tool", "function")  # results that must follow the assistant message that called for them
+# Hours of silence that end a sitting: a reply after that no longer answers the message
+# before it (chats between people resume with either side speaking first).
+SITTING_GAP_HOURS = 4.0
+_SITTING_GAP = SITTING_GAP_HOURS * 3600.0
 
 
 class _Attrs:
@@ -135,6 +140,7 @@ class _Columns:
         self._groups: list[tuple[int, int]] = []
         self._awaiting = False  # the current turn's question has no answer yet
         self._in_call = False  # the last message is a tool call or one of its results
+        self._last_sec: float | None = None  # when the last dated message was sent
 
     def matches(self, ids: list[str], contents: list[str], roles: list[str], names: list[str | None]) -> int:
         """How many leading messages are unchanged (same id, text, role and name)."""
@@ -163,10 +169,17 @@ class _Columns:
             self.tokens.append(content_tokens(it, enc) + fixed)
             self.cum.append(self.cum[-1] + self.tokens[-1])
             self.fixed.append(fixed)
-            self.stamps.append(f.get("timestamp"))
-            # a turn starts at each user message, and at a system message between turns; a
-            # system note while a question waits for its answer stays in that question's turn
-            if k == 0 or role == "user" or (role == "system" and not self._awaiting):
+            stamp = f.get("timestamp")
+            self.stamps.append(stamp)
+            sec = to_seconds(stamp)
+            resumed = sec is not None and self._last_sec is not None and sec - self._last_sec > _SITTING_GAP
+            if sec is not None:
+                self._last_sec = sec
+            # a turn starts at each user message, at a system message between turns (a system
+            # note while a question waits for its answer stays in that question's turn), and
+            # at any message after a sitting's silence (tool results stay with their call)
+            if k == 0 or role == "user" or (role == "system" and not self._awaiting) or (
+                    resumed and role not in _JOINS_CALL):
                 self.starts.append(k)
             self.group_of.append(len(self.starts) - 1)
             if role == "user":

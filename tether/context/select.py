@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from collections.abc import Iterable
 from typing import Any
 
-from .items import History
+from .items import SITTING_GAP_HOURS, History
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Policy:
     recency_share: float = 0.45      # of the history budget, for the newest whole turns...
     recency_min: float = 0.25        # ...shrunk to this when the query points to older turns:
     recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
-    session_gap: float = 4.0         # hours of silence that end a sitting: a shrunk recency share stops there
+    session_gap: float = SITTING_GAP_HOURS  # hours of silence that end a sitting: a shrunk recency share stops there
     truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16          # below this many tokens a cut message says nothing useful
     unit: str = "pair"               # "pair": whole user/assistant turns; "message": single messages
@@ -305,7 +305,7 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
         if h.roles[first] in ("user", "system"):
             break
         start = h.groups[h.group_of[first]][0]
-        if start == first:  # the history itself opens here
+        if start == first:  # the turn opens here: the history's first message, or a reply after a silence
             break
         if p.add(list(range(start, first))):
             return sorted(p.chosen)
