@@ -52,7 +52,8 @@ def _feedback(idx: Any, qterms: dict[str, float], raw: np.ndarray, n: int, polic
 
 def rank_units(h: History, query: str, policy: Policy, enc_name: str | None = None,
                ) -> tuple[list[range], dict[int, float]]:
-    """Units (lists of history indices), most relevant first, and the per-message scores.
+    """Units (ranges of history indices: turns, or messages), most relevant first, and the
+    per-message scores.
     `enc_name`: the window's encoding, whose vocabulary says how rare each query word is."""
     qterms = query_terms(query, enc_name, policy.term_rarity)
     if not qterms:

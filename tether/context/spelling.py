@@ -10,12 +10,8 @@ from __future__ import annotations
 MIN_LEN = 5  # shorter words have too many neighbours one edit away
 
 
-def _deletes(word: str) -> list[str]:
-    return [word[:i] + word[i + 1:] for i in range(len(word))]
-
-
 def one_edit(a: str, b: str) -> bool:
-    """True when b is a away by one insertion, deletion, substitution or swap of neighbours."""
+    """True when b is one insertion, deletion, substitution or swap of neighbours away from a."""
     la, lb = len(a), len(b)
     if a == b or abs(la - lb) > 1:
         return False
@@ -33,31 +29,35 @@ def one_edit(a: str, b: str) -> bool:
 
 
 class Vocabulary:
-    """A history's words, findable from a misspelling (each word filed under its one-letter
-    deletions, as SymSpell does: an insertion, deletion, substitution or swap shares one)."""
+    """A history's words, findable from a misspelling.
+
+    Each word is filed twice, under its first two letters and under its last two (with its
+    length): one edit of a word of five letters or more leaves one of the two pairs as it
+    was, so a misspelling's candidates are a few short lists, never the whole vocabulary.
+    """
 
     def __init__(self) -> None:
         self.words: set[str] = set()
-        self._by_delete: dict[str, list[str]] = {}
+        self._buckets: dict[str, list[str]] = {}
 
     def add(self, words: list[str]) -> None:
-        known = self.words
+        known, buckets = self.words, self._buckets
         for w in words:
             if len(w) >= MIN_LEN - 1 and w not in known:
                 known.add(w)
-                by = self._by_delete
-                for d in _deletes(w):
-                    hit = by.get(d)
+                for key in (f"{w[:2]}<{len(w)}", f"{len(w)}>{w[-2:]}"):
+                    hit = buckets.get(key)
                     if hit is None:
-                        by[d] = [w]
+                        buckets[key] = [w]
                     else:
                         hit.append(w)
 
     def near(self, word: str) -> list[str]:
-        """Words of the history one edit away from word."""
-        found: set[str] = set(self._by_delete.get(word, ()))  # word with a letter missing
-        for d in _deletes(word):
-            if d in self.words:  # word with a letter too many
-                found.add(d)
-            found.update(self._by_delete.get(d, ()))  # a letter changed, or two swapped
-        return sorted(w for w in found if one_edit(word, w))
+        """Words of the history one edit away from word (of MIN_LEN letters or more)."""
+        if len(word) < MIN_LEN:
+            return []
+        found: set[str] = set()
+        for n in (len(word) - 1, len(word), len(word) + 1):
+            for key in (f"{word[:2]}<{n}", f"{n}>{word[-2:]}"):
+                found.update(w for w in self._buckets.get(key, ()) if one_edit(word, w))
+        return sorted(found)
