@@ -188,7 +188,8 @@ def test_a_reply_after_a_long_silence_opens_a_turn_of_its_own() -> None:
     hist = [{"id": "u0", "role": "user", "content": "see you", "timestamp": day1},
             {"id": "a0", "role": "assistant", "content": "bye!", "timestamp": day1},
             {"id": "u1", "role": "user", "content": "one more thing", "timestamp": day1},
-            {"id": "a1", "role": "assistant", "content": "Hey! Back from the trip to Lisbon, it was great", "timestamp": day3},
+            {"id": "a1", "role": "assistant", "name": "sam", "content": "Hey! Back from the trip to Lisbon, it was great",
+             "timestamp": day3},
             {"id": "c1", "role": "assistant", "content": "", "tool_calls": call("k", 2), "timestamp": day3},
             {"id": "t1", "role": "tool", "content": "late result", "tool_call_id": "k", "timestamp": "2024-03-05T09:00:00"}]
     h = History.of(hist, "cl100k_base")
@@ -197,3 +198,7 @@ def test_a_reply_after_a_long_silence_opens_a_turn_of_its_own() -> None:
                                  {"id": "a2", "role": "assistant", "content": "great", "timestamp": day3}],
                      "tell me about Lisbon", budget_tokens=32)
     assert "a1" in ids(w) and "u1" not in ids(w), ids(w)
+    # a model's answer (no speaker name) to a question retried days later still answers it
+    late = [dict(m) for m in hist[:4]]
+    del late[3]["name"]
+    assert History.of(late, "cl100k_base").groups == [(0, 2), (2, 4)]

@@ -177,9 +177,11 @@ class _Columns:
                 self._last_sec = sec
             # a turn starts at each user message, at a system message between turns (a system
             # note while a question waits for its answer stays in that question's turn), and
-            # at any message after a sitting's silence (tool results stay with their call)
+            # at a message after a sitting's silence: people resume a chat with either side
+            # first. Not at a model's answer (no speaker name) to a waiting question, however
+            # late (a turn retried the next day), nor at tool results (they go with their call).
             if k == 0 or role == "user" or (role == "system" and not self._awaiting) or (
-                    resumed and role not in _JOINS_CALL):
+                    resumed and role not in _JOINS_CALL and (name or not self._awaiting)):
                 self.starts.append(k)
             self.group_of.append(len(self.starts) - 1)
             if role == "user":
