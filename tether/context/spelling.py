@@ -41,10 +41,12 @@ class Vocabulary:
         self._buckets: dict[str, list[str]] = {}
 
     def add(self, words: list[str]) -> None:
-        known, buckets = self.words, self._buckets
-        for w in words:
-            if len(w) >= MIN_LEN - 1 and w not in known:
-                known.add(w)
+        new = set(words)
+        new -= self.words  # in C: most words of a message are known already
+        buckets = self._buckets
+        for w in new:
+            if len(w) >= MIN_LEN - 1:
+                self.words.add(w)
                 for key in (f"{w[:2]}<{len(w)}", f"{len(w)}>{w[-2:]}"):
                     hit = buckets.get(key)
                     if hit is None:
