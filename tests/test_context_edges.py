@@ -202,3 +202,109 @@ def test_a_reply_after_a_long_silence_opens_a_turn_of_its_own() -> None:
     late = [dict(m) for m in hist[:4]]
     del late[3]["name"]
     assert History.of(late, "cl100k_base").groups == [(0, 2), (2, 4)]
+
+
+def test_a_cut_keeps_room_for_its_marker_so_a_window_never_runs_over() -> None:
+    """Found by review: a message "shortened" to a few tokens came out longer than that (the cut
+    marker alone is ~12 tokens), and the window ran over its budget."""
+    from tether.context.tokens import message_tokens
+
+    args = json.dumps({"q": "word " * 100})
+    hist = [{"id": "u", "role": "user", "content": "look it up"},
+            {"id": "c", "role": "assistant", "content": "checking the catalogue now",
+             "tool_calls": [{"id": "k", "type": "function", "function": {"name": "search", "arguments": args}}]},
+            {"id": "t", "role": "tool", "content": "nothing found", "tool_call_id": "k"}]
+    named = [{"id": "n", "role": "user", "name": "sam", "content": "train report lake " * 10}]
+    for h, budgets in ((hist, range(140, 170)), (named, range(1, 40))):
+        for budget in budgets:
+            w = build_window(h, "thanks", budget_tokens=budget, model="gpt-4o")
+            real = sum(message_tokens(m, "o200k_base") for m in w.messages)
+            assert w.tokens == real <= budget, (budget, w.tokens, real, ids(w))
+
+
+def test_numbers_and_codes_are_not_taken_for_typos() -> None:
+    hist = [{"id": f"u{k}", "role": "user", "content": f"item {k} arrived"} for k in range(30)]
+    hist[10]["content"] = "Package 48223 was returned to the sender."
+    from tether.context import relevance
+
+    idx = relevance.index_for([m["id"] for m in hist], [m["content"] for m in hist])
+    q = relevance.query_terms("Where is parcel 48213 now?", "o200k_base", 1.0)
+    assert relevance.corrected_terms("Where is parcel 48213 now?", q, idx, 30, "o200k_base", 1.0) == q
+
+
+def test_edits_of_tool_calls_or_times_alone_are_seen_by_the_column_cache() -> None:
+    import tether.context.items as items
+
+    h1 = [{"id": "m1", "role": "user", "content": "look"}, {"id": "m2", "role": "assistant", "content": ""},
+          {"id": "m3", "role": "user", "content": "x"}]
+    build_window(h1, "q", budget_tokens=10_000)
+    h2 = [dict(m) for m in h1]
+    h2[1]["tool_calls"] = call("k", 200)  # same id, role and (empty) text
+    warm = build_window(h2, "q", budget_tokens=10_000).tokens
+    items._CACHE.clear()
+    assert warm == build_window(h2, "q", budget_tokens=10_000).tokens > 200
+    day = [{"role": "user", "content": "hi there", "timestamp": "2024-03-01T10:00:00"},
+           {"role": "assistant", "name": "sam", "content": "hello", "timestamp": "2024-03-01T10:01:00"}]
+    assert History.of(day, "cl100k_base").groups == [(0, 2)]
+    day[1] = {**day[1], "timestamp": "2024-03-01T20:00:00"}  # ten hours later: a new sitting
+    assert History.of(day, "cl100k_base").groups == [(0, 1), (1, 2)]
+
+
+def test_a_window_does_not_open_on_a_system_note_inside_a_turn() -> None:
+    h = [{"id": "u0", "role": "user", "content": "hello"}, {"id": "a0", "role": "assistant", "content": "hi there"},
+         {"id": "u1", "role": "user", "content": "what is in the file?"},
+         {"id": "s1", "role": "system", "content": "The user attached report.pdf"},
+         {"id": "a1", "role": "assistant", "content": "It is the Q3 budget."}]
+    for budget in range(10, 60):
+        got = ids(build_window(h, "and Q4?", budget_tokens=budget))
+        assert not got or got[0] in ("u0", "u1") or (got[0] == "a1" and "s1" not in got), (budget, got)
+
+
+def test_a_late_answer_after_tool_calls_stays_in_its_turn() -> None:
+    day1, later = "2024-03-01T10:00:00", "2024-03-02T10:00:00"
+    h = [{"id": "u", "role": "user", "content": "look it up", "timestamp": day1},
+         {"id": "c", "role": "assistant", "content": "", "tool_calls": call("k", 2), "timestamp": day1},
+         {"id": "t", "role": "tool", "content": "found", "tool_call_id": "k", "timestamp": day1},
+         {"id": "s", "role": "system", "content": "note", "timestamp": day1},
+         {"id": "a", "role": "assistant", "content": "here it is", "timestamp": later}]
+    assert History.of(h, "cl100k_base").groups == [(0, 5)]
+
+
+def test_threads_growing_one_session_see_what_a_fresh_process_would() -> None:
+    """Found by review: threads building windows for one growing session corrupted its
+    cached columns (IndexError, wrong turns)."""
+    import sys
+    import threading
+
+    n_msgs = 1200
+    hist = [{"id": f"m{k}", "role": "user" if k % 2 == 0 else "assistant", "content": f"message {k}"}
+            for k in range(n_msgs)]
+    errors: list[Any] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for n in (5, 101, 999):
+                try:
+                    g = History.of(hist[:n], "cl100k_base").groups
+                    if g != [(s, min(s + 2, n)) for s in range(0, n, 2)]:
+                        errors.append((n, g[-2:]))
+                except Exception as e:  # noqa: BLE001 - any error is the failure being tested
+                    errors.append(repr(e))
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        for n in range(2, n_msgs):
+            History.of(hist[:n], "cl100k_base")
+            if n % 50 == 0:
+                build_window(hist[:n], "message 42", budget_tokens=60)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        sys.setswitchinterval(old)
+    assert errors == []

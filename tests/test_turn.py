@@ -363,3 +363,12 @@ def test_add_message_stores_its_token_count_once_the_tokenizer_is_loaded(tether_
     t.add_message(sid, "user", "an imported question")
     m = Tether().load_session(sid).messages[-1]
     assert m.tokens == {f"{enc}:{m.content_hash()}": tok.count_tokens(m.content, encoding=enc)}
+
+
+def test_add_message_saves_the_message_even_with_a_broken_config(tether_home):
+    tether_home.mkdir(parents=True, exist_ok=True)
+    (tether_home / "config.toml").write_text("this is = = not toml")
+    t = Tether()
+    sid = t.create_session(title="x")
+    t.add_message(sid, "user", "hello")
+    assert [m.content for m in t.get_history(sid)] == ["hello"]

@@ -7,6 +7,7 @@ operations never import litellm.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
@@ -17,6 +18,8 @@ from .sessions import Message, Session, SessionEvent, SessionStore, SessionSumma
 from .sessions.exchange import export_json, export_markdown, parse_import
 from .sessions.jsonl import JsonlStore
 from .sessions.models import HEADER_FIELDS
+
+log = logging.getLogger("tether")
 
 if TYPE_CHECKING:
     from .router.config import ConfigReport, RouterConfig
@@ -119,8 +122,13 @@ class Tether:
             raise TypeError(f"message content must be a string, got {type(content).__name__}")
         message = Message(role=role, content=content, **fields)  # type: ignore[arg-type]
         # its count goes on disk with it when the tokenizer is loaded (for the default model's
-        # family: the session's own model would mean reading the session first)
-        self.store.append_message(session_id, self.turns.counted(message, None))
+        # family: the session's own model would mean reading the session first). A count is
+        # a cache: a bad config must not stop the message being saved.
+        try:
+            message = self.turns.counted(message, None)
+        except Exception as e:  # noqa: BLE001
+            log.debug("message %s saved without a token count: %s", message.id, e)
+        self.store.append_message(session_id, message)
         return message
 
     def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:

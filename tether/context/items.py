@@ -7,11 +7,12 @@ turn on a 10,000-message session only reads each item's id, content and pin.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 from tether.sessions.models import Message
 from .dates import to_seconds
@@ -20,11 +21,24 @@ from .tokens import content_tokens, overhead_tokens, tool_tokens
 
 _ID, _CONTENT, _PINNED = attrgetter("id"), attrgetter("content"), attrgetter("pinned")
 _ROLE, _NAME = attrgetter("role"), attrgetter("name")
+_STAMP, _EXTRA = attrgetter("timestamp"), attrgetter("__pydantic_extra__")
 _JOINS_CALL = ("tool", "function")  # results that must follow the assistant message that called for them
 # Hours of silence that end a sitting: a reply after that no longer answers the message
 # before it (chats between people resume with either side speaking first).
 SITTING_GAP_HOURS = 4.0
 _SITTING_GAP = SITTING_GAP_HOURS * 3600.0
+
+
+class _Read(NamedTuple):
+    """What the cached columns are checked against, read from the items every turn: a
+    change to any of it changes tokens, turns or tool units."""
+
+    ids: list[str]
+    contents: list[str]
+    roles: list[str]
+    names: list[str | None]
+    stamps: list[Any]
+    tools: list[Any]  # tool calls and call id (a Message's extras), or None
 
 
 class _Attrs:
@@ -82,9 +96,12 @@ class History:
             pinned = list(map(_PINNED, items))
             roles = list(map(_ROLE, items))
             names = list(map(_NAME, items))
+            stamps = list(map(_STAMP, items))
+            tools = list(map(_EXTRA, items))  # a Message's tool fields are extras
         else:
             ids, contents, pinned, roles = [""] * n, [""] * n, [False] * n, ["user"] * n
             names: list[str | None] = [None] * n
+            stamps, tools = [None] * n, [None] * n
             for k, it in enumerate(items):
                 f = it if type(it) is dict else fields_of(it)
                 mid, content, pin = f.get("id"), f.get("content"), f.get("pinned", False)
@@ -93,20 +110,34 @@ class History:
                 pinned[k] = bool(pin)
                 roles[k] = f.get("role") or "user"
                 names[k] = f.get("name")
+                stamps[k] = f.get("timestamp")
+                calls, call_id = f.get("tool_calls"), f.get("tool_call_id")
+                if calls or call_id:
+                    tools[k] = (calls, call_id)
+        read = _Read(ids, contents, roles, names, stamps, tools)
         cached = _cached(enc_name, ids, contents)
-        held = cached.matches(ids, contents, roles, names) if cached else 0
-        if cached is None or held < min(n, len(cached.ids)):
-            cached = _Columns()  # new session, or an edit/deletion: start again
-            if ids:
-                _store(enc_name, ids, contents, cached)
-        cached.extend(items, ids, contents, roles, names, enc_name)
-        h = cls(items, ids, roles, names, contents, cached.tokens[:n], pinned, cached.stamps[:n])
-        h.groups = cached.groups_upto(n)
-        h.group_of = cached.group_of[:n]
-        h.fixed = cached.fixed[:n]
-        h.atom_start = cached.atom_start[:n]
-        h.cum = cached.cum  # a prefix is all a shorter history reads
-        h.has_atoms = cached.first_joined < n
+        if cached is not None:
+            with cached.lock:  # threads building windows for one session extend it in turn
+                if cached.matches(read) >= min(n, len(cached.ids)):
+                    cached.extend(items, read, enc_name)
+                    return cls._from(cached, items, pinned, read)
+        fresh = _Columns()  # a new session, or an edit or deletion: start again (private until built)
+        fresh.extend(items, read, enc_name)
+        h = cls._from(fresh, items, pinned, read)
+        if ids:
+            _store(enc_name, ids, contents, fresh)
+        return h
+
+    @classmethod
+    def _from(cls, cols: "_Columns", items: list[Any], pinned: list[bool], read: "_Read") -> "History":
+        n = len(items)
+        h = cls(items, read.ids, read.roles, read.names, read.contents, cols.tokens[:n], pinned, cols.stamps[:n])
+        h.groups = cols.groups_upto(n)
+        h.group_of = cols.group_of[:n]
+        h.fixed = cols.fixed[:n]
+        h.atom_start = cols.atom_start[:n]
+        h.cum = cols.cum  # appended to, never changed: a prefix is all a shorter history reads
+        h.has_atoms = cols.first_joined < n
         return h
 
     def atom(self, i: int) -> list[int]:
@@ -132,6 +163,7 @@ class _Columns:
         self.tokens: list[int] = []
         self.cum: list[int] = [0]  # tokens of the first k messages
         self.stamps: list[Any] = []
+        self.tools: list[Any] = []
         self.fixed: list[int] = []
         self.group_of: list[int] = []
         self.starts: list[int] = []  # start index of each turn group
@@ -141,17 +173,20 @@ class _Columns:
         self._awaiting = False  # the current turn's question has no answer yet
         self._in_call = False  # the last message is a tool call or one of its results
         self._last_sec: float | None = None  # when the last dated message was sent
+        self.lock = threading.Lock()
 
-    def matches(self, ids: list[str], contents: list[str], roles: list[str], names: list[str | None]) -> int:
-        """How many leading messages are unchanged (same id, text, role and name)."""
-        n = unchanged_prefix(self.ids, self.contents, ids, contents)
-        if self.roles[:n] != roles[:n] or self.names[:n] != names[:n]:
-            n = next(k for k in range(n) if self.roles[k] != roles[k] or self.names[k] != names[k])
+    def matches(self, read: _Read) -> int:
+        """How many leading messages are unchanged (same id, text, role, name, time and tool fields)."""
+        n = unchanged_prefix(self.ids, self.contents, read.ids, read.contents)
+        mine = (self.roles, self.names, self.stamps, self.tools)
+        theirs = (read.roles, read.names, read.stamps, read.tools)
+        if any(a[:n] != b[:n] for a, b in zip(mine, theirs)):
+            n = next(k for k in range(n) if any(a[k] != b[k] for a, b in zip(mine, theirs)))
         return n
 
-    def extend(self, items: list[Any], ids: list[str], contents: list[str], roles: list[str],
-               names: list[str | None], enc: str) -> None:
+    def extend(self, items: list[Any], read: _Read, enc: str) -> None:
         """Append columns for items[len(self.ids):] (a shorter history just uses a prefix)."""
+        ids, contents, roles, names = read.ids, read.contents, read.roles, read.names
         overhead: dict[tuple[str, str | None], int] = {}
         for k in range(len(self.ids), len(items)):
             it = items[k]
@@ -169,8 +204,9 @@ class _Columns:
             self.tokens.append(content_tokens(it, enc) + fixed)
             self.cum.append(self.cum[-1] + self.tokens[-1])
             self.fixed.append(fixed)
-            stamp = f.get("timestamp")
+            stamp = read.stamps[k]
             self.stamps.append(stamp)
+            self.tools.append(read.tools[k])
             sec = to_seconds(stamp)
             resumed = sec is not None and self._last_sec is not None and sec - self._last_sec > _SITTING_GAP
             if sec is not None:
@@ -184,17 +220,19 @@ class _Columns:
                     resumed and role not in _JOINS_CALL and (name or not self._awaiting)):
                 self.starts.append(k)
             self.group_of.append(len(self.starts) - 1)
-            if role == "user":
-                self._awaiting = True
-            elif role != "system":
-                self._awaiting = False
             # a tool result goes with the call that asked for it
+            calls = role == "assistant" and bool(f.get("tool_calls"))
             if role in _JOINS_CALL and self._in_call:
                 self.atom_start.append(self.atom_start[-1])
                 self.first_joined = min(self.first_joined, k)
             else:
                 self.atom_start.append(k)
-                self._in_call = role == "assistant" and bool(f.get("tool_calls"))
+                self._in_call = calls
+            # the question waits until an answer that is not a tool call or a tool's result
+            if role == "user":
+                self._awaiting = True
+            elif role == "assistant" and not calls:
+                self._awaiting = False
 
     def groups_upto(self, n: int) -> list[tuple[int, int]]:
         """Turn groups of the first n messages, as [start, end) pairs."""
@@ -219,19 +257,24 @@ _MAX_SESSIONS = 1024
 _MAX_ITEMS = 200_000  # messages over all cached sessions (a few list slots each)
 
 
+_CACHE_LOCK = threading.Lock()  # an OrderedDict's reordering is not safe across threads
+
+
 def _cached(enc: str, ids: list[str], contents: list[str]) -> _Columns | None:
     if not ids:
         return None
     key = (enc, ids[0], contents[0])
-    col = _CACHE.get(key)
-    if col is not None:
-        _CACHE.move_to_end(key)
+    with _CACHE_LOCK:
+        col = _CACHE.get(key)
+        if col is not None:
+            _CACHE.move_to_end(key)
     return col
 
 
 def _store(enc: str, ids: list[str], contents: list[str], col: _Columns) -> None:
-    _CACHE[(enc, ids[0], contents[0])] = col
-    bound_lru(_CACHE, _MAX_SESSIONS, _MAX_ITEMS, lambda c: len(c.ids))  # only on a miss
+    with _CACHE_LOCK:
+        _CACHE[(enc, ids[0], contents[0])] = col
+        bound_lru(_CACHE, _MAX_SESSIONS, _MAX_ITEMS, lambda c: len(c.ids))  # only on a miss
 
 
 def unchanged_prefix(mine_ids: list[str], mine_contents: list[str], ids: list[str], contents: list[str]) -> int:

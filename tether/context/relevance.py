@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from bisect import bisect_left
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
@@ -178,8 +179,8 @@ def corrected_terms(query: str, qterms: dict[str, float], idx: "Index", n: int, 
     one edit away (the most used one), weighted `weight` times the word's own weight."""
     out = qterms
     for w in set(_WORD.findall(query.lower())):
-        if len(w) < MIN_LEN:
-            continue
+        if len(w) < MIN_LEN or not w.isalpha():
+            continue  # short words have too many neighbours; numbers and codes are not misspelt
         found = _terms_of([w])
         if not found or idx.df(found[0], n):
             continue
@@ -214,6 +215,7 @@ class Index:
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._dl: np.ndarray = np.zeros(0)
         self.vocab = Vocabulary()
+        self.lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -242,6 +244,11 @@ class Index:
             else:
                 docs.append(d)
                 post_tf[t].append(c)
+
+    def extend(self, ids: list[str], contents: list[str], stamps: list[Any] | None) -> None:
+        """Index the messages past those held (the caller checked that those are unchanged)."""
+        for k in range(len(self.ids), len(ids)):
+            self.append(ids[k], contents[k], stamps[k] if stamps else None)
 
     def matches(self, ids: list[str], contents: list[str]) -> int:
         """How many leading messages of the given history this index holds unchanged."""
@@ -328,6 +335,7 @@ class Index:
 
 
 _INDEXES: "OrderedDict[tuple[str, str], Index]" = OrderedDict()
+_LOCK = threading.Lock()  # an OrderedDict's reordering is not safe across threads
 # an app serving many long sessions must find each one's index again next turn (a rebuild
 # stems every message); ~1 KB per indexed message bounds the memory
 _MAX_INDEXES = 256
@@ -339,16 +347,18 @@ def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = No
     if not ids:
         return Index()
     key = (ids[0], contents[0])
-    idx = _INDEXES.get(key)
+    with _LOCK:
+        idx = _INDEXES.get(key)
+        if idx is not None:
+            _INDEXES.move_to_end(key)
     if idx is not None:
-        _INDEXES.move_to_end(key)
-        held = idx.matches(ids, contents)
-        if held < min(len(idx), len(ids)):
-            idx = None  # an edit or deletion: rebuild
-    if idx is None:
-        idx = Index()
+        with idx.lock:  # threads building windows for one session extend it in turn
+            if idx.matches(ids, contents) >= min(len(idx), len(ids)):
+                idx.extend(ids, contents, stamps)
+                return idx
+    idx = Index()  # a new session, or an edit or deletion: rebuild (private until built)
+    idx.extend(ids, contents, stamps)
+    with _LOCK:
         _INDEXES[key] = idx
-        bound_lru(_INDEXES, _MAX_INDEXES, _MAX_DOCS, len, extra=len(ids))  # checked on a miss only
-    for k in range(len(idx), len(ids)):
-        idx.append(ids[k], contents[k], stamps[k] if stamps else None)
+        bound_lru(_INDEXES, _MAX_INDEXES, _MAX_DOCS, len)  # checked on a miss only
     return idx

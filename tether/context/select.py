@@ -25,7 +25,7 @@ class Policy:
     recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
     session_gap: float = SITTING_GAP_HOURS  # hours of silence that end a sitting: a shrunk recency share stops there
     truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
-    min_truncated: int = 16          # below this many tokens a cut message says nothing useful
+    min_truncated: int = 16          # a cut message keeps at least this many tokens of text (the cut marker takes ~12)
     unit: str = "pair"               # "pair": whole user/assistant turns; "message": single messages
     # relevance
     relevance: bool = True           # fill the rest with earlier turns ranked against the query
@@ -87,12 +87,13 @@ class _Picker:
     def size(self, i: int) -> int:
         """A message's cost; one longer than the whole budget is counted at its cut size.
 
-        Below min_truncated tokens a message cannot be cut (its format overhead alone may not
-        fit), so under so small a budget an oversized message keeps its full cost and is left out.
+        A cut keeps min_truncated tokens of text besides the message's format and tool calls
+        (the cut marker alone is ~12), so under a smaller budget an oversized message keeps its
+        full cost and is left out.
         """
         n = self.h.tokens[i]
-        if n <= self.budget or self.cut_to < self.min_cut or self.cut_to <= self.h.fixed[i]:
-            return n  # fits, or cannot be cut that far (tool calls are never cut)
+        if n <= self.budget or self.cut_to - self.h.fixed[i] < self.min_cut:
+            return n  # fits, or cannot be cut that far (format and tool calls are never cut)
         return self.cut_to
 
     def add(self, idx: list[int], limit: int | None = None) -> bool:
@@ -118,7 +119,7 @@ class _Picker:
         longest = max(new, key=self.size)
         rest = sum(self.size(i) for i in new if i != longest)
         target = self.budget - self.used - rest
-        if target < self.min_cut or target <= self.h.fixed[longest] or target >= self.size(longest):
+        if target - self.h.fixed[longest] < self.min_cut or target >= self.size(longest):
             return False
         for i in new:
             self.chosen.add(i)
@@ -295,18 +296,17 @@ def _whole_atoms(h: History, p: _Picker, grow: bool) -> list[int]:
 
 
 def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
-    """A window must not open on an assistant reply whose question was left out.
+    """A window must not open on a reply (or a system note) whose question was left out.
 
     When that leaves nothing (a tiny budget: the question and a useful cut of its answer
     do not fit together), the question alone is kept rather than an empty window.
     """
     while chosen:
         first = chosen[0]
-        if h.roles[first] in ("user", "system"):
-            break
         start = h.groups[h.group_of[first]][0]
-        if start == first:  # the turn opens here: the history's first message, or a reply after a silence
-            break
+        if h.roles[first] == "user" or start == first:
+            break  # a question, or a turn's own start (the history's first message, a system
+            # message between turns, a reply after a silence); not a system note inside a turn
         if p.add(list(range(start, first))):
             return sorted(p.chosen)
         if h.pinned[first]:
