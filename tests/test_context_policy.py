@@ -438,3 +438,30 @@ def test_a_common_word_absent_from_the_history_is_not_corrected() -> None:
     assert relevance.corrected_terms("trip north", q, idx, 3, "o200k_base", 1.0) == q
     q2 = relevance.query_terms("the laake", "o200k_base", 1.0)
     assert "lake" in relevance.corrected_terms("the laake", q2, idx, 3, "o200k_base", 1.0)
+
+
+def test_embedding_vectors_are_cached_on_the_index_and_extended(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The model itself is the extra's (not installed here); what tether adds is caching the
+    message vectors on the session's index and extending them as messages arrive."""
+    import numpy as np
+
+    from tether.context import embeddings
+
+    encoded: list[str] = []
+
+    def fake_encode(texts: list[str]) -> np.ndarray:  # a stand-in for MiniLM: one unit vector per text
+        encoded.extend(texts)
+        out = np.zeros((len(texts), 4), dtype=np.float32)
+        for i, t in enumerate(texts):
+            out[i, len(t) % 4] = 1.0
+        return out
+
+    monkeypatch.setattr(embeddings, "encode", fake_encode)
+    idx = relevance.Index()
+    for k, t in enumerate(["a", "bb", "ccc", "dddd", "e"]):
+        idx.append(f"m{k}", t)
+    sims = embeddings.similarities(idx, "xy", 3)
+    assert sims.tolist() == [0.0, 1.0, 0.0] and encoded == ["a", "bb", "ccc", "xy"]
+    sims = embeddings.similarities(idx, "z", 5)
+    assert sims.tolist() == [1.0, 0.0, 0.0, 0.0, 1.0] and encoded[4:] == ["dddd", "e", "z"]
+    assert embeddings.similarities(idx, "z", 2).shape == (2,) and encoded[7:] == ["z"]

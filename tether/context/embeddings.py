@@ -54,13 +54,14 @@ def encode(texts: list[str]) -> np.ndarray:
 
 def similarities(idx: Any, query: str, n: int) -> np.ndarray:
     """Cosine similarity of the query to the first n messages of the index (vectors cached on it)."""
-    have = getattr(idx, "_vectors", None)
-    if have is None or have.shape[0] < n:
-        start = 0 if have is None else have.shape[0]
-        new = encode(idx.contents[start:n])
-        idx._vectors = new if have is None else np.vstack([have, new])
+    with idx.lock:  # threads on one session extend the vectors in turn
+        have = getattr(idx, "_vectors", None)
+        if have is None or have.shape[0] < n:
+            start = 0 if have is None else have.shape[0]
+            new = encode(idx.contents[start:n])
+            idx._vectors = have = new if have is None else np.vstack([have, new])
     q = encode([query])[0]
-    return idx._vectors[:n] @ q
+    return have[:n] @ q
 
 
 def fuse(bm25: np.ndarray, sims: np.ndarray, weight: float) -> np.ndarray:
