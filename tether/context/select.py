@@ -8,8 +8,8 @@ leftover to recency again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .items import SITTING_GAP_HOURS, History
@@ -92,9 +92,14 @@ class _Picker:
         full cost and is left out.
         """
         n = self.h.tokens[i]
-        if n <= self.budget or self.cut_to - self.h.fixed[i] < self.min_cut:
-            return n  # fits, or cannot be cut that far (format and tool calls are never cut)
+        if n <= self.budget or not self.cuttable(i, self.cut_to):
+            return n
         return self.cut_to
+
+    def cuttable(self, i: int, target: int) -> bool:
+        """Message i can be cut to target tokens and keep min_truncated of text (format and
+        tool calls are never cut)."""
+        return target - self.h.fixed[i] >= self.min_cut
 
     def add(self, idx: list[int], limit: int | None = None) -> bool:
         """Add all of idx (not yet chosen) if they fit under limit (default: the budget)."""
@@ -119,7 +124,7 @@ class _Picker:
         longest = max(new, key=self.size)
         rest = sum(self.size(i) for i in new if i != longest)
         target = self.budget - self.used - rest
-        if target - self.h.fixed[longest] < self.min_cut or target >= self.size(longest):
+        if not self.cuttable(longest, target) or target >= self.size(longest):
             return False
         for i in new:
             self.chosen.add(i)

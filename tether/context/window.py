@@ -270,7 +270,7 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
 
 def _shortened(item: Any, h: History, i: int, target: int, enc: str) -> tuple[Any, int]:
     """A copy of item with head and tail of its content kept so that it costs at most target tokens."""
-    oh = h.tokens[i] - _text_tokens(h.contents[i], enc)
+    oh = h.fixed[i]  # format and tool calls: what a cut cannot shorten
     text = truncate_text(h.contents[i], max(1, target - oh), enc)
     if isinstance(item, dict):
         copy: Any = {**item, "content": text}
