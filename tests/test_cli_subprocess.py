@@ -200,3 +200,21 @@ def test_ctrl_c_in_a_real_terminal_stops_a_waiting_answer_and_the_chat_goes_on(t
     (s,) = Tether().list_sessions()
     msgs = Tether().get_history(s.id)
     assert [(m.role, m.status) for m in msgs] == [("user", "unanswered"), ("user", "ok"), ("assistant", "ok")]
+
+
+def test_a_chat_that_quits_while_litellm_loads_exits(tmp_path):
+    """Quitting at once used to kill the background loader mid-import; litellm's finalizers
+    then waited for the import lock for ever (most runs hung). Three chats side by side."""
+    procs = []
+    for k in range(3):
+        home = tmp_path / f"h{k}"
+        procs.append(subprocess.Popen([TETHER, "chat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, env=env(home)))
+    for p in procs:
+        try:
+            _out, err = p.communicate("/model tether/echo\n/exit\n", timeout=60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate()
+            pytest.fail("`tether chat` did not exit after /exit")
+        assert p.returncode == 0 and "Traceback" not in err, err

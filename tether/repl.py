@@ -50,7 +50,9 @@ class Loader:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="tether-chat-loader", daemon=True)
+            # not a daemon: one killed at exit in the middle of an import holds the import lock,
+            # and litellm's finalizers, which import, then hang the interpreter for good
+            self._thread = threading.Thread(target=self._run, name="tether-chat-loader")
             self._thread.start()
 
     def _run(self) -> None:

@@ -49,7 +49,9 @@ def loaded() -> bool:
 
 
 def preload_in_background() -> threading.Thread:
-    """Start the import in a thread while the user types (the CLI calls this)."""
-    t = threading.Thread(target=litellm, name="tether-litellm-import", daemon=True)
+    """Start the import in a thread while the user types (the CLI calls this).
+    Not a daemon: a daemon killed at exit mid-import holds the import lock, and
+    litellm's finalizers (which import) then hang the interpreter for good."""
+    t = threading.Thread(target=litellm, name="tether-litellm-import")
     t.start()
     return t
