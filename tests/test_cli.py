@@ -74,6 +74,19 @@ def test_sessions_list_from_the_index_matches_the_store_and_never_misses_a_chang
     assert [r["id"] for r in cli_sessions.fast_summaries(1, None)] == [a]
 
 
+def test_a_corrupt_session_is_named_once_and_the_rest_still_list(tether_home):
+    good = make_session("good", ("user", "hi"))
+    bad = make_session("bad", ("user", "hi"))
+    path = Path(tether_home) / "sessions" / f"{bad}.jsonl"
+    with path.open("a") as f:
+        f.write('{"type":"update","fields":"oops"}\n')
+    for args in (("sessions", "list"), ("sessions", "search", "hi")):
+        r = ok(*args)
+        assert good in r.stdout and bad not in r.stdout
+        assert r.stderr.count(str(path)) == 1, r.stderr
+    assert ok("ask", "-c", "again").exit_code == 0  # -c finds the good one
+
+
 def test_sessions_show_text_and_json_and_prefix_ids():
     sid = make_session("Shown", ("user", "what is tether?"), ("assistant", "a **router**"))
     out = ok("sessions", "show", sid[:-2]).output

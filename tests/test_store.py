@@ -239,6 +239,30 @@ def test_structurally_broken_files(client, content):
     assert client.list_sessions() == []
 
 
+@pytest.mark.parametrize("record", [
+    {"type": "update", "fields": "oops"}, {"type": "update", "fields": [["title", "x"]]},
+    {"type": "edit", "id": "m", "fields": 3}, {"type": "message", "message": "text"},
+    {"type": "message", "message": {"id": "z", "role": "user", "content": "x", "usage": {"prompt_tokens": "many"}}},
+])
+def test_a_malformed_record_skips_its_session_only(client, tmp_path, record):
+    """One bad line used to stop every listing (and `chat -c`) with an error naming no file."""
+    good = client.create_session(title="good")
+    bad = client.create_session(title="bad")
+    client.list_sessions()  # the index holds both: the bad line arrives as an append
+    mid = client.add_message(bad, "user", "x").id
+    if record.get("id") == "m":
+        record = {**record, "id": mid}
+    path = sessions_dir(client) / f"{bad}.jsonl"
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    assert [r.id for r in client.list_sessions()] == [good]
+    assert str(path) in client.store.problems[bad]
+    with pytest.raises(SessionCorrupt, match=f"{bad}.jsonl"):
+        client.load_session(bad)
+    with pytest.raises(tether.errors.ImportFormatError, match="not a readable tether session file"):
+        client.import_session(path)
+
+
 def test_unreadable_file_reported(client):
     ok = client.create_session()
     (sessions_dir(client) / "dir.jsonl").mkdir()  # a name that cannot be read as a file

@@ -51,10 +51,7 @@ def list_(as_json: bool, limit: int | None, user_id: str | None) -> None:
     if not rows:
         click.echo("no sessions yet: `tether chat` starts one")
         return
-    click.echo(sessions_table(rows))
-    problems = getattr(c.store, "problems", None)
-    for sid, why in (problems or {}).items():
-        click.echo(f"tether: skipped {sid}: {why}", err=True)
+    click.echo(sessions_table(rows))  # skipped corrupt files were logged (to stderr) by the store
 
 
 def fast_summaries(limit: int | None, user_id: str | None) -> list[dict[str, Any]] | None:

@@ -84,7 +84,7 @@ def _from_jsonl(raw: bytes, source: str) -> Session:
     try:
         records, _ = split_records(raw, Path(source))
         return Fold(Path(source), records).session(Path(source))
-    except (SessionCorrupt, KeyError, TypeError, AttributeError) as e:
+    except (SessionCorrupt, KeyError, TypeError, AttributeError, ValueError) as e:
         raise ImportFormatError(f"{source} is not a readable tether session file: {e}") from None
 
 

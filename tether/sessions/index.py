@@ -121,10 +121,9 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
         raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
     records, _ = split_records(data, path)
     try:
-        fold = Fold(path, records)
-    except (KeyError, TypeError, AttributeError) as e:
-        raise SessionCorrupt(path, f"malformed record ({type(e).__name__})") from None
-    summary = fold.summary()
+        summary = Fold(path, records).summary()
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # odd usage or cost values
+        raise SessionCorrupt(path, f"malformed record ({type(e).__name__}: {e})") from None
     try:
         SessionSummary.model_validate(summary)
     except ValueError as e:

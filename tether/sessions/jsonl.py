@@ -183,7 +183,7 @@ class JsonlStore(SessionStore):
         records, _torn = split_records(data, path)
         try:
             return Fold(path, records)
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise SessionCorrupt(path, f"malformed record ({type(e).__name__}: {e})") from None
 
     def load(self, session_id: str) -> Session:

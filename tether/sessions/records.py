@@ -110,7 +110,15 @@ def summary_add_message(totals: Totals, m: dict[str, Any]) -> None:
 
 
 def extend_summary(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Fold appended records into a listing summary; None when only a full re-read can tell."""
+    """Fold appended records into a listing summary; None when only a full re-read can tell
+    (which also reports a malformed record, naming the file)."""
+    try:
+        return _extend_summary(summary, records)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
+
+
+def _extend_summary(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
     s = dict(summary)
     totals = Totals.model_validate(s["totals"])
     for rec in records:

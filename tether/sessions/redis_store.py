@@ -11,6 +11,7 @@ each with the list length it has folded in, so listing reads only new records.
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from .ids import validate_id
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
 from .records import Fold, edit_record, extend_summary, message_record, session_records, update_record
 from .store import SessionStore
+
+log = logging.getLogger("tether.sessions")
 
 _summaries = TypeAdapter(list[SessionSummary])
 
@@ -184,6 +187,7 @@ class RedisStore(SessionStore):
                     updates[sid] = json.dumps(entry)
             except SessionCorrupt as e:
                 problems[sid] = str(e)
+                log.warning("%s", e)  # as the file store does: say which session is skipped
                 continue
             rows.append(entry["s"])
         if updates:

@@ -43,8 +43,11 @@ class Replay:
         self.events: list[dict[str, Any]] = []
         self.unknown: list[dict[str, Any]] = []
         self.dead = 0
-        for rec in records[1:]:
-            self.apply(rec)
+        for no, rec in enumerate(records[1:], 2):
+            try:
+                self.apply(rec)
+            except (KeyError, TypeError, AttributeError, ValueError) as e:
+                raise SessionCorrupt(path, f"record {no} is malformed ({type(e).__name__}: {e})") from None
 
     def apply(self, rec: dict[str, Any]) -> None:
         kind = rec.get("type")
@@ -58,12 +61,12 @@ class Replay:
             if ts and ts > self.header.get("updated_at", ""):
                 self.header["updated_at"] = ts
         elif kind == "update":
-            self.header.update(rec["fields"])
+            self.header.update(_fields(rec))
             self.dead += 1
         elif kind == "edit":
             m = self.messages.get(rec["id"])
             if m is not None:
-                m.update(rec["fields"])
+                m.update(_fields(rec))
             self.dead += 1
         elif kind == "remove":
             self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
@@ -81,3 +84,10 @@ class Replay:
         out += [{"type": "message", "message": m} for m in self.messages.values()]
         out += [{"type": "event", "event": e} for e in self.events]
         return out + self.unknown
+
+
+def _fields(rec: dict[str, Any]) -> dict[str, Any]:
+    fields = rec["fields"]
+    if not isinstance(fields, dict):
+        raise TypeError("'fields' is not an object")
+    return fields
