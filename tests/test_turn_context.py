@@ -13,6 +13,37 @@ def test_context_options_validated_with_the_key_named(make_tether):
             make_tether(context=bad).preview_window(make_tether().create_session(), "q")
 
 
+@pytest.mark.parametrize("section,match", [
+    ("nosuch = 1", "context.nosuch: unknown option"), ("recency_share = 5", "context.recency_share: must be between 0"),
+    ("k1 = -3", "context.k1: must not be negative"), ('unit = "turns"', "context.unit: must be 'pair' or 'message'"),
+    ("summary_words = 0", "context.summary_every must be >= 1 and context.summary_words >= 10"),
+])
+def test_a_bad_context_section_is_a_config_error_naming_the_file(tether_home, section, match):
+    """It used to pass `tether config` and then fail every turn, after the config was read."""
+    from tether import Tether
+
+    tether_home.mkdir(parents=True)
+    path = tether_home / "config.toml"
+    path.write_text(f"[context]\n{section}\n")
+    t = Tether()
+    rep = t.config_report()
+    assert not rep.valid and match in rep.error and str(path) in rep.error
+    sid = t.create_session()  # session management does not need the config
+    with pytest.raises(ConfigError, match=match):
+        t.chat_once("hi", session_id=sid)
+
+
+def test_policy_ranges_checked_by_build_window_too():
+    from tether.context import build_window
+
+    history = [{"id": "a", "role": "user", "content": "hello"}]
+    assert build_window(history, "hi", budget_tokens=100, recency_share=1.0, k1=0.0).messages
+    for bad, match in (({"recency_share": 1.5}, "recency_share"), ({"passage_weight": -0.1}, "passage_weight"),
+                       ({"candidates": 0}, "candidates"), ({"unit": "turn"}, "unit")):
+        with pytest.raises(ValueError, match=match):
+            build_window(history, "hi", budget_tokens=100, **bad)
+
+
 def test_policy_option_changes_the_window(make_tether):
     t = make_tether()
     sid = t.create_session(model="small")  # a 400-token window: history must be chosen

@@ -117,11 +117,12 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
     """Interactive chat. Enter sends, Alt-Enter adds a line, /help lists commands."""
     from .home import ensure_dir, resolve_home
     from .router.config import load_config
+    from .turn_context import check_config
 
     if session_id and cont:
         raise click.UsageError("use either --session or --continue, not both")
     home = ensure_dir(resolve_home())
-    cfg = load_config(home)  # a bad config stops here with one line, before any prompt
+    cfg = load_config(home, check=check_config)  # a bad config stops here with one line, before any prompt
     from .render import make_console
     from .repl import Loader, Repl
 
@@ -282,9 +283,10 @@ def config(as_json: bool) -> None:
     """Where the config is, whether it validates, and the effective default model."""
     from .home import resolve_home
     from .router.config import inspect_config
+    from .turn_context import check_config
 
     home = resolve_home()
-    rep = inspect_config(home, None)
+    rep = inspect_config(home, None, check_config)
     cfg = rep.config
     if as_json:
         data = {"home": str(home), "path": str(rep.path), "exists": rep.exists, "valid": rep.valid,

@@ -180,9 +180,10 @@ class Tether:
         """Loaded on first use, so a bad config does not stop session management."""
         if self._turns is None:
             from .router.config import load_config
+            from .turn_context import check_config
             from .turns import Turns
 
-            cfg = load_config(self.home, self._config_source)
+            cfg = load_config(self.home, self._config_source, check_config)
             self._turns = Turns(self.store, cfg)
         return self._turns
 
@@ -194,8 +195,9 @@ class Tether:
     def config_report(self) -> ConfigReport:
         """Where the config is, whether it validates, the effective default model; never raises."""
         from .router.config import inspect_config
+        from .turn_context import check_config
 
-        return inspect_config(self.home, self._config_source)
+        return inspect_config(self.home, self._config_source, check_config)
 
     def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
         """Subscribe to "message", "fallback", "pin_changed" or "error"; returns an unsubscribe function."""

@@ -15,10 +15,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .sessions import Session, SessionStore
+
+if TYPE_CHECKING:  # `tether config` checks [context] without loading the session models
+    from .router.config import RouterConfig
+    from .sessions import Session, SessionStore
 
 log = logging.getLogger("tether")
 
@@ -56,6 +59,10 @@ class ContextSettings:
                 out.policy[key] = value
         if out.summary_every < 1 or out.summary_words < 10:
             raise ConfigError("context.summary_every must be >= 1 and context.summary_words >= 10")
+        try:
+            Policy.from_options(out.policy)  # the ranges: a share above 1, a negative weight...
+        except ValueError as e:
+            raise ConfigError(f"context.{e}") from None
         return out
 
     def window_options(self, session: Session) -> dict[str, Any]:
@@ -66,6 +73,13 @@ class ContextSettings:
 
         text = cached_summary(session)
         return {**self.policy, "summary_text": text} if text else self.policy
+
+
+def check_config(cfg: "RouterConfig") -> None:
+    """Validate the config's [context] section when the config is loaded, so `tether config`
+    reports it and a turn never fails on it after its message is saved."""
+    if "context" in cfg.sections:
+        ContextSettings.from_config(cfg.sections["context"])
 
 
 def summarise(store: SessionStore, complete: Any, session: Session, window: Any, settings: ContextSettings) -> bool:

@@ -49,6 +49,21 @@ class Policy:
     # extras
     summary_text: str | None = None  # a rolling summary of omitted turns (see summary.py); costs history budget
 
+    def __post_init__(self) -> None:
+        """Out-of-range values would not fail, only choose badly; say which one is wrong."""
+        for name in _SHARES:
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ValueError(f"{name}: must be between 0 and 1, got {v!r}")
+        for name in _NON_NEGATIVE:
+            v = getattr(self, name)
+            if v < 0:
+                raise ValueError(f"{name}: must not be negative, got {v!r}")
+        if self.candidates < 1:
+            raise ValueError(f"candidates: must be at least 1, got {self.candidates!r}")
+        if self.unit not in ("pair", "message"):
+            raise ValueError(f"unit: must be 'pair' or 'message', got {self.unit!r}")
+
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Policy":
         known = _FIELDS.get(cls)
@@ -60,6 +75,12 @@ class Policy:
         return cls(**options)
 
 
+_SHARES = ("recency_share", "recency_min", "truncate_share", "b", "embedding_weight")
+_NON_NEGATIVE = (
+    "recency_gate", "session_gap", "min_truncated", "k1", "typo_weight", "term_rarity", "feedback_docs",
+    "feedback_terms", "feedback_weight", "passage_weight", "passage_reach", "neighbour_weight", "neighbour_reach",
+    "speaker_boost", "date_boost", "answer_boost",
+)
 _FIELDS: dict[type, frozenset[str]] = {}  # option names per Policy class (fields() is slow per turn)
 
 

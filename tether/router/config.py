@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,10 +283,16 @@ def _known_bare(name: str) -> bool:
     return name.startswith(("gpt-", "o1", "o3", "o4", "claude-", "gemini-", "chatgpt-", "text-", "command"))
 
 
-def load_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None) -> RouterConfig:
-    """`config` as a dict or a path, else `<home>/config.toml` if present, else defaults."""
+def load_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None,
+                check: Callable[[RouterConfig], None] | None = None) -> RouterConfig:
+    """`config` as a dict or a path, else `<home>/config.toml` if present, else defaults.
+    `check` validates the sections other parts own ([context]); its ConfigError is reported
+    like the router's own, with the file named."""
     if isinstance(config, dict):
-        return parse_config(config, source="dict")
+        cfg = parse_config(config, source="dict")
+        if check:
+            check(cfg)
+        return cfg
     path = Path(config) if config is not None else home / CONFIG_FILE
     if not path.exists():
         if config is not None:
@@ -300,7 +307,10 @@ def load_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | No
     except OSError as e:
         raise ConfigError(f"config file {path}: {e.strerror or e}") from None
     try:
-        return parse_config(raw, path=path, source="file")
+        cfg = parse_config(raw, path=path, source="file")
+        if check:
+            check(cfg)
+        return cfg
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
 
@@ -320,10 +330,11 @@ class ConfigReport:
         return self.config.default_model if self.config else None
 
 
-def inspect_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None) -> ConfigReport:
+def inspect_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None,
+                   check: Callable[[RouterConfig], None] | None = None) -> ConfigReport:
     path = Path(config) if isinstance(config, (str, os.PathLike)) else home / CONFIG_FILE
     try:
-        cfg = load_config(home, config)
+        cfg = load_config(home, config, check)
         return ConfigReport(path=path, exists=path.exists(), valid=True, error=None, config=cfg)
     except ConfigError as e:
         return ConfigReport(path=path, exists=path.exists(), valid=False, error=str(e), config=None)
