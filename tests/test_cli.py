@@ -123,6 +123,7 @@ def test_export_and_import_round_trip(tmp_path):
     assert md.startswith("# Round trip") and "## user" in md
     target = tmp_path / "export.json"
     ok("sessions", "export", sid, "-o", str(target))
+    assert target.stat().st_mode & 0o777 == 0o600  # it holds the chat, as the session file does
     r = fails("sessions", "import", str(target))
     assert "--overwrite" in r.stderr
     Tether().delete_session(sid)

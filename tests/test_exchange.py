@@ -89,6 +89,20 @@ def test_tether_jsonl_file_imports(tmp_path):
     assert [m.content for m in c.load_session(sid).messages] == ["hello"]
 
 
+def test_a_session_file_with_only_its_header_imports(tmp_path):
+    """A session created and never written to is one line: it parsed as a JSON document and
+    was refused as "not a session"."""
+    c = tether.Tether()
+    sid = c.create_session(title="empty", context={"k": "v"})
+    raw = (c.home / "sessions" / f"{sid}.jsonl").read_bytes()
+    assert raw.count(b"\n") == 1
+    c.delete_session(sid)
+    (tmp_path / "s.jsonl").write_bytes(raw)
+    assert c.import_session(tmp_path / "s.jsonl") == sid
+    s = c.load_session(sid)
+    assert (s.title, s.context, s.messages) == ("empty", {"k": "v"}, [])
+
+
 def test_markdown_export_has_every_turn():
     c = tether.Tether()
     sid = c.create_session(title="Notes", system="Be brief", model="gpt-x")

@@ -277,6 +277,14 @@ def test_export_prints_or_writes(tether_home, tmp_path):
         out = c.run(f"/export md {tmp_path / 'missing' / 'x.md'}\rstill here\r")
         assert "error:" in out and "missing" in out
         assert c.messages()[-2].content == "still here"
+        # the format follows the file's suffix; an unknown one, or an existing file, is refused
+        c.run(f"/export {tmp_path / 'by_suffix.json'}\r")
+        assert json.loads((tmp_path / "by_suffix.json").read_text())["id"] == c.repl.session_id
+        assert oct((tmp_path / "by_suffix.json").stat().st_mode & 0o777) == oct(0o600)
+        out = c.run("/export yaml\r")
+        assert "cannot tell the format of 'yaml'" in out and not (Path.cwd() / "yaml").exists()
+        out = c.run(f"/export md {target}\r")
+        assert "exists" in out and json.loads(target.read_text())["id"] == c.repl.session_id
 
 
 def test_clear_history_empties_the_session(tether_home):
@@ -417,3 +425,24 @@ def test_answer_view_on_a_terminal_streams_a_tail_then_draws_the_whole_markdown(
     final = text[text.rindex("item 0"):]  # the last drawing starts with the first item
     assert all(f"item {i}" in final for i in range(30)) and "**" not in final  # rendered, not raw
     assert view.text.count("item") == 30
+
+
+def test_typed_history_is_private_even_in_a_shared_folder(tmp_path):
+    import os
+    import stat
+
+    from tether.repl_input import LockedFileHistory
+
+    old = os.umask(0)
+    try:
+        fresh = tmp_path / "fresh_history"
+        LockedFileHistory(fresh).store_string("my secret question")
+        loose = tmp_path / "loose_history"
+        loose.write_text("")
+        loose.chmod(0o644)
+        LockedFileHistory(loose).store_string("another")
+    finally:
+        os.umask(old)
+    for p in (fresh, loose):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+    assert "my secret question" in fresh.read_text()

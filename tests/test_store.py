@@ -194,11 +194,13 @@ def test_permissions_private_even_with_open_umask(client):
             assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
 
 
-def test_existing_loose_folder_is_tightened(tether_home):
+def test_existing_loose_sessions_folder_is_tightened_but_the_users_home_is_left_alone(tether_home):
     (tether_home / "sessions").mkdir(parents=True, mode=0o755)
     os.chmod(tether_home / "sessions", 0o755)
+    os.chmod(tether_home, 0o755)  # e.g. Tether(home=".") in a project folder
     tether.Tether()
     assert stat.S_IMODE((tether_home / "sessions").stat().st_mode) == 0o700
+    assert stat.S_IMODE(tether_home.stat().st_mode) == 0o755
 
 
 def test_torn_last_line_ignored_then_repaired(client):

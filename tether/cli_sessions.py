@@ -128,7 +128,9 @@ def export(session_id: str, fmt: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        from .cli_util import write_export
+
+        write_export(output, text)
         click.echo(f"exported to {output}", err=True)
 
 

@@ -1,6 +1,7 @@
 """Small helpers shared by the commands and the chat loop (neither imports the other)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,15 @@ if TYPE_CHECKING:
 
 class AmbiguousSessionId(TetherError, LookupError):
     """A prefix that matches more than one session."""
+
+
+def write_export(path: Path, text: str, *, replace: bool = True) -> None:
+    """Write an export as the session files are kept: a new file is 0600 (it holds the chat).
+    `replace=False` refuses an existing file (FileExistsError names it)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
 
 
 def client() -> Tether:

@@ -25,11 +25,7 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 
 
 def ensure_dir(path: Path) -> Path:
-    """Create a private (0700) directory, tightening it if it already exists."""
+    """Create the home as a private (0700) directory. An existing one is the user's (a project
+    folder, say) and keeps its mode: the sessions folder inside is made private on its own."""
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        if path.stat().st_mode & 0o077:
-            path.chmod(0o700)
-    except OSError:
-        pass
     return path

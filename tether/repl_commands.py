@@ -166,21 +166,36 @@ def _undo(r: Repl, arg: str) -> None:
     r.info(f"removed the last exchange ({len(msgs) - i} messages)")
 
 
+_EXPORT_FORMATS = {"md": "markdown", "markdown": "markdown", "json": "json"}
+_EXPORT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".json": "json"}
+
+
 def _export(r: Repl, arg: str) -> None:
+    """/export [md|json] [FILE]: the format is the first word, else the file's suffix."""
     if r.session_id is None:
         r.info("nothing to export yet")
         return
     words = arg.split(maxsplit=1)
-    fmt = "md"
-    if words and words[0] in ("md", "markdown", "json"):
-        fmt = words.pop(0)
-    text = r.client.export_session(r.session_id, "json" if fmt == "json" else "markdown")
-    if words:
-        path = Path(words[0]).expanduser()
-        path.write_text(text + ("" if text.endswith("\n") else "\n"), encoding="utf-8")
-        r.info(f"exported to {path}")
-    else:
+    fmt = _EXPORT_FORMATS.get(words[0].lower()) if words else "markdown"
+    if fmt is not None and words:
+        words.pop(0)
+    path = Path(words[0]).expanduser() if words else None
+    if fmt is None:
+        fmt = _EXPORT_SUFFIXES.get(path.suffix.lower()) if path else None
+        if fmt is None:
+            raise ValueError(f"cannot tell the format of {words[0]!r}: name a .md or .json file, "
+                             "or give the format first (/export json FILE)")
+    text = r.client.export_session(r.session_id, fmt)
+    if path is None:
         r.console.print(text, markup=False, highlight=False)
+        return
+    from .cli_util import write_export
+
+    try:
+        write_export(path, text, replace=False)
+    except FileExistsError:
+        raise ValueError(f"{path} exists: remove it or choose another name") from None
+    r.info(f"exported to {path} ({fmt})")
 
 
 def _clear(r: Repl, arg: str) -> None:

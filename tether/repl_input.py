@@ -4,6 +4,7 @@ Kept apart from the loop so each can be tested alone and the loop reads plainly.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,7 +43,15 @@ class LockedFileHistory(FileHistory):
 
     def store_string(self, string: str) -> None:
         with self._lock():
+            _private_file(Path(self.filename))  # what the user typed is as private as the sessions
             super().store_string(string)
+
+
+def _private_file(path: Path) -> None:
+    """Create the file 0600, or tighten it: the home may be a shared folder (0755)."""
+    os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def key_bindings() -> KeyBindings:

@@ -67,7 +67,10 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
     else:
         raw = data_or_path.encode() if isinstance(data_or_path, str) else data_or_path
     try:
-        return _from_document(json.loads(raw), source)
+        doc = json.loads(raw)
+        if isinstance(doc, dict) and doc.get("type") == "header":  # a .jsonl file of one line
+            return _from_jsonl(raw if raw.endswith(b"\n") else raw + b"\n", source)
+        return _from_document(doc, source)
     except ValueError as first:
         if isinstance(first, ImportFormatError):
             raise
