@@ -209,6 +209,9 @@ def test_ask_without_a_prompt_is_a_usage_error():
 
 def test_continue_means_the_most_recently_used_session_not_the_newest():
     t = Tether()
+    first = ok("ask", "-c", "nothing to continue")  # says so, as `chat -c` does, and starts one
+    assert "no session to continue yet" in first.stderr and len(t.list_sessions()) == 1
+    t.delete_session(t.list_sessions()[0].id)
     older = t.chat_once("older").session_id
     t.chat_once("newer")
     t.chat_once("older again", session_id=older)  # the older session is now the last used
@@ -221,7 +224,7 @@ def test_ask_json_no_stream_model_and_system():
     assert data["text"].startswith("echo: hi") and data["model"] == "tether/echo"
     assert data["usage"]["total_tokens"] > 0 and data["attempts"][0]["kind"] == "ok"
     s = Tether().load_session(data["session_id"])
-    assert s.system == "Be terse." and s.pinned_model == "tether/echo"
+    assert s.system == "Be terse." and s.pinned_model == "tether/echo" and s.title == "hi"
     out = ok("ask", "--no-stream", "--session", data["session_id"], "again").stdout
     assert out.startswith("echo: again") and "4 messages" in out  # system, first turn, this prompt
 

@@ -86,7 +86,7 @@ def test_broken_toml_names_the_file(tether_home):
 def test_no_config_no_keys_means_echo_with_notice(tether_home):
     cfg = load_config(tether_home)
     assert cfg.default_model == ECHO_MODEL and cfg.source == "none"
-    assert "config.toml" in cfg.notice and "OPENAI_API_KEY" in cfg.notice
+    assert str(tether_home / "config.toml") in cfg.notice and "OPENAI_API_KEY" in cfg.notice  # the real path
 
 
 def test_provider_key_in_env_picks_that_provider(tether_home, monkeypatch):
@@ -128,3 +128,13 @@ def test_import_and_session_ops_do_not_import_litellm(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_home_that_is_a_file_is_named(tmp_path, monkeypatch):
+    home = tmp_path / "afile"
+    home.write_text("")
+    monkeypatch.setenv("TETHER_HOME", str(home))
+    with pytest.raises(ConfigError, match=f"tether home {home} is not a directory"):
+        Tether()
+    rep = inspect_config(home)
+    assert not rep.valid and "not a directory" in rep.error

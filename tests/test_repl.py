@@ -193,6 +193,10 @@ def test_new_sessions_and_switch(tether_home):
         out = c.run("/new\rin the second\r/sessions\r")
         second = c.repl.session_id
         assert second != first and first in out and second in out
+        out = c.run("/sessions 1\r")
+        assert second in out and first not in out  # the most recently used one
+        for bad in ("x", "-3", "0"):
+            assert "a positive number" in c.run(f"/sessions {bad}\r")
         out = c.run(f"/switch {first[:-3]}\r")  # a unique prefix
         assert c.repl.session_id == first and "echo: in the first" in out
         out = c.run("/switch nosuchsession\r")
@@ -237,6 +241,10 @@ def test_context_shows_the_window_and_what_was_dropped(tether_home):
         assert "window for tiny (tether/echo)" in out and "history budget" in out
         assert "ROLE" in out and "TOKENS" in out
         assert "dropped:" in out and "nothing" not in out.split("dropped:")[1].split("\n")[0]
+        # a question too big for the window stays in the session, unanswered, and /context says it is not sent
+        out = c.run(" ".join(f"big{j}" for j in range(7000)) + "\r")
+        assert c.messages()[-1].status == "unanswered"
+        assert "not sent: 1 unanswered question" in c.run("/context\r")
 
 
 def test_tokens_reports_the_session_totals(tether_home):

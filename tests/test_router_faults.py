@@ -38,6 +38,10 @@ def test_transient_errors_retry_then_fall_back(make_tether, fake_server, fault, 
     assert r.model == "backup" and r.fallback_from == "main" and r.pinned_model == "main"
     assert kinds(r) == [("main", kind), ("main", kind), ("backup", "ok")]
     assert r.text.startswith("backup says")
+    # latency_ms is the answering call; turn_ms the whole turn, failed tries and back-off included
+    tries = sum(a.seconds for a in r.attempts) * 1000
+    assert r.latency_ms == pytest.approx(r.attempts[-1].seconds * 1000)
+    assert r.turn_ms >= tries > r.latency_ms
 
 
 def test_timeout_retries_then_falls_back(make_tether, fake_server):
@@ -221,6 +225,24 @@ def test_a_missing_api_key_is_an_auth_error_not_retried(make_tether, fake_server
     r = make_tether(default_model="nokey", retries=3, models={"nokey": nokey}).chat_once("hi")
     assert kinds(r) == [("nokey", "auth"), ("backup", "ok")]
     assert "Missing credentials" in r.attempts[0].error
+
+
+def test_an_auth_failure_says_which_variable_to_set(make_tether, fake_server, monkeypatch):
+    """"every model failed: x: auth (401)" left users guessing; the message names the variable
+    (the model's api_key_env, else the one litellm expects), never a key."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("LOCAL_KEY", raising=False)
+    fake_server.always.update({"main": "401"})
+    models = {"envkey": {"model": "openai/main", "api_base": fake_server.base, "api_key_env": "LOCAL_KEY"},
+              "nokey": {"model": "openai/main", "api_base": fake_server.base},
+              "given": {"model": "openai/main", "api_base": fake_server.base, "api_key": "sk-abcdefghijklmnop"}}
+    t = make_tether(default_model="envkey", fallbacks=["nokey", "given"], models=models)
+    with pytest.raises(AllModelsFailed) as e:
+        t.chat_once("hi")
+    msg = str(e.value)
+    assert "envkey: auth (401): LOCAL_KEY is not set" in msg
+    assert "nokey: auth (401): set OPENAI_API_KEY" in msg
+    assert "given: auth (401): the configured key was refused" in msg and "abcdefgh" not in msg
 
 
 def test_a_mistyped_model_name_never_becomes_a_pin(make_tether, fake_server):

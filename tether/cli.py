@@ -198,11 +198,15 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
 
     c = client()
     sid = resolve_session_id(c, session_id) if session_id else (most_recent_session(c) if cont else None)
+    if cont and sid is None:
+        click.echo("tether: no session to continue yet: starting a new one", err=True)
     if model:
         model = c.turns.check_model(model)  # before anything is written
     if system is not None:
         if sid is None:
-            sid = c.create_session(system=system, model=model)
+            from .turns import title_from
+
+            sid = c.create_session(system=system, model=model, title=title_from(text))
         else:
             c.update_session(sid, system=system)
     if as_json or no_stream:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ConfigError
+
 ENV_VAR = "TETHER_HOME"
 
 
@@ -27,5 +29,10 @@ def resolve_home(home: str | os.PathLike[str] | None = None) -> Path:
 def ensure_dir(path: Path) -> Path:
     """Create the home as a private (0700) directory. An existing one is the user's (a project
     folder, say) and keeps its mode: the sessions folder inside is made private on its own."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # a file, or a parent that is one
+        raise ConfigError(f"tether home {path} is not a directory (set {ENV_VAR} to a folder)") from None
+    except OSError as e:
+        raise ConfigError(f"cannot create tether home {path}: {e.strerror or e}") from None
     return path

@@ -35,7 +35,9 @@ def _new(r: Repl, arg: str) -> None:
 
 
 def _sessions(r: Repl, arg: str) -> None:
-    rows = r.client.list_sessions(limit=int(arg) if arg.isdigit() else 20)
+    if arg and not (arg.isdigit() and int(arg) > 0):
+        raise ValueError(f"/sessions takes how many to show (a positive number), not {arg!r}")
+    rows = r.client.list_sessions(limit=int(arg) if arg else 20)
     if not rows:
         r.info("no sessions yet")
         return
@@ -121,6 +123,9 @@ def _context(r: Repl, arg: str) -> None:
         r.info("dropped: nothing, the whole history fits")
     if w.truncated_ids:
         r.info(f"shortened to fit: {', '.join(w.truncated_ids)}")
+    waiting = sum(m.status == "unanswered" for m in r.client.get_history(r.session_id))
+    if waiting:  # kept in the session but never sent: they would read as asked again
+        r.info(f"not sent: {waiting} unanswered question{'s' if waiting > 1 else ''} (/retry answers the last)")
 
 
 def _tokens(r: Repl, arg: str) -> None:

@@ -5,6 +5,7 @@ Kept apart from `turns.py` (the turn's logic) so the data a caller sees reads in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,8 @@ class ChatResult:
     attempts: list[Attempt] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     cost_usd: float | None = None
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0        # the answering call: request to last token
+    turn_ms: float = 0.0           # the whole turn from the saved question: failed tries, back-offs, window
     window_tokens: int = 0
     window_dropped: int = 0
     litellm_model: str | None = None
@@ -74,6 +76,7 @@ class TurnStart:
     chain: list[str]
     history: list[Message]
     reused: bool = False
+    started: float = field(default_factory=time.perf_counter)  # the question is on disk from here
 
 
 def sendable(messages: list[Message]) -> list[Message]:

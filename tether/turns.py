@@ -26,6 +26,12 @@ from .turn_context import ContextSettings, summarise
 from .turn_types import ChatResult, Events, TurnStart, sendable
 
 log = logging.getLogger("tether")
+def title_from(prompt: str) -> str:
+    """A new session's title: its first message's first line, cut at 60 characters."""
+    first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
+    return first_line[:60] + ("…" if len(first_line) > 60 else "")
+
+
 class Turns:
     """Everything a turn does, independent of sync/async (I/O helpers are plain functions)."""
 
@@ -127,10 +133,8 @@ class Turns:
             loaded = None  # the stream's partial answer was just stored: read the session again
         if session_id is None:
             name, reason = self.pick_model(prompt, model)
-            first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
-            title = first_line[:60] + ("…" if len(first_line) > 60 else "")
             # created with its pin event: one write, not a create and then an append
-            session = Session(pinned_model=name, pin_reason=reason, title=title,
+            session = Session(pinned_model=name, pin_reason=reason, title=title_from(prompt),
                               events=[SessionEvent.pin_changed(None, name, reason)])
             self.store.create(session)
         else:
@@ -243,7 +247,7 @@ class Turns:
             text=out.text, session_id=s.id, model=out.model, pinned_model=pinned,
             fallback_from=ts.chain[0] if out.model != ts.chain[0] else None, attempts=out.attempts,
             usage=dict(out.usage), cost_usd=out.cost_usd, latency_ms=out.latency_ms,
-            window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
+            turn_ms=round((time.perf_counter() - ts.started) * 1000, 3), window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
             litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
         )
 

@@ -288,6 +288,14 @@ def load_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | No
     """`config` as a dict or a path, else `<home>/config.toml` if present, else defaults.
     `check` validates the sections other parts own ([context]); its ConfigError is reported
     like the router's own, with the file named."""
+    cfg = _load(home, config, check)
+    if cfg.notice:  # say where the file goes, for library users too
+        cfg.notice = cfg.notice.replace("<home>", str(home))
+    return cfg
+
+
+def _load(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None,
+          check: Callable[[RouterConfig], None] | None) -> RouterConfig:
     if isinstance(config, dict):
         cfg = parse_config(config, source="dict")
         if check:
@@ -300,6 +308,8 @@ def load_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | No
         cfg = RouterConfig(path=None, source="none")
         cfg.default_model, cfg.default_reason, cfg.notice = env_default()
         return cfg
+    if not path.is_file():
+        raise ConfigError(f"config file {path} is not a file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
@@ -333,6 +343,9 @@ class ConfigReport:
 def inspect_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None,
                    check: Callable[[RouterConfig], None] | None = None) -> ConfigReport:
     path = Path(config) if isinstance(config, (str, os.PathLike)) else home / CONFIG_FILE
+    if home.exists() and not home.is_dir():
+        return ConfigReport(path=path, exists=False, valid=False, config=None,
+                            error=f"tether home {home} is not a directory")
     try:
         cfg = load_config(home, config, check)
         return ConfigReport(path=path, exists=path.exists(), valid=True, error=None, config=cfg)

@@ -11,6 +11,7 @@ steps; the sync, async and streaming runners only execute those steps.
 """
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable, Generator
@@ -192,8 +193,27 @@ class Router:
         if attempts and all(a.kind == "context_overflow" for a in attempts):
             # no model could take the turn at all: say how big it is, not just "every model failed"
             raise PromptTooLarge(f"{attempts[-1].error} (no configured model with a larger window)", attempts)
-        summary = "; ".join(f"{a.model}: {a.kind}" + (f" ({a.status})" if a.status else "") for a in attempts)
+        summary = "; ".join(f"{a.model}: {a.kind}" + (f" ({a.status})" if a.status else "")
+                            + (f": {self.key_hint(a.model)}" if a.kind == "auth" else "") for a in attempts)
         raise AllModelsFailed(f"every model failed: {summary}", attempts)
+
+    def key_hint(self, name: str) -> str:
+        """Why a model refused us, in the user's terms: which variable to set, or that the key
+        given was rejected. Names variables only, never a key."""
+        spec = self.config.spec(name)
+        if spec.api_key_env and not os.environ.get(spec.api_key_env):
+            return f"{spec.api_key_env} is not set"
+        if spec.resolved_api_key():
+            return "the configured key was refused"
+        try:
+            from ._lite import litellm
+
+            missing = litellm().validate_environment(model=spec.model).get("missing_keys") or []
+        except Exception:  # noqa: BLE001 - only a hint
+            missing = []
+        if missing:
+            return f"set {missing[0]}" + (f" (or {', '.join(missing[1:])})" if missing[1:] else "")
+        return "the key in the environment was refused"
 
     def _larger_first(self, queue: list[str], tried: set[str], window: int) -> list[str]:
         """After an overflow only larger windows help: the chain's in order, then other configured ones, smallest first."""
