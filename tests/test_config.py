@@ -56,6 +56,7 @@ def test_issue_example_parses_with_chains_and_routes(tether_home):
     ({"models": {"a": {"model": "gpt-4o", "fallbacks": ["b"]}}}, "models.a.fallbacks[0]"),
     ({"routes": [{"model": "gpt-4o", "when": {"contains": ["code", 2]}}]}, "routes[0].when.contains[1]"),
     ({"models": {"a": {"model": "gpt-4o"}, "b": {"model": "gpt-4o-mini"}}}, "default_model"),
+    ({"store": {"url": "redis://x"}}, "store"),  # no such section: it was silently ignored
 ])
 def test_validation_errors_name_the_bad_key(raw, key):
     with pytest.raises(ConfigError) as e:

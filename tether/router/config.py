@@ -29,7 +29,7 @@ ENV_DEFAULTS: list[tuple[str, str]] = [
     ("GROQ_API_KEY", "groq/llama-3.1-8b-instant"),
 ]
 # sections other parts of tether own; the router passes them through untouched
-PASSTHROUGH = frozenset({"context", "store", "cli", "sessions"})
+PASSTHROUGH = frozenset({"context"})
 
 _MODEL_KEYS = {
     "model": str, "api_base": str, "api_key": str, "api_key_env": str, "context_window": int,
