@@ -26,6 +26,8 @@ from .turn_context import ContextSettings, summarise
 from .turn_types import ChatResult, Events, TurnStart, sendable
 
 log = logging.getLogger("tether")
+
+
 def title_from(prompt: str) -> str:
     """A new session's title: its first message's first line, cut at 60 characters."""
     first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
