@@ -103,6 +103,21 @@ def test_a_session_file_with_only_its_header_imports(tmp_path):
     assert (s.title, s.context, s.messages) == ("empty", {"k": "v"}, [])
 
 
+def test_last_use_compares_times_not_strings():
+    """JSON drops a zero microsecond part: "00:00:00Z" sorted after "00:00:00.000001Z" as text
+    ("." < "Z"), so a message could fail to move updated_at and listings could misorder."""
+    c = tether.Tether()
+    whole = {"id": "whole", "messages": [], "updated_at": "2000-01-01T00:00:00Z"}
+    later = {"id": "later", "messages": [], "updated_at": "2000-01-01T00:00:00.000001Z"}
+    offset = {"id": "offset", "messages": [], "updated_at": "2000-01-01T01:00:00.000002+01:00"}
+    for doc in (whole, later, offset):
+        c.import_session(doc)
+    assert [s.id for s in c.list_sessions()] == ["offset", "later", "whole"]
+    msg = {"role": "user", "content": "x", "timestamp": "2000-01-01T00:00:00.000001Z"}
+    c.import_session({"id": "moved", "messages": [msg], "updated_at": "2000-01-01T00:00:00Z"})
+    assert c.load_session("moved").updated_at == datetime(2000, 1, 1, 0, 0, 0, 1, tzinfo=timezone.utc)
+
+
 def test_markdown_export_has_every_turn():
     c = tether.Tether()
     sid = c.create_session(title="Notes", system="Be brief", model="gpt-x")

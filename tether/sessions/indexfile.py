@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .replay import time_key
+
 INDEX_NAME = ".index.json"
 INDEX_VERSION = 1
 SUFFIX = ".jsonl"
@@ -58,7 +60,7 @@ def fresh_rows(root: Path) -> list[dict[str, Any]] | None:
 
 
 def _recency(row: dict[str, Any]) -> tuple[str, str]:
-    return row.get("updated_at") or "", row.get("id") or ""
+    return time_key(row.get("updated_at") or ""), row.get("id") or ""
 
 
 def select_rows(rows: list[dict[str, Any]], limit: int | None = None, user_id: str | None = None,

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from ..errors import SessionCorrupt
 from .models import HEADER_FIELDS, Message, Session, Totals, utcnow
-from .replay import Replay
+from .replay import Replay, time_key
 
 
 @contextmanager
@@ -126,7 +126,7 @@ def _extend_summary(summary: dict[str, Any], records: list[dict[str, Any]]) -> d
         if kind == "message":
             m = rec.get("message") or {}
             summary_add_message(totals, m)
-            if (m.get("timestamp") or "") > (s.get("updated_at") or ""):
+            if time_key(m.get("timestamp") or "") > time_key(s.get("updated_at") or ""):
                 s["updated_at"] = m["timestamp"]
         elif kind == "update":
             s.update({k: v for k, v in (rec.get("fields") or {}).items() if k in SUMMARY_HEADER})

@@ -6,6 +6,7 @@ session before pydantic and the client have loaded; `records.Fold` builds on thi
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import SessionCorrupt
@@ -30,6 +31,23 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], bool
     if not all(isinstance(r, dict) for r in records):
         raise SessionCorrupt(path, "a record is not a JSON object")
     return records, torn
+
+
+def time_key(ts: str) -> str:
+    """A stored timestamp as a string that sorts by time. JSON drops a zero microsecond part
+    ("...00Z" vs "...00.000001Z", where "." < "Z") and an import may keep an offset, so the
+    strings themselves do not sort; most are already in the full form and return as they are."""
+    if len(ts) == 27 and ts[-1] == "Z" and ts[19] == ".":
+        return ts
+    if len(ts) == 20 and ts[-1] == "Z":
+        return ts[:19] + ".000000Z"
+    try:
+        t = datetime.fromisoformat(ts)
+    except (TypeError, ValueError):
+        return ts
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc).replace(tzinfo=None)
+    return t.isoformat(timespec="microseconds") + "Z"
 
 
 class Replay:
@@ -58,7 +76,7 @@ class Replay:
                 key = f"{key}\x00{len(self.messages)}"
             self.messages[key] = m
             ts = m.get("timestamp")
-            if ts and ts > self.header.get("updated_at", ""):
+            if ts and time_key(ts) > time_key(self.header.get("updated_at") or ""):
                 self.header["updated_at"] = ts
         elif kind == "update":
             self.header.update(_fields(rec))
