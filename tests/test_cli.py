@@ -124,6 +124,8 @@ def test_export_and_import_round_trip(tmp_path):
     target = tmp_path / "export.json"
     ok("sessions", "export", sid, "-o", str(target))
     assert target.stat().st_mode & 0o777 == 0o600  # it holds the chat, as the session file does
+    assert ok("sessions", "export", sid, "-o", str(tmp_path / "e.md")).exit_code == 0
+    assert (tmp_path / "e.md").read_text().startswith("# Round trip")  # the suffix picks Markdown
     r = fails("sessions", "import", str(target))
     assert "--overwrite" in r.stderr
     Tether().delete_session(sid)

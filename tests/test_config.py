@@ -137,5 +137,6 @@ def test_a_home_that_is_a_file_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("TETHER_HOME", str(home))
     with pytest.raises(ConfigError, match=f"tether home {home} is not a directory"):
         Tether()
-    rep = inspect_config(home)
-    assert not rep.valid and "not a directory" in rep.error
+    for h in (home, home / "sub"):  # the home, or a folder it needs, is a file
+        rep = inspect_config(h)
+        assert not rep.valid and f"{home} is a file" in rep.error

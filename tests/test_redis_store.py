@@ -1,6 +1,7 @@
 """The Redis store against a real redis-server (started here), and the store contract on both backends."""
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -126,6 +127,21 @@ def test_redis_corrupt_record_named_and_skipped(redis_url):
         c.load_session(bad)
     assert [r.id for r in c.list_sessions()] == [good]
     assert bad in store.problems
+
+
+
+@pytest.mark.parametrize("record", [{"type": "update", "fields": {"title": 7}}, {"type": "event", "event": "x"}])
+def test_redis_a_record_of_the_wrong_shape_skips_its_session(redis_url, record):
+    """Appended after a listing (the summary is extended) and on a fresh listing (folded)."""
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    c = tether.Tether(store=store)
+    good = c.create_session(title="good")
+    bad = c.create_session(title="bad")
+    assert len(c.list_sessions()) == 2
+    store.r.rpush(store._log(bad), json.dumps(record))
+    assert [r.id for r in c.list_sessions()] == [good] and bad in store.problems
+    store.r.delete(store.summaries)
+    assert [r.id for r in c.list_sessions()] == [good] and bad in store.problems
 
 
 WRITER = r"""

@@ -245,6 +245,8 @@ def test_structurally_broken_files(client, content):
     {"type": "update", "fields": "oops"}, {"type": "update", "fields": [["title", "x"]]},
     {"type": "edit", "id": "m", "fields": 3}, {"type": "message", "message": "text"},
     {"type": "message", "message": {"id": "z", "role": "user", "content": "x", "usage": {"prompt_tokens": "many"}}},
+    {"type": "update", "fields": {"updated_at": 5}}, {"type": "update", "fields": {"title": 7}},
+    {"type": "update"}, {"type": "message", "message": {"role": "user"}}, {"type": "event", "event": "x"},
 ])
 def test_a_malformed_record_skips_its_session_only(client, tmp_path, record):
     """One bad line used to stop every listing (and `chat -c`) with an error naming no file."""

@@ -15,7 +15,8 @@ def test_context_options_validated_with_the_key_named(make_tether):
 
 @pytest.mark.parametrize("section,match", [
     ("nosuch = 1", "context.nosuch: unknown option"), ("recency_share = 5", "context.recency_share: must be between 0"),
-    ("k1 = -3", "context.k1: must not be negative"), ('unit = "turns"', "context.unit: must be 'pair' or 'message'"),
+    ("k1 = -3", "context.k1: must be a finite number, not negative"), ("term_rarity = nan", "context.term_rarity"),
+    ("passage_weight = inf", "context.passage_weight"), ('unit = "turns"', "context.unit: must be 'pair' or 'message'"),
     ("summary_words = 0", "context.summary_every must be >= 1 and context.summary_words >= 10"),
 ])
 def test_a_bad_context_section_is_a_config_error_naming_the_file(tether_home, section, match):

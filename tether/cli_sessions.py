@@ -116,11 +116,13 @@ def delete(session_id: str, yes: bool) -> None:
 
 @sessions.command()
 @click.argument("session_id", metavar="ID")
-@click.option("-f", "--format", "fmt", type=click.Choice(["json", "md", "markdown"]), default="json",
-              show_default=True)
+@click.option("-f", "--format", "fmt", type=click.Choice(["json", "md", "markdown"]), default=None,
+              help="Default: md for an -o FILE ending .md/.markdown/.txt, else json.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE.")
-def export(session_id: str, fmt: str, output: Path | None) -> None:
+def export(session_id: str, fmt: str | None, output: Path | None) -> None:
     """Export a session as JSON (re-importable) or Markdown."""
+    if fmt is None:
+        fmt = "md" if output is not None and output.suffix.lower() in (".md", ".markdown", ".txt") else "json"
     c = client()
     text = c.export_session(_resolve(c, session_id), "json" if fmt == "json" else "markdown")
     if not text.endswith("\n"):

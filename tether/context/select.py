@@ -8,6 +8,7 @@ leftover to recency again.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -57,8 +58,8 @@ class Policy:
                 raise ValueError(f"{name}: must be between 0 and 1, got {v!r}")
         for name in _NON_NEGATIVE:
             v = getattr(self, name)
-            if v < 0:
-                raise ValueError(f"{name}: must not be negative, got {v!r}")
+            if not 0 <= v < math.inf:  # NaN fails this too
+                raise ValueError(f"{name}: must be a finite number, not negative, got {v!r}")
         if self.candidates < 1:
             raise ValueError(f"candidates: must be at least 1, got {self.candidates!r}")
         if self.unit not in ("pair", "message"):

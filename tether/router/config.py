@@ -343,9 +343,10 @@ class ConfigReport:
 def inspect_config(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None = None,
                    check: Callable[[RouterConfig], None] | None = None) -> ConfigReport:
     path = Path(config) if isinstance(config, (str, os.PathLike)) else home / CONFIG_FILE
-    if home.exists() and not home.is_dir():
+    existing = next((p for p in (home, *home.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():  # the home, or a folder it needs, is a file
         return ConfigReport(path=path, exists=False, valid=False, config=None,
-                            error=f"tether home {home} is not a directory")
+                            error=f"tether home {home} cannot be a directory: {existing} is a file")
     try:
         cfg = load_config(home, config, check)
         return ConfigReport(path=path, exists=path.exists(), valid=True, error=None, config=cfg)

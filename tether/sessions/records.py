@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import SessionCorrupt
-from .models import HEADER_FIELDS, Message, Session, Totals, utcnow
-from .replay import Replay, time_key
+from .models import HEADER_FIELDS, Message, Session, SessionSummary, Totals, utcnow
+from .replay import Replay, check_record, time_key
 
 
 @contextmanager
@@ -113,23 +113,31 @@ def extend_summary(summary: dict[str, Any], records: list[dict[str, Any]]) -> di
     """Fold appended records into a listing summary; None when only a full re-read can tell
     (which also reports a malformed record, naming the file)."""
     try:
-        return _extend_summary(summary, records)
+        s = _extend_summary(summary, records)
+        return valid_summary(s) if s is not None else None
     except (KeyError, TypeError, AttributeError, ValueError):
         return None
+
+
+def valid_summary(s: dict[str, Any]) -> dict[str, Any]:
+    """The summary if a listing can show it (a title that is a string...); else ValueError."""
+    SessionSummary.model_validate(s)
+    return s
 
 
 def _extend_summary(summary: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
     s = dict(summary)
     totals = Totals.model_validate(s["totals"])
     for rec in records:
+        check_record(rec)
         kind = rec.get("type")
         if kind == "message":
-            m = rec.get("message") or {}
+            m = rec["message"]
             summary_add_message(totals, m)
             if time_key(m.get("timestamp") or "") > time_key(s.get("updated_at") or ""):
                 s["updated_at"] = m["timestamp"]
         elif kind == "update":
-            s.update({k: v for k, v in (rec.get("fields") or {}).items() if k in SUMMARY_HEADER})
+            s.update({k: v for k, v in rec["fields"].items() if k in SUMMARY_HEADER})
         elif kind != "event":
             return None  # edits, removals, clears change totals: re-read
     s["totals"] = totals.model_dump()

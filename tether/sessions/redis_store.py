@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from ..errors import SessionCorrupt, SessionExists, SessionNotFound
 from .ids import validate_id
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
-from .records import Fold, edit_record, extend_summary, message_record, session_records, update_record
+from .records import Fold, edit_record, extend_summary, message_record, session_records, update_record, valid_summary
 from .store import SessionStore
 
 log = logging.getLogger("tether.sessions")
@@ -206,7 +206,10 @@ class RedisStore(SessionStore):
             if s is not None:
                 return {"s": s, "gen": gen, "n": n}
         fold, n = self._fold(sid)
-        return {"s": fold.summary(), "gen": gen, "n": n}
+        try:
+            return {"s": valid_summary(fold.summary()), "gen": gen, "n": n}
+        except (KeyError, TypeError, AttributeError, ValueError) as e:  # a title that is a number...
+            raise SessionCorrupt(self._label(sid), f"invalid header ({type(e).__name__})") from None
 
     def close(self) -> None:
         self.r.close()

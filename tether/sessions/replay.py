@@ -33,10 +33,30 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], bool
     return records, torn
 
 
+def check_record(rec: dict[str, Any]) -> None:
+    """The shape every reader relies on (values are the models' business); raises KeyError or
+    TypeError, which readers report as a corrupt file."""
+    kind = rec.get("type")
+    if kind == "message":
+        m = rec["message"]
+        if not isinstance(m, dict) or "id" not in m or "role" not in m or "content" not in m:
+            raise TypeError("a message needs an object with 'id', 'role' and 'content'")
+        if not isinstance(m.get("timestamp", ""), str):
+            raise TypeError("a message's timestamp is not a string")
+    elif kind in ("update", "edit"):
+        fields = _fields(rec)
+        if not isinstance(fields.get("updated_at", ""), str):
+            raise TypeError("'updated_at' is not a string")
+    elif kind == "event" and not (isinstance(rec["event"], dict) and "type" in rec["event"]):
+        raise TypeError("an event needs an object with a 'type'")
+
+
 def time_key(ts: str) -> str:
     """A stored timestamp as a string that sorts by time. JSON drops a zero microsecond part
     ("...00Z" vs "...00.000001Z", where "." < "Z") and an import may keep an offset, so the
     strings themselves do not sort; most are already in the full form and return as they are."""
+    if not isinstance(ts, str):
+        return ""
     if len(ts) == 27 and ts[-1] == "Z" and ts[19] == ".":
         return ts
     if len(ts) == 20 and ts[-1] == "Z":
@@ -68,6 +88,7 @@ class Replay:
                 raise SessionCorrupt(path, f"record {no} is malformed ({type(e).__name__}: {e})") from None
 
     def apply(self, rec: dict[str, Any]) -> None:
+        check_record(rec)
         kind = rec.get("type")
         if kind == "message":
             m = rec["message"]
