@@ -72,10 +72,6 @@ class _StderrHandler(logging.Handler):
             text = record.getMessage()
             if text in self.quiet:
                 return
-            if "<home>" in text:
-                from .home import resolve_home
-
-                text = text.replace("<home>", str(resolve_home()))
             click.echo(f"tether: {text}", err=True)
         except Exception:  # noqa: BLE001 - logging must never break a command
             pass
@@ -145,7 +141,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
         loader = Loader(factory=factory)
     if model and model not in cfg.models:
         model = loader.client().turns.check_model(model)
-    hint = cfg.notice.replace("<home>", str(home)) if cfg.notice else None
+    hint = cfg.notice  # load_config has put the real config path in
     if cfg.notice:
         _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
     repl = Repl(loader, make_console(), model=model, system=system, title=title,
@@ -307,7 +303,7 @@ def config(as_json: bool) -> None:
             if cfg.models:
                 click.echo("models:        " + ", ".join(f"{n} = {s.model}" for n, s in cfg.models.items()))
             if cfg.notice:
-                click.echo(cfg.notice.replace("<home>", str(home)))
+                click.echo(cfg.notice)
     if not rep.valid:
         click.echo(f"tether: error: {rep.error}", err=True)
         sys.exit(1)

@@ -122,7 +122,9 @@ def delete(session_id: str, yes: bool) -> None:
 def export(session_id: str, fmt: str | None, output: Path | None) -> None:
     """Export a session as JSON (re-importable) or Markdown."""
     if fmt is None:
-        fmt = "md" if output is not None and output.suffix.lower() in (".md", ".markdown", ".txt") else "json"
+        from .cli_util import export_format
+
+        fmt = "md" if output is not None and export_format(output) == "markdown" else "json"
     c = client()
     text = c.export_session(_resolve(c, session_id), "json" if fmt == "json" else "markdown")
     if not text.endswith("\n"):

@@ -15,6 +15,14 @@ class AmbiguousSessionId(TetherError, LookupError):
     """A prefix that matches more than one session."""
 
 
+_EXPORT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".json": "json"}
+
+
+def export_format(path: Path) -> str | None:
+    """"markdown" or "json" as the file's suffix says; None when it says neither."""
+    return _EXPORT_SUFFIXES.get(path.suffix.lower())
+
+
 def write_export(path: Path, text: str, *, replace: bool = True) -> None:
     """Write an export as the session files are kept: a new file is 0600 (it holds the chat).
     `replace=False` refuses an existing file (FileExistsError names it)."""

@@ -172,7 +172,6 @@ def _undo(r: Repl, arg: str) -> None:
 
 
 _EXPORT_FORMATS = {"md": "markdown", "markdown": "markdown", "json": "json"}
-_EXPORT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".json": "json"}
 
 
 def _export(r: Repl, arg: str) -> None:
@@ -186,7 +185,9 @@ def _export(r: Repl, arg: str) -> None:
         words.pop(0)
     path = Path(words[0]).expanduser() if words else None
     if fmt is None:
-        fmt = _EXPORT_SUFFIXES.get(path.suffix.lower()) if path else None
+        from .cli_util import export_format
+
+        fmt = export_format(path) if path else None
         if fmt is None:
             raise ValueError(f"cannot tell the format of {words[0]!r}: name a .md or .json file, "
                              "or give the format first (/export json FILE)")

@@ -87,7 +87,7 @@ def _from_jsonl(raw: bytes, source: str) -> Session:
     try:
         records, _ = split_records(raw, Path(source))
         return Fold(Path(source), records).session(Path(source))
-    except (SessionCorrupt, KeyError, TypeError, AttributeError, ValueError) as e:
+    except SessionCorrupt as e:  # split_records and Fold report any malformed record as this
         raise ImportFormatError(f"{source} is not a readable tether session file: {e}") from None
 
 

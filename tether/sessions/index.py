@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 from ..errors import SessionCorrupt
 from .indexfile import INDEX_NAME, INDEX_VERSION, is_fresh, read_entries, select_rows, session_files
 from .models import SessionSummary
-from .records import Fold, extend_summary, gc_paused
+from .records import Fold, extend_summary, gc_paused, valid_summary
 
 if TYPE_CHECKING:
     from .jsonl import JsonlStore
@@ -125,7 +125,7 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
     except (KeyError, TypeError, AttributeError, ValueError) as e:  # odd usage or cost values
         raise SessionCorrupt(path, f"malformed record ({type(e).__name__}: {e})") from None
     try:
-        SessionSummary.model_validate(summary)
+        valid_summary(summary)
     except ValueError as e:
         raise SessionCorrupt(path, f"invalid header ({e.__class__.__name__})") from None
     return {"s": summary, "ino": st.st_ino, "size": len(data), "off": data.rfind(b"\n") + 1}

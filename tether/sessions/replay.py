@@ -44,7 +44,9 @@ def check_record(rec: dict[str, Any]) -> None:
         if not isinstance(m.get("timestamp", ""), str):
             raise TypeError("a message's timestamp is not a string")
     elif kind in ("update", "edit"):
-        fields = _fields(rec)
+        fields = rec["fields"]
+        if not isinstance(fields, dict):
+            raise TypeError("'fields' is not an object")
         if not isinstance(fields.get("updated_at", ""), str):
             raise TypeError("'updated_at' is not a string")
     elif kind == "event" and not (isinstance(rec["event"], dict) and "type" in rec["event"]):
@@ -100,12 +102,12 @@ class Replay:
             if ts and time_key(ts) > time_key(self.header.get("updated_at") or ""):
                 self.header["updated_at"] = ts
         elif kind == "update":
-            self.header.update(_fields(rec))
+            self.header.update(rec["fields"])  # check_record made sure it is an object
             self.dead += 1
         elif kind == "edit":
             m = self.messages.get(rec["id"])
             if m is not None:
-                m.update(_fields(rec))
+                m.update(rec["fields"])
             self.dead += 1
         elif kind == "remove":
             self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
@@ -123,10 +125,3 @@ class Replay:
         out += [{"type": "message", "message": m} for m in self.messages.values()]
         out += [{"type": "event", "event": e} for e in self.events]
         return out + self.unknown
-
-
-def _fields(rec: dict[str, Any]) -> dict[str, Any]:
-    fields = rec["fields"]
-    if not isinstance(fields, dict):
-        raise TypeError("'fields' is not an object")
-    return fields
