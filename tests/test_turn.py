@@ -372,3 +372,52 @@ def test_add_message_saves_the_message_even_with_a_broken_config(tether_home):
     sid = t.create_session(title="x")
     t.add_message(sid, "user", "hello")
     assert [m.content for m in t.get_history(sid)] == ["hello"]
+
+
+async def test_the_same_words_asked_twice_at_once_are_two_questions(tether_home):
+    """A double submit (or two users typing "yes") must not merge into one question answered
+    twice: only a question no model answered is answered again in place."""
+    t = AsyncTether()
+    sid = await t.create_session()
+    await t.chat_once("warm up", session_id=sid)
+    r1, r2 = await asyncio.gather(t.chat_once("Yes", session_id=sid), t.chat_once("Yes", session_id=sid))
+    assert r1.user_message_id != r2.user_message_id
+    msgs = (await t.load_session(sid)).messages
+    assert sorted(m.role for m in msgs) == ["assistant"] * 3 + ["user"] * 3
+    assert all(m.status == "ok" for m in msgs)
+
+
+def test_threads_sending_the_same_words_each_keep_their_question(tether_home):
+    from concurrent.futures import ThreadPoolExecutor
+
+    t = Tether()
+    sid = t.create_session()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: t.chat_once("same", session_id=sid), range(8)))
+    msgs = t.load_session(sid).messages
+    assert len({r.user_message_id for r in results}) == 8
+    assert sum(m.role == "user" for m in msgs) == 8 and sum(m.role == "assistant" for m in msgs) == 8
+
+
+def test_a_question_being_answered_is_not_retried_alongside(make_tether, fake_server):
+    """`retry` while another thread's turn answers the same question would answer it twice."""
+    import threading
+    import time
+
+    t = make_tether(retries=0)
+    sid = t.create_session(model="main")
+    fake_server.fail("main", "timeout")  # main sits on the request until the client gives up
+    results = []
+    th = threading.Thread(target=lambda: results.append(t.chat_once("slow one", session_id=sid)))
+    th.start()
+    try:
+        for _ in range(100):  # until the turn is in flight
+            if fake_server.requests:
+                break
+            time.sleep(0.01)
+        with pytest.raises(ValueError, match="being answered already"):
+            t.retry(sid)
+    finally:
+        th.join()
+    assert results[0].model == "backup"  # the turn itself went on to the fallback
+    assert [m.role for m in t.load_session(sid).messages] == ["user", "assistant"]

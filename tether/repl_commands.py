@@ -154,6 +154,8 @@ def _retry(r: Repl, arg: str) -> None:
         return
     for m in msgs[i + 1:]:
         r.client.remove_message(r.session_id, m.id)
+    if msgs[i].status != "unanswered":  # asked again, the same words answer this message
+        r.client.update_message(r.session_id, msgs[i].id, status="unanswered")
     r.refresh()
     r.send(msgs[i].content)
 

@@ -47,6 +47,7 @@ class Turns:
         self._noticed = False
         self._streams: dict[str, weakref.ref[Any]] = {}
         self._streams_lock = threading.Lock()
+        self._answering: set[str] = set()  # ids of user messages a turn of this client is answering
 
     # -- models and pins ---------------------------------------------------------
     def check_model(self, name: str, *, ask_litellm: bool = True) -> str:
@@ -152,11 +153,15 @@ class Turns:
                 session.pinned_model, session.pin_reason = name, reason
         msgs = session.messages
         last = msgs[-1] if msgs else None
-        if last is not None and last.role == "user" and last.content == prompt:
-            user, history, reused = last, msgs[:-1], True  # a retry: answer the same message
+        # asking again after a failed turn answers the same message; the same words while a turn
+        # is still answering them (a double submit, another thread or process) are a new question
+        if (last is not None and last.role == "user" and last.content == prompt
+                and last.status == "unanswered" and self._claim(last.id)):
+            user, history, reused = last, msgs[:-1], True
         else:
             user = self.counted(Message(role="user", content=prompt), session.pinned_model)
             history = list(msgs)
+            self._claim(user.id)
             self.cache.append_message(session, user)
             self.events.emit("message", {"session_id": session.id, "message": user})
             reused = False
@@ -175,9 +180,24 @@ class Turns:
             if msgs[i].role == "assistant" and msgs[i].status == "ok":
                 break
             if msgs[i].role == "user":
+                if not self._claim(msgs[i].id):
+                    raise ValueError(f"session {session_id}: its last question is being answered already")
                 chain = self.config.chain(session.pinned_model or self.config.default_model)
                 return TurnStart(session, msgs[i], chain, msgs[:i], True)
         raise ValueError(f"session {session_id} has no unanswered message to retry")
+
+    def _claim(self, message_id: str) -> bool:
+        """Mark a user message as being answered by this client; False if it is already."""
+        with self._streams_lock:
+            if message_id in self._answering:
+                return False
+            self._answering.add(message_id)
+            return True
+
+    def release(self, ts: TurnStart) -> None:
+        """The turn on ts ended (answered, failed, interrupted or cancelled)."""
+        with self._streams_lock:
+            self._answering.discard(ts.user.id)
 
     # -- open streams ------------------------------------------------------------------
     def track_stream(self, session_id: str, stream: Any) -> None:
@@ -227,6 +247,7 @@ class Turns:
                          cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
         self.counted(answer, pinned)
         self.cache.append_message(s, answer)
+        self.release(ts)
         if ts.user.status != "ok":
             self.cache.forget(s.id)
             self.store.update_message(s.id, ts.user.id, {"status": "ok"})
@@ -288,6 +309,7 @@ class Turns:
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
         finally:
+            self.release(ts)
             self.events.emit("error", {"session_id": sid, "error": err, "message_id": ts.user.id})
 
     def announce_fallback(self, ts: TurnStart, to_model: str, mid_stream: bool, attempts: list[Any]) -> None:
@@ -299,6 +321,7 @@ class Turns:
 
     def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
         """A stream the caller abandoned: store what was shown, marked interrupted."""
+        self.release(ts)
         self.cache.forget(ts.session.id)
         if not text:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
@@ -323,6 +346,7 @@ class Turns:
             self.failed(ts, e)
             raise
         except BaseException:  # Ctrl-C mid-call: the question stays, marked unanswered
+            self.release(ts)
             self.cache.forget(ts.session.id)
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             raise
@@ -364,6 +388,7 @@ class Turns:
             await asyncio.sleep(0)
             out = await self.router.acomplete(ts.chain, build, params)
         except asyncio.CancelledError:
+            self.release(ts)
             self.cache.forget(ts.session.id)
             await asyncio.to_thread(self.store.update_message, ts.session.id, ts.user.id, {"status": "unanswered"})
             raise
