@@ -292,14 +292,48 @@ def test_index_extends_incrementally_without_rereading_old_lines(client):
     client.add_message(sid, "user", "one")
     assert client.list_sessions()[0].message_count == 1
     path = sessions_dir(client) / f"{sid}.jsonl"
-    # Overwrite the already-indexed bytes in place (same inode, same length) with junk:
-    # a listing that re-read the whole file would now fail; one that reads only new lines works.
+    # Overwrite the already-indexed messages in place (same inode, same length) with junk:
+    # a listing that re-read the whole file would now fail; one that reads only new lines
+    # (and the header line, which says the file is the same one) works.
     data = path.read_bytes()
+    header = data.index(b"\n") + 1
     with open(path, "r+b") as f:
-        f.write(b" " * (len(data) - 1))
+        f.seek(header)
+        f.write(b" " * (len(data) - header - 1))
     client.store.append(sid, {"type": "message", "message": {"id": "m2", "role": "assistant", "content": "two", "timestamp": "2099-01-01T00:00:00Z"}})
     [row] = client.list_sessions()
     assert row.message_count == 2 and row.updated_at.year == 2099 and row.title == "t"
+
+
+def test_a_session_deleted_and_created_again_under_its_id_is_listed_as_the_new_one(client):
+    """The freed inode is often handed straight back, with a header of the same size."""
+    sid = client.create_session(session_id="chat-42", title="Alice chat", user_id="alice")
+    client.list_sessions()
+    client.delete_session(sid)
+    client.create_session(session_id="chat-42", title="Bobby chat", user_id="bobby")
+    [row] = client.list_sessions()
+    assert (row.title, row.user_id) == ("Bobby chat", "bobby")
+    client.add_message(sid, "user", "hello from bob")  # grown: the entry is extended, not re-read
+    [row] = client.list_sessions()
+    assert (row.title, row.user_id, row.message_count) == ("Bobby chat", "bobby", 1)
+    assert [r.id for r in client.list_sessions(user_id="bobby")] == [sid]
+    assert client.list_sessions(user_id="alice") == []
+
+
+def test_the_index_does_not_extend_another_file_under_the_same_inode(client):
+    """Another process may replace a file without this store's delete (the index is shared):
+    the header line tells the files apart even when inode and offset match."""
+    sid = client.create_session(title="Alice chat", user_id="alice")
+    client.list_sessions()
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    old = path.read_bytes()
+    new = old.replace(b'"alice"', b'"bobby"').replace(b"Alice", b"Bobby")
+    with open(path, "r+b") as f:  # same inode, same length, then grown
+        f.write(new)
+    client.store.append(sid, {"type": "message", "message": {"id": "m1", "role": "user", "content": "hi",
+                                                             "timestamp": "2099-01-01T00:00:00Z"}})
+    [row] = client.list_sessions()
+    assert (row.title, row.user_id, row.message_count) == ("Bobby chat", "bobby", 1)
 
 
 def test_listing_again_reuses_the_parsed_index_until_another_writer_replaces_it(client):

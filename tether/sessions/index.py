@@ -8,6 +8,7 @@ index is a cache: deleting it only costs one rebuild.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -104,6 +105,13 @@ class SessionIndex:
         self.store.problems = problems
         return fresh
 
+    def forget(self, session_id: str) -> None:
+        """Drop a deleted session's entry, so that a session created again under its id (which
+        may get the same inode, size and, within a clock tick, modification time) is read anew."""
+        entries = self._read()
+        if session_id in entries:
+            self._write({k: v for k, v in entries.items() if k != session_id})
+
     def list(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
         rows = select_rows([e["s"] for e in self.refresh().values()], limit, user_id, status)
         with gc_paused():
@@ -128,7 +136,15 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
         valid_summary(summary)
     except ValueError as e:
         raise SessionCorrupt(path, f"invalid header ({e.__class__.__name__})") from None
-    return {"s": summary, "ino": st.st_ino, "size": len(data), "off": data.rfind(b"\n") + 1}
+    head = data[: data.find(b"\n") + 1] or data
+    return {"s": summary, "ino": st.st_ino, "size": len(data), "mt": st.st_mtime_ns,
+            "off": data.rfind(b"\n") + 1, "h": _head_hash(head)}
+
+
+def _head_hash(line: bytes) -> str:
+    """A file's first line (its header, with the session's creation time) identifies it: lines
+    are only ever appended to a file, and a rewrite is a new file (a new inode)."""
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
 
 
 def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
@@ -138,10 +154,11 @@ def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
     off = entry["off"]
     with open(path, "rb") as f:
         st = os.fstat(f.fileno())
-        if off > 0:
-            f.seek(off - 1)
-            if f.read(1) != b"\n":
-                return None
+        if entry.get("h") != _head_hash(f.readline()):
+            return None  # another file under the same inode: a session deleted and created again
+        f.seek(max(off - 1, 0))
+        if off > 0 and f.read(1) != b"\n":
+            return None
         tail = f.read()
     try:
         records, _ = split_records(tail, path)
@@ -150,4 +167,5 @@ def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
     s = extend_summary(entry["s"], records)
     if s is None:
         return None
-    return {"s": s, "ino": st.st_ino, "size": off + len(tail), "off": off + tail.rfind(b"\n") + 1}
+    return {"s": s, "ino": st.st_ino, "size": off + len(tail), "mt": st.st_mtime_ns,
+            "off": off + tail.rfind(b"\n") + 1, "h": entry["h"]}

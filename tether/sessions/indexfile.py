@@ -40,8 +40,11 @@ def read_entries(root: Path) -> dict[str, Any]:
 
 
 def is_fresh(entry: dict[str, Any] | None, st: os.stat_result) -> bool:
-    """An entry is current while its file keeps the inode and size it was made from."""
-    return bool(entry) and entry.get("ino") == st.st_ino and entry.get("size") == st.st_size  # type: ignore[union-attr]
+    """An entry is current while its file keeps the inode, size and modification time it was
+    made from. Inode and size alone are not enough: a session deleted and created again
+    under the same id often gets the freed inode back, with a header of the same size."""
+    return (bool(entry) and entry.get("ino") == st.st_ino and entry.get("size") == st.st_size  # type: ignore[union-attr]
+            and entry.get("mt") == st.st_mtime_ns)  # type: ignore[union-attr]
 
 
 def fresh_rows(root: Path) -> list[dict[str, Any]] | None:

@@ -262,6 +262,7 @@ class JsonlStore(SessionStore):
                 path.unlink()
         except SessionNotFound:
             return False
+        self.index.forget(session_id)
         return True
 
     def replace(self, session: Session) -> None:
