@@ -23,7 +23,8 @@ class FakeServer:
     """`faults[model]` is a queue of fault names consumed one per request; `always[model]` repeats.
 
     Faults: "429" or "429:<retry-after>", "500", "503", "401", "404", "timeout",
-    "malformed", "cut" (stream cut after 3 chunks), "context" (context-length 400),
+    "malformed", "cut" (stream cut after 3 chunks), "short" (stream ended cleanly after 3
+    chunks, with no finish reason and no [DONE]), "context" (context-length 400),
     "hang" (never answers until shutdown).
     """
 
@@ -112,7 +113,7 @@ class FakeServer:
         usage = {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
         if body.get("stream"):
             self._stream(h, model, text, usage, bool((body.get("stream_options") or {}).get("include_usage")),
-                         cut=(fault == "cut"))
+                         cut=(fault == "cut"), short=(fault == "short"))
             return
         self._json(h, 200, {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -123,7 +124,7 @@ class FakeServer:
     def _fault(self, h: BaseHTTPRequestHandler, fault: str) -> bool:
         """Send the fault; False means 'answer normally' (faults that act mid-stream)."""
         name, _, arg = fault.partition(":")
-        if name == "cut":
+        if name in ("cut", "short"):
             return False
         if name == "429":
             self._json(h, 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
@@ -162,7 +163,7 @@ class FakeServer:
         h.wfile.write(data)
 
     def _stream(self, h: BaseHTTPRequestHandler, model: str, text: str, usage: dict[str, int],
-                include_usage: bool, cut: bool) -> None:
+                include_usage: bool, cut: bool, short: bool = False) -> None:
         h.send_response(200)
         h.send_header("Content-Type", "text/event-stream")
         h.send_header("Transfer-Encoding", "chunked")
@@ -180,6 +181,10 @@ class FakeServer:
                 h.wfile.flush()
                 h.connection.shutdown(socket.SHUT_RDWR)  # no terminating chunk: the client sees a broken stream
                 h.close_connection = True
+                return
+            if short and i == 3:
+                h.wfile.write(b"0\r\n\r\n")  # a well-formed end of the body, mid-answer
+                h.wfile.flush()
                 return
             piece = w if i == 0 else " " + w
             send({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})

@@ -210,3 +210,28 @@ def test_a_collected_stream_leaves_no_entry_behind(make_tether, fake_server):
     sid = t.stream("done soon").read().session_id
     gc.collect()
     assert sid not in t.turns._streams
+
+
+@pytest.mark.parametrize("fault", ["short", "malformed"])
+def test_a_stream_that_ends_without_the_providers_finish_is_not_a_complete_answer(make_tether, fake_server, fault):
+    """litellm closes every stream that runs out with a finish_reason "stop" of its own: a body
+    that ends mid-answer (or is not a stream at all) must not be stored as the answer."""
+    fake_server.fail("main", fault, fault)  # both tries on main
+    t = make_tether()
+    st = t.stream("tell me a long story")
+    "".join(st)
+    assert st.result.model == "backup" and st.result.text == "backup says: tell me a long story (1 messages)"
+    kinds = [a.kind for a in st.result.attempts]
+    assert kinds[-1] == "ok" and kinds[0] in ("mid_stream", "malformed", "connection")
+    msgs = t.load_session(st.session_id).messages
+    assert [(m.role, m.content) for m in msgs] == [("user", "tell me a long story"), ("assistant", st.result.text)]
+
+
+async def test_async_stream_that_ends_early_falls_back(fake_server, tether_home):
+    from conftest import router_config
+
+    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    fake_server.fail("main", "short")
+    st = await at.stream("async story")
+    pieces = [p async for p in st]
+    assert st.result.model == "backup" and any(isinstance(p, Restart) for p in pieces)

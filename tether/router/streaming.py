@@ -69,6 +69,15 @@ def _piece(chunk: Any) -> tuple[str, bool]:
     return (getattr(delta, "content", None) or ""), bool(getattr(ch, "finish_reason", None))
 
 
+def _ended(resp: Any, finished: bool) -> bool:
+    """Whether the provider ended the answer. litellm's stream wrapper adds a last chunk with
+    finish_reason "stop" to every stream that runs out, cut short or not; the reason the
+    provider itself sent (or None) is kept on the wrapper."""
+    if hasattr(resp, "received_finish_reason"):
+        return bool(resp.received_finish_reason or getattr(resp, "intermittent_finish_reason", None))
+    return finished
+
+
 def _close(resp: Any) -> None:
     for name in ("close",):
         fn = getattr(resp, name, None)
@@ -141,7 +150,7 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
                 pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
                 finished = finished or fin
                 yield from pieces
-            if not finished:
+            if not _ended(resp, finished):
                 raise _Incomplete("stream ended without a finish reason")
         except Exception as e:  # noqa: BLE001 - classified by the policy
             _close(resp)
@@ -184,7 +193,7 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
                 finished = finished or fin
                 for piece in pieces:
                     yield piece
-            if not finished:
+            if not _ended(resp, finished):
                 raise _Incomplete("stream ended without a finish reason")
         except Exception as e:  # noqa: BLE001
             await _aclose(resp)
