@@ -23,11 +23,23 @@ def test_plain_turn_records_model_usage_and_request(make_tether, fake_server):
 
 
 def test_429_retry_after_is_honoured_on_same_model(make_tether, fake_server):
-    fake_server.fail("main", "429:30")  # 30 s asked, capped to retry_after_cap in config
-    r = make_tether().chat_once("hi")
+    fake_server.fail("main", "429:0")  # within retry_after_cap: wait, then the same model
+    r = make_tether(retry_after_cap=1).chat_once("hi")
     assert r.model == "main" and r.fallback_from is None
     assert kinds(r) == [("main", "rate_limit"), ("main", "ok")]
     assert r.attempts[0].status == 429
+
+
+def test_a_retry_after_longer_than_the_cap_sends_the_turn_to_the_next_model_at_once(make_tether, fake_server):
+    """Waiting the cap and asking again a model that asked for 30 s only delays the answer."""
+    fake_server.fail("main", "429:30")
+    r = make_tether().chat_once("hi")  # cap 0.05 s
+    assert kinds(r) == [("main", "rate_limit"), ("backup", "ok")]
+    assert r.turn_ms < 1000
+    # with no other model to ask, the capped wait and a retry are all there is
+    fake_server.fail("main", "429:30")
+    r = make_tether(fallbacks=[]).chat_once("again")
+    assert kinds(r) == [("main", "rate_limit"), ("main", "ok")]
 
 
 @pytest.mark.parametrize("fault, kind", [("500", "server"), ("503", "server"), ("malformed", "malformed")])
@@ -90,7 +102,11 @@ def test_persistent_overflow_moves_to_a_model_with_a_larger_window(make_tether, 
     fake_server.always["small"] = "context"
     r = t.chat_once("now", session_id=sid)
     assert r.model == "main" and r.fallback_from == "small"
-    assert [a.kind for a in r.attempts] == ["context_overflow", "context_overflow", "ok"]
+    # the whole window, a shrunk one, the question alone; then the larger model
+    assert [a.kind for a in r.attempts] == ["context_overflow"] * 3 + ["ok"]
+    sent = [[m["content"] for m in c["messages"]] for c in fake_server.calls("small")]
+    assert len(sent[0]) > len(sent[1]) > len(sent[2])
+    assert sent[2][-1] == "now" and not any("words" in m for m in sent[2])
 
 
 def test_fallback_gets_a_window_sized_for_it(make_tether, fake_server):
@@ -195,6 +211,78 @@ def test_ctrl_c_during_a_probe_frees_the_breaker(make_tether, fake_server, monke
     r = t.chat_once("three", session_id=sid)
     assert r.model == "main" and kinds(r) == [("main", "ok")]
     assert breaker.state("main")["state"] == "closed"
+
+
+@pytest.mark.parametrize("how", ["sync", "stream", "async"])
+def test_cancelling_a_probe_during_its_back_off_frees_the_breaker(make_tether, fake_server, monkeypatch, how):
+    """The back-off sleep between a probe's tries is part of the probe: cancelled there, the
+    slot must be freed, or the model is skipped ("retry in 0.0s") until the process ends."""
+    import asyncio
+    import time
+
+    from tether import AsyncTether
+    from conftest import router_config
+
+    t = make_tether(breaker_failures=1, breaker_cooldown=1000, retries=1, retry_after_cap=5)
+    sid = t.chat_once("one").session_id
+    breaker = t.turns.router.breaker
+    breaker.failure("main")  # main's circuit opens
+    now = breaker._clock()
+    breaker._clock = lambda: now + 2000  # cool-down over: the next turn probes main
+    fake_server.fail("main", "429:3")  # the probe is told to wait 3 s: the turn sleeps
+
+    def interrupt(seconds):
+        raise KeyboardInterrupt
+
+    if how == "async":
+        at = AsyncTether(home=t.home, config=router_config(fake_server, breaker_failures=1, breaker_cooldown=1000,
+                                                             retries=1, retry_after_cap=5))
+        at.sync.turns.router.breaker = breaker
+
+        async def turn():
+            task = asyncio.ensure_future(at.chat_once("two", session_id=sid))
+            while not fake_server.requests:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)  # in the back-off now
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        fake_server.requests.clear()
+        asyncio.run(turn())
+    else:
+        monkeypatch.setattr(time, "sleep", interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            if how == "stream":
+                list(t.stream("two", session_id=sid))
+            else:
+                t.chat_once("two", session_id=sid)
+        monkeypatch.undo()
+    assert breaker.state("main")["state"] == "half-open"
+    r = t.chat_once("three", session_id=sid)
+    assert r.model == "main" and kinds(r) == [("main", "ok")]
+
+
+def test_a_bad_request_does_not_count_against_the_model(make_tether, fake_server):
+    """A request the provider refuses for its content (one user's odd parameter or text) is the
+    turn's fault: it must not open the circuit for every other session."""
+    t = make_tether(breaker_failures=2, breaker_cooldown=1000, retries=0, fallbacks=[])
+    for _ in range(3):
+        fake_server.fail("main", "400")
+        with pytest.raises(AllModelsFailed) as e:
+            t.chat_once("odd request")
+        assert "bad_request (400): fake 400" in str(e.value)  # what the provider said, not just the kind
+    assert t.turns.router.breaker.state("main")["state"] == "closed"
+    assert t.chat_once("fine").model == "main"
+
+
+def test_an_overflow_on_a_guessed_window_tries_the_next_model_of_the_chain(make_tether, fake_server):
+    """Unknown to litellm, both models get the same assumed window: that the first one's real
+    window is smaller says nothing about the second's."""
+    t = make_tether(retries=0)  # main and backup: unknown to litellm, no context_window configured
+    fake_server.always["main"] = "context"
+    r = t.chat_once("hello")
+    assert r.model == "backup" and [a.kind for a in r.attempts] == ["context_overflow", "ok"]
 
 
 def test_a_turn_too_large_for_every_model_names_its_size_and_leaves_the_circuits_closed(make_tether, fake_server):

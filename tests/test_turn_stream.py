@@ -34,7 +34,7 @@ def test_failure_before_first_piece_falls_back_invisibly(make_tether, fake_serve
 
 def test_mid_stream_cut_restarts_on_fallback_and_stores_only_complete_answer(make_tether, fake_server):
     fake_server.fail("main", "cut")
-    t = make_tether()
+    t = make_tether(retries=0)
     fallbacks = []
     t.on("fallback", fallbacks.append)
     st = t.stream("tell me a long story")
@@ -96,19 +96,19 @@ def test_with_block_closes(make_tether, fake_server):
 
 def test_stream_all_fail_raises_and_keeps_unanswered(make_tether, fake_server):
     fake_server.always.update({"main": "401", "backup": "cut"})
-    t = make_tether()
+    t = make_tether(retries=0)
     st = t.stream("doomed")
     with pytest.raises(AllModelsFailed) as e:
         list(st)
     assert [a.kind for a in e.value.attempts] == ["auth", "mid_stream"]
-    msgs = t.load_session(st.session_id).messages
-    assert [(m.role, m.status) for m in msgs] == [("user", "unanswered")]
+    msgs = t.load_session(st.session_id).messages  # what the user saw of backup's answer is kept
+    assert [(m.role, m.status, m.model) for m in msgs] == [("user", "unanswered", None), ("assistant", "interrupted", "backup")]
 
 
 async def test_async_stream_mid_stream_fallback(fake_server, tether_home):
     from conftest import router_config
 
-    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    at = AsyncTether(home=tether_home, config=router_config(fake_server, retries=0))
     fake_server.fail("main", "cut")
     st = await at.stream("async story")
     pieces = [p async for p in st]
@@ -230,8 +230,51 @@ def test_a_stream_that_ends_without_the_providers_finish_is_not_a_complete_answe
 async def test_async_stream_that_ends_early_falls_back(fake_server, tether_home):
     from conftest import router_config
 
-    at = AsyncTether(home=tether_home, config=router_config(fake_server))
+    at = AsyncTether(home=tether_home, config=router_config(fake_server, retries=0))
     fake_server.fail("main", "short")
     st = await at.stream("async story")
     pieces = [p async for p in st]
     assert st.result.model == "backup" and any(isinstance(p, Restart) for p in pieces)
+
+
+def test_a_stream_cut_mid_answer_is_retried_on_the_same_model(make_tether, fake_server):
+    """A dropped connection is retried in chat_once; a dropped stream is too (a pinned session
+    with no fallback used to fail on the first cut)."""
+    fake_server.fail("main", "cut")
+    t = make_tether(fallbacks=[])  # retries=1
+    st = t.stream("tell me a long story")
+    pieces = list(st)
+    [mark] = [p for p in pieces if isinstance(p, Restart)]
+    assert (mark.from_model, mark.to_model, mark.discarded) == ("main", "main", "main says: tell")
+    assert [a.kind for a in st.result.attempts] == ["mid_stream", "ok"] and st.result.model == "main"
+    assert t.load_session(st.session_id).messages[-1].content == "main says: tell me a long story (1 messages)"
+
+
+@pytest.mark.parametrize("streamed_async", [False, True])
+def test_the_text_shown_before_a_final_failure_is_kept_marked_interrupted(make_tether, fake_server, streamed_async):
+    fake_server.always["main"] = "cut"
+    t = make_tether(fallbacks=[], retries=0)
+    if streamed_async:
+        async def run():
+            from conftest import router_config
+
+            a = AsyncTether(home=t.home, config=router_config(fake_server, fallbacks=[], retries=0))
+            st = await a.stream("tell me a long story")
+            with pytest.raises(AllModelsFailed):
+                async for _ in st:
+                    pass
+            return st.session_id
+
+        sid = asyncio.run(run())
+    else:
+        st = t.stream("tell me a long story")
+        with pytest.raises(AllModelsFailed):
+            list(st)
+        sid = st.session_id
+    msgs = t.load_session(sid).messages
+    assert [(m.role, m.status, m.content) for m in msgs] == [
+        ("user", "unanswered", "tell me a long story"), ("assistant", "interrupted", "main says: tell")]
+    assert msgs[1].model == "main"
+    fake_server.always.clear()
+    r = t.retry(sid)  # the question is answered again, in place
+    assert r.text == "main says: tell me a long story (1 messages)"

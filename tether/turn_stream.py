@@ -113,7 +113,7 @@ class Stream(_Base):
             self._done = True
             self.error = e
             if isinstance(e, Exception):
-                self._turns.failed(self._ts, e)
+                self._turns.failed(self._ts, e, self._state.dropped)
             else:  # KeyboardInterrupt and friends: keep what was shown
                 self._done = False
                 self._interrupt()
@@ -189,7 +189,7 @@ class AsyncStream(_Base):
                 raise
             self._done = True
             self.error = e
-            await asyncio.to_thread(self._turns.failed, self._ts, e)
+            await asyncio.to_thread(self._turns.failed, self._ts, e, self._state.dropped)
             raise
         if self._done:
             await self._agen.aclose()

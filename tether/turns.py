@@ -295,8 +295,10 @@ class Turns:
         kwargs = self.router.call_kwargs(self.config.spec(model), messages, {})
         return litellm().completion(**kwargs).choices[0].message.content or ""
 
-    def failed(self, ts: TurnStart, err: BaseException) -> None:
-        """No model answered: keep the question, marked unanswered; record and announce the error."""
+    def failed(self, ts: TurnStart, err: BaseException, dropped: tuple[str, str] | None = None) -> None:
+        """No model answered: keep the question, marked unanswered; record and announce the error.
+        `dropped`: (model, text) of a streamed answer cut short that the user saw last: kept,
+        marked interrupted, as when a stream is closed."""
         sid = ts.session.id
         self.cache.forget(sid)
         if isinstance(err, AllModelsFailed):
@@ -306,6 +308,10 @@ class Turns:
             fields["metadata"] = {**ts.user.metadata, "pin_failures": self._streak(ts) + 1}
         try:
             self.store.update_message(sid, ts.user.id, fields)
+            if dropped and dropped[1]:
+                m = Message(role="assistant", content=dropped[1], model=dropped[0], status="interrupted")
+                self.store.append_message(sid, m)
+                self.events.emit("message", {"session_id": sid, "message": m})
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
         finally:

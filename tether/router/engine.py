@@ -22,7 +22,7 @@ from ..errors import AllModelsFailed, ContextOverflow, PromptTooLarge
 from .breaker import CircuitBreaker
 from .catalogue import Catalogue, ModelInfo
 from .config import ModelSpec, RouterConfig
-from .errors import TRANSIENT, Classified, classify
+from .errors import TRANSIENT, TURN_FAULTS, Classified, classify, describe
 
 SHRINK = 0.7  # after a provider's context-length error, rebuild at 70% of what was sent
 
@@ -126,7 +126,9 @@ class Router:
     def _drive(self, chain: list[str], build: WindowBuilder, params: dict[str, Any], stream: bool,
                attempts: list[Attempt] | None = None) -> Generator[Call | Sleep, Any, Outcome]:
         """Yields steps; a Call is answered with ("ok", result) or ("err", exception).
-        `attempts`: a list to record into, for a runner that reports them while the turn runs."""
+        `attempts`: a list to record into, for a runner that reports them while the turn runs.
+        A runner that stops early (cancelled, Ctrl-C) must close() this generator: that frees
+        a circuit-breaker probe slot claimed for the model being tried."""
         # Nothing here is allocated before the call that a first model answering does not
         # need: this frame lives as long as the call, and under load every object it holds
         # is promoted to the oldest GC generation, making full passes more frequent.
@@ -146,56 +148,72 @@ class Router:
                 continue
             spec = self.config.spec(name)
             info = self.catalogue.info(name)
-            budget: int | None = None
-            shrunk = False
-            tries = 0
-            overflowed = False
-            while True:
-                t0 = time.perf_counter()
-                try:
-                    prepared = build(info, budget)
-                except ContextOverflow as e:
-                    attempts.append(Attempt(name, "context_overflow", seconds=time.perf_counter() - t0,
-                                            error=str(e), litellm_model=spec.model))
-                    overflowed = True
-                    break
-                kwargs = self.call_kwargs(spec, prepared.messages, params, stream)
-                status, value = yield Call(spec, info, prepared, kwargs)
-                secs = time.perf_counter() - t0
-                if status == "ok":
-                    attempts.append(Attempt(name, "ok", 200, secs, None, spec.model, prepared.tokens))
-                    self.breaker.success(name)
-                    text, usage, cost, response = value
-                    return Outcome(name, spec, info, text, usage, cost, secs * 1000, attempts, prepared,
-                                   response, failed or [])
-                c = classify(value)
-                attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
-                if c.kind == "context_overflow":
-                    if not shrunk and prepared.history_tokens > 0:
-                        shrunk = True
-                        budget = int(prepared.history_tokens * SHRINK)
-                        continue
-                    overflowed = True
-                    break
-                if c.kind in TRANSIENT and tries < (spec.retries if spec.retries is not None else self.config.retries):
-                    tries += 1
-                    yield Sleep(self.delay(c, tries - 1))
-                    continue
-                break
+            try:
+                outcome = yield from self._try_model(name, spec, info, build, params, stream, attempts,
+                                                     more=i < len(queue))
+            except BaseException:  # closed by the runner, or the window could not be built
+                self.breaker.release(name)  # a claimed probe slot must not stay claimed for good
+                raise
+            if outcome is not None:
+                self.breaker.success(name)
+                outcome.failed_models = failed or []
+                return outcome
             failed = (failed or []) + [name]
-            if overflowed:
-                # too much text is the turn's fault, not the model's: the circuit stays as it
-                # was (a few long pastes must not lock every session out of a healthy model)
+            kind = attempts[-1].kind
+            if kind in TURN_FAULTS:
+                # the turn's fault, not the model's: the circuit stays as it was (a few long
+                # pastes or one bad request must not lock every session out of a healthy model)
                 self.breaker.release(name)
-                queue, i = self._larger_first(queue[i:], {a.model for a in attempts}, info.context_window), 0
             else:
                 self.breaker.failure(name)
+            if kind == "context_overflow":
+                queue, i = self._larger_first(queue[i:], {a.model for a in attempts}, info), 0
         if attempts and all(a.kind == "context_overflow" for a in attempts):
-            # no model could take the turn at all: say how big it is, not just "every model failed"
+            # no model took the message even with no history: say how big it is
             raise PromptTooLarge(f"{attempts[-1].error} (no configured model with a larger window)", attempts)
-        summary = "; ".join(f"{a.model}: {a.kind}" + (f" ({a.status})" if a.status else "")
-                            + (f": {self.key_hint(a.model)}" if a.kind == "auth" else "") for a in attempts)
+        summary = "; ".join(describe(a.model, a.kind, a.status, a.error, self.key_hint(a.model) if a.kind == "auth" else None)
+                            for a in attempts)
         raise AllModelsFailed(f"every model failed: {summary}", attempts)
+
+    def _try_model(self, name: str, spec: ModelSpec, info: ModelInfo, build: WindowBuilder,
+                   params: dict[str, Any], stream: bool, attempts: list[Attempt], more: bool,
+                   ) -> Generator[Call | Sleep, Any, Outcome | None]:
+        """One model: retries of transient errors, smaller windows after a context-length error.
+        The Outcome if it answered, else None (its last attempt says why). `more`: whether other
+        models are queued after this one (a long Retry-After sends the turn to them)."""
+        budget: int | None = None
+        shrinks = tries = 0
+        limit = spec.retries if spec.retries is not None else self.config.retries
+        while True:
+            t0 = time.perf_counter()
+            try:
+                prepared = build(info, budget)
+            except ContextOverflow as e:
+                attempts.append(Attempt(name, "context_overflow", seconds=time.perf_counter() - t0,
+                                        error=str(e), litellm_model=spec.model))
+                return None
+            kwargs = self.call_kwargs(spec, prepared.messages, params, stream)
+            status, value = yield Call(spec, info, prepared, kwargs)
+            secs = time.perf_counter() - t0
+            if status == "ok":
+                attempts.append(Attempt(name, "ok", 200, secs, None, spec.model, prepared.tokens))
+                text, usage, cost, response = value
+                return Outcome(name, spec, info, text, usage, cost, secs * 1000, attempts, prepared, response, [])
+            c = classify(value)
+            attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
+            if c.kind == "context_overflow":
+                # the model's real window is smaller than we think: less history, then none
+                if prepared.history_tokens > 0 and shrinks < 2:
+                    shrinks += 1
+                    budget = int(prepared.history_tokens * SHRINK) if shrinks == 1 else 0
+                    continue
+                return None
+            if c.kind not in TRANSIENT or tries >= limit:
+                return None
+            if more and c.retry_after is not None and c.retry_after > self.config.retry_after_cap:
+                return None  # the model asks for a longer pause than we wait: the next one answers now
+            tries += 1
+            yield Sleep(self.delay(c, tries - 1))
 
     def key_hint(self, name: str) -> str:
         """Why a model refused us, in the user's terms: which variable to set, or that the key
@@ -215,10 +233,14 @@ class Router:
             return f"set {missing[0]}" + (f" (or {', '.join(missing[1:])})" if missing[1:] else "")
         return "the key in the environment was refused"
 
-    def _larger_first(self, queue: list[str], tried: set[str], window: int) -> list[str]:
-        """After an overflow only larger windows help: the chain's in order, then other configured ones, smallest first."""
+    def _larger_first(self, queue: list[str], tried: set[str], failed: ModelInfo) -> list[str]:
+        """After an overflow only larger windows help: the chain's in order, then other configured
+        ones, smallest first. When the failed model's window was a guess (unknown to litellm and
+        not configured), the chain's models with the same guess may be larger in truth: kept too."""
+        window = failed.context_window
+        guessed = not failed.known and not self.config.spec(failed.name).context_window
         big = lambda n: self.catalogue.info(n).context_window > window  # noqa: E731
-        chain = [n for n in queue if n not in tried and big(n)]
+        chain = [n for n in queue if n not in tried and (big(n) or guessed and self.catalogue.info(n).context_window == window)]
         extra = [n for n in self.config.models if n not in tried and n not in chain and big(n)]
         return chain + sorted(extra, key=lambda n: self.catalogue.info(n).context_window)
 
@@ -273,11 +295,11 @@ class Router:
                     reply = ("ok", self._finish(step.spec, step.info, resp))
                 except Exception as e:  # noqa: BLE001 - classified by the policy
                     reply = ("err", e)
-                except BaseException:  # Ctrl-C mid-call: the model did not fail, free a claimed probe slot
-                    self.breaker.release(step.spec.name)
-                    raise
         except StopIteration as stop:
             return stop.value
+        except BaseException:  # Ctrl-C in a call or a back-off: the model did not fail
+            drive.close()  # frees a claimed probe slot
+            raise
 
     async def acomplete(self, chain: list[str], build: WindowBuilder, params: dict[str, Any] | None = None) -> Outcome:
         """Async turn: litellm.acompletion per attempt."""
@@ -300,8 +322,8 @@ class Router:
                     reply = ("ok", self._finish(step.spec, step.info, resp))
                 except Exception as e:  # noqa: BLE001
                     reply = ("err", e)
-                except BaseException:  # cancelled, Ctrl-C: free a claimed probe slot
-                    self.breaker.release(step.spec.name)
-                    raise
         except StopIteration as stop:
             return stop.value
+        except BaseException:  # cancelled, Ctrl-C, in a call or a back-off: the model did not fail
+            drive.close()  # frees a claimed probe slot
+            raise

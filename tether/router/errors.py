@@ -6,9 +6,15 @@ from typing import Any
 
 from ..errors import ContextOverflow
 
-TRANSIENT = frozenset({"rate_limit", "server", "timeout", "connection", "malformed"})
+# a stream cut mid-answer is retried like a dropped connection (the retry restarts the answer)
+TRANSIENT = frozenset({"rate_limit", "server", "timeout", "connection", "malformed", "mid_stream"})
 # kinds that send the turn straight to the next model, no retry
-FATAL_FOR_MODEL = frozenset({"auth", "not_found", "bad_request", "error", "mid_stream", "content_policy"})
+FATAL_FOR_MODEL = frozenset({"auth", "not_found", "bad_request", "error", "content_policy"})
+# kinds caused by the turn (its size, its content), not by the model: no strike against it
+TURN_FAULTS = frozenset({"context_overflow", "bad_request", "content_policy"})
+# kinds whose provider message says more than the kind does
+_EXPLAINED = frozenset({"bad_request", "content_policy", "error", "not_found", "connection", "malformed",
+                        "circuit_open", "context_overflow"})
 
 
 class MidStreamError(Exception):
@@ -108,3 +114,25 @@ def _scrub(text: str) -> str:
     text = re.sub(r"(?i)(api[ _-]?key(?:\s+provided)?['\"=:\s]+)[^\s'\",]{6,}", r"\1***", text)
     text = re.sub(r"(?i)([?&](?:key|api_key|token)=)[^&\s'\"]+", r"\1***", text)
     return text[:500]
+
+
+def describe(model: str, kind: str, status: int | None, error: str | None, hint: str | None = None) -> str:
+    """One failed attempt for an error message: the model, the kind, and what the provider said
+    when the kind alone does not tell the user what to fix."""
+    out = f"{model}: {kind}" + (f" ({status})" if status else "")
+    if hint:
+        return f"{out}: {hint}"
+    if kind in _EXPLAINED and error:
+        return f"{out}: {short_cause(error)}"
+    return out
+
+
+def short_cause(error: str, limit: int = 160) -> str:
+    """litellm's message without its class and provider prefixes ("litellm.BadRequestError:
+    OpenAIException - ..."), first line, cut short."""
+    import re
+
+    text = error.strip().splitlines()[0] if error.strip() else error
+    text = re.sub(r"^(?:litellm\.\w+:\s*)+", "", text)
+    text = re.sub(r"^\w*Exception\s*-\s*", "", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -49,6 +49,7 @@ class StreamState:
     pieces: list[str] = field(default_factory=list)
     restarts: list[Restart] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)  # so far, for the fallback event
+    dropped: tuple[str, str] | None = None  # (model, text) of the last answer cut short mid-stream
     started_at: float = field(default_factory=time.perf_counter)
 
     @property
@@ -98,6 +99,7 @@ def _close(resp: Any) -> None:
 def _fail(state: StreamState, step: Call, e: BaseException, pending: list[Any]) -> tuple[str, BaseException]:
     if state.pieces:
         pending[:] = [step.spec.name, state.text, type(e).__name__]
+        state.dropped = (step.spec.name, state.text)
         err: BaseException = MidStreamError(e, state.text)
         state.pieces.clear()
         return "err", err
@@ -115,6 +117,7 @@ def _take(chunk: Any, chunks: list[Any], state: StreamState, pending: list[Any],
         if pending:
             r = Restart(pending[0], model, pending[1], pending[2])
             pending.clear()
+            state.dropped = None  # another answer is on screen now
             state.restarts.append(r)
             out.append(r)
         state.pieces.append(text)
@@ -131,36 +134,39 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
     drive = router._drive(chain, build, params or {}, stream=True, attempts=state.attempts)
     reply: Any = None
     pending: list[Any] = []  # [from_model, discarded, reason] of a mid-stream failure
-    while True:
-        try:
-            step = drive.send(reply)
-        except StopIteration as stop:
-            return stop.value
-        reply = None
-        if isinstance(step, Sleep):
-            time.sleep(step.seconds)
-            continue
-        state.model, state.litellm_model = step.spec.name, step.spec.model
-        chunks: list[Any] = []
-        finished = False
-        resp: Any = None
-        try:
-            resp = lm.completion(**step.kwargs)
-            for chunk in resp:
-                pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
-                finished = finished or fin
-                yield from pieces
-            if not _ended(resp, finished):
-                raise _Incomplete("stream ended without a finish reason")
-        except Exception as e:  # noqa: BLE001 - classified by the policy
-            _close(resp)
-            reply = _fail(state, step, e, pending)
-            continue
-        except BaseException:  # closed, Ctrl-C: the model did not fail, free a claimed probe slot
-            _close(resp)
-            router.breaker.release(step.spec.name)
-            raise
-        reply = ("ok", _built(router, lm, step, chunks, state.text))
+    try:
+        while True:
+            try:
+                step = drive.send(reply)
+            except StopIteration as stop:
+                return stop.value
+            reply = None
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                continue
+            state.model, state.litellm_model = step.spec.name, step.spec.model
+            chunks: list[Any] = []
+            finished = False
+            resp: Any = None
+            try:
+                resp = lm.completion(**step.kwargs)
+                for chunk in resp:
+                    pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
+                    finished = finished or fin
+                    yield from pieces
+                if not _ended(resp, finished):
+                    raise _Incomplete("stream ended without a finish reason")
+            except Exception as e:  # noqa: BLE001 - classified by the policy
+                _close(resp)
+                reply = _fail(state, step, e, pending)
+                continue
+            except BaseException:
+                _close(resp)
+                raise
+            reply = ("ok", _built(router, lm, step, chunks, state.text))
+    except BaseException:  # closed, Ctrl-C, in a call or a back-off: the model did not fail
+        drive.close()  # frees a claimed probe slot
+        raise
 
 
 async def astream_turn(router: Router, chain: list[str], build: Any, params: dict[str, Any] | None,
@@ -172,38 +178,41 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
     drive = router._drive(chain, build, params or {}, stream=True, attempts=state.attempts)
     reply: Any = None
     pending: list[Any] = []
-    while True:
-        try:
-            step = drive.send(reply)
-        except StopIteration as stop:
-            out.append(stop.value)
-            return
-        reply = None
-        if isinstance(step, Sleep):
-            await asyncio.sleep(step.seconds)
-            continue
-        state.model, state.litellm_model = step.spec.name, step.spec.model
-        chunks: list[Any] = []
-        finished = False
-        resp: Any = None
-        try:
-            resp = await lm.acompletion(**step.kwargs)
-            async for chunk in resp:
-                pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
-                finished = finished or fin
-                for piece in pieces:
-                    yield piece
-            if not _ended(resp, finished):
-                raise _Incomplete("stream ended without a finish reason")
-        except Exception as e:  # noqa: BLE001
-            await _aclose(resp)
-            reply = _fail(state, step, e, pending)
-            continue
-        except BaseException:  # closed, cancelled, Ctrl-C: free a claimed probe slot
-            await _aclose(resp)
-            router.breaker.release(step.spec.name)
-            raise
-        reply = ("ok", _built(router, lm, step, chunks, state.text))
+    try:
+        while True:
+            try:
+                step = drive.send(reply)
+            except StopIteration as stop:
+                out.append(stop.value)
+                return
+            reply = None
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                continue
+            state.model, state.litellm_model = step.spec.name, step.spec.model
+            chunks: list[Any] = []
+            finished = False
+            resp: Any = None
+            try:
+                resp = await lm.acompletion(**step.kwargs)
+                async for chunk in resp:
+                    pieces, fin = _take(chunk, chunks, state, pending, step.spec.name)
+                    finished = finished or fin
+                    for piece in pieces:
+                        yield piece
+                if not _ended(resp, finished):
+                    raise _Incomplete("stream ended without a finish reason")
+            except Exception as e:  # noqa: BLE001
+                await _aclose(resp)
+                reply = _fail(state, step, e, pending)
+                continue
+            except BaseException:
+                await _aclose(resp)
+                raise
+            reply = ("ok", _built(router, lm, step, chunks, state.text))
+    except BaseException:  # closed, cancelled, Ctrl-C, in a call or a back-off: the model did not fail
+        drive.close()  # frees a claimed probe slot
+        raise
 
 
 async def _aclose(resp: Any) -> None:
