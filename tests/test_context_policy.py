@@ -209,7 +209,7 @@ async def test_rolling_summary_cached_in_session_and_invalidated() -> None:
     assert await update_summary(s, w, complete) == "summary #1"
     assert await update_summary(s, w, complete) == "summary #1" and len(calls) == 1  # cached
     assert cached_summary(s) == "summary #1"
-    s.messages[s.metadata["context_summary"]["count"] - 1] = Message(role="user", content="edited")
+    s.messages[s.events[-1].data["count"] - 1] = Message(role="user", content="edited")
     assert cached_summary(s) is None
 
 
@@ -398,7 +398,7 @@ async def test_a_summary_covers_only_the_turns_it_was_shown() -> None:
 
     w = window_for_session(s, "zzz", budget_tokens=300)
     await update_summary(s, w, complete)
-    count = s.metadata["context_summary"]["count"]
+    count = s.events[-1].data["count"]
     assert shown[0].startswith("user: m0 ") and len(shown[0]) <= MAX_SOURCE_CHARS + count
     assert f"m{count - 1} " in shown[0] and f"m{count} " not in shown[0]
     assert 0 < count < 150  # not every left-out message: they did not fit one call

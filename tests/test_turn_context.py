@@ -69,12 +69,39 @@ def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
     calls = fake_server.calls("mid")
     assert len(calls) == 2  # the answer, then the summary of what the window left out
     assert "Summarise the earlier part" in calls[1]["messages"][0]["content"]
-    meta = t.load_session(sid).metadata["context_summary"]
+    [event] = [e for e in t.load_session(sid).events if e.type == "summary"]
+    meta = event.data
     assert meta["count"] >= 4 and meta["text"] == "Facts 0-9 were filler."
     assert meta["upto"] == t.load_session(sid).messages[meta["count"] - 1].id
     t.chat_once("second new question", session_id=sid)
     sent = fake_server.calls("mid")[2]["messages"]
     assert any(meta["text"] in (m.get("content") or "") for m in sent if m["role"] == "system")
+
+
+def test_storing_a_summary_keeps_metadata_an_app_set_during_the_turn(make_tether, fake_server):
+    t = make_tether(context={"summary": True, "summary_every": 1}, models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid", metadata={"plan": "free"})
+    for i in range(24):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+
+    def upgrade(e):  # the app changes the session while the model answers
+        if e["message"].role == "user":
+            t.update_session(sid, metadata={"plan": "pro"})
+
+    t.on("message", upgrade)
+    t.chat_once("one more turn", session_id=sid)
+    s = t.load_session(sid)
+    assert any(e.type == "summary" for e in s.events)  # a summary was made this turn
+    assert s.metadata == {"plan": "pro"}
+
+
+def test_a_summary_kept_in_metadata_by_earlier_versions_is_still_used():
+    from tether import Message, Session
+    from tether.context.summary import cached_summary
+
+    msgs = [Message(role="user", content=f"m{i}") for i in range(4)]
+    s = Session(messages=msgs, metadata={"context_summary": {"count": 2, "upto": msgs[1].id, "text": "old"}})
+    assert cached_summary(s) == "old"
 
 
 def test_summary_off_by_default_makes_no_extra_call(make_tether, fake_server):
@@ -85,4 +112,4 @@ def test_summary_off_by_default_makes_no_extra_call(make_tether, fake_server):
     fake_server.reset()
     t.chat_once("question", session_id=sid)
     assert len(fake_server.calls("small")) == 1
-    assert "context_summary" not in t.load_session(sid).metadata
+    assert not any(e.type == "summary" for e in t.load_session(sid).events)

@@ -89,7 +89,7 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
     """
     if not settings.summary or window is None:
         return False
-    from .context.summary import META_KEY, pending, summary_prompt
+    from .context.summary import pending, summary_event, summary_prompt
 
     todo = pending(session, window)
     if len(todo) < settings.summary_every:
@@ -103,7 +103,7 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
         return False
     if not text:
         return False
-    metadata = {**session.metadata, META_KEY: {"count": upto, "upto": session.messages[upto - 1].id, "text": text}}
-    store.update_header(session.id, {"metadata": metadata})
-    session.metadata = metadata
+    event = summary_event(session, upto, text)
+    store.add_event(session.id, event)  # appended: never overwrites metadata an app set meanwhile
+    session.events.append(event)
     return True

@@ -1,8 +1,9 @@
 """Optional rolling summary of older turns (off by default).
 
 build_window stays pure: it only takes a summary text (`summary_text=`). This
-module keeps a summary of the session's oldest messages in the session's
-metadata, covering a prefix of the history, and extends it (folding the old
+module keeps a summary of the session's oldest messages as a session event
+(appended: nothing else in the session is rewritten, so an app's own changes made
+meanwhile stay), covering a prefix of the history, and extends it (folding the old
 summary in) when enough newer messages have been left out of windows. The caller
 supplies the completion function: model calls belong to the router.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from tether.sessions.models import Session
+from tether.sessions.models import Session, SessionEvent
 
 from .window import Window
 
-META_KEY = "context_summary"
+EVENT = "summary"
+META_KEY = "context_summary"  # where earlier versions kept it, in the session's metadata
 CHUNK = 40                 # re-summarise once this many omitted messages are not yet covered
 MAX_SOURCE_CHARS = 24_000  # what one summary call reads
 PROMPT = (
@@ -25,7 +27,9 @@ PROMPT = (
 
 def _covered(session: Session) -> tuple[int, str | None]:
     """How many leading messages the stored summary covers (0 if none or no longer valid), and its text."""
-    entry = session.metadata.get(META_KEY)
+    entry = next((e.data for e in reversed(session.events) if e.type == EVENT), None)
+    if entry is None:
+        entry = session.metadata.get(META_KEY)
     if not isinstance(entry, dict):
         return 0, None
     count, upto, text = entry.get("count"), entry.get("upto"), entry.get("text")
@@ -78,5 +82,10 @@ async def update_summary(
         return cached_summary(session)
     request, upto = summary_prompt(session, todo[-1] + 1, words)
     text = (await complete(request)).strip()
-    session.metadata[META_KEY] = {"count": upto, "upto": session.messages[upto - 1].id, "text": text}
+    session.events.append(summary_event(session, upto, text))
     return text
+
+
+def summary_event(session: Session, upto: int, text: str) -> SessionEvent:
+    """The record of a summary of session.messages[:upto] (store it with the store's add_event)."""
+    return SessionEvent(type=EVENT, data={"count": upto, "upto": session.messages[upto - 1].id, "text": text})
