@@ -78,6 +78,12 @@ def test_get_history_limit_and_message_edit(client):
     sid = client.create_session()
     ids = [client.add_message(sid, "user", f"m{i}").id for i in range(5)]
     assert [m.content for m in client.get_history(sid, limit=2)] == ["m3", "m4"]
+    assert client.get_history(sid, limit=0) == [] and len(client.get_history(sid, limit=99)) == 5
+    for bad in (-1, 1.5, "2"):
+        with pytest.raises(ValueError, match="limit"):
+            client.get_history(sid, limit=bad)
+        with pytest.raises(ValueError, match="limit"):
+            client.list_sessions(limit=bad)
     client.update_message(sid, ids[1], content="edited", pinned=True, status="unanswered")
     m = client.load_session(sid).messages[1]
     assert (m.content, m.pinned, m.status) == ("edited", True, "unanswered")

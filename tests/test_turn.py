@@ -421,3 +421,17 @@ def test_a_question_being_answered_is_not_retried_alongside(make_tether, fake_se
         th.join()
     assert results[0].model == "backup"  # the turn itself went on to the fallback
     assert [m.role for m in t.load_session(sid).messages] == ["user", "assistant"]
+
+
+async def test_an_async_callback_is_refused_rather_than_never_run(tether_home, caplog):
+    t = AsyncTether()
+
+    async def cb(payload):
+        pass
+
+    with pytest.raises(TypeError, match="must not be async def"):
+        t.on("message", cb)
+    seen = []
+    t.on("message", lambda p: seen.append(p) or cb(p))  # a lambda handing back a coroutine
+    await t.chat_once("hello")
+    assert len(seen) == 2 and "returned a coroutine, which never runs" in caplog.text

@@ -96,6 +96,7 @@ class Tether:
         self, limit: int | None = None, user_id: str | None = None, status: str | None = None
     ) -> list[SessionSummary]:
         """Most recently used first."""
+        _check_limit(limit)
         return self.store.list(limit=limit, user_id=user_id, status=status)
 
     def delete_session(self, session_id: str) -> bool:
@@ -139,8 +140,9 @@ class Tether:
         self.store.remove_message(session_id, message_id)
 
     def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
+        _check_limit(limit)
         messages = self.store.load(session_id).messages
-        return messages[-limit:] if limit else messages
+        return messages[max(0, len(messages) - limit):] if limit is not None else messages
 
     def clear_history(self, session_id: str) -> None:
         self.store.clear(session_id)
@@ -169,6 +171,7 @@ class Tether:
         """Sessions whose title or messages contain `text` (case-insensitive), newest first, with the matching messages."""
         if not text:
             raise ValueError("search text is empty")
+        _check_limit(limit)
         return self.store.search(text, limit=limit)
 
     def session_exists(self, session_id: str) -> bool:
@@ -382,3 +385,9 @@ class AsyncTether:
 
     async def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
         return await asyncio.to_thread(self.sync.preview_window, session_id, prompt, model)
+
+
+def _check_limit(limit: object) -> None:
+    """A negative or fractional limit would quietly cut the wrong end (Python slicing): refuse it."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a whole number, 0 or more (or None for all); got {limit!r}")

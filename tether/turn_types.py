@@ -4,6 +4,7 @@ Kept apart from `turns.py` (the turn's logic) so the data a caller sees reads in
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -56,15 +57,23 @@ class Events:
     def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
         if event not in self._subs:
             raise ValueError(f"unknown event {event!r}: expected one of {', '.join(EVENTS)}")
+        if inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(getattr(callback, "__call__", None)):
+            # it would never run: events fire inside the turn, often in a worker thread
+            raise TypeError("event callbacks are called synchronously and must not be async def; "
+                            "from one, hand the work to your loop (loop.call_soon_threadsafe)")
         self._subs[event].append(callback)
         return lambda: self._subs[event].remove(callback) if callback in self._subs[event] else None
 
     def emit(self, event: str, payload: dict[str, Any]) -> None:
         for cb in list(self._subs.get(event, ())):
             try:
-                cb(payload)
+                out = cb(payload)
             except Exception:  # noqa: BLE001
                 log.exception("tether %s callback failed", event)
+                continue
+            if inspect.iscoroutine(out):
+                out.close()  # not awaited by anyone: say so once, not as "never awaited" noise
+                log.warning("tether %s callback returned a coroutine, which never runs: callbacks are synchronous", event)
 
 
 @dataclass
