@@ -523,6 +523,15 @@ def test_search_titles_and_message_text(client):
         client.search_sessions("")
 
 
+def test_search_finds_accented_text_in_a_message_written_escaped(client):
+    """A lone surrogate makes its line all-ASCII ("crème" as "cr\\u00e8me"): still found."""
+    sid = client.create_session(title="desserts")
+    client.add_message(sid, "user", "bad surrogate \ud800 then crème brûlée")
+    client.create_session(title="other")
+    [(row, msgs)] = client.search_sessions("crème")
+    assert row.id == sid and "brûlée" in msgs[0].content
+
+
 def test_ids_stay_unique_across_forked_processes():
     import multiprocessing as mp
 

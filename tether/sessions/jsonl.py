@@ -283,14 +283,16 @@ class JsonlStore(SessionStore):
         needle = text.casefold()
         # JSON escapes quotes, backslashes and control characters, so only plain text can prefilter raw bytes
         raw_ok = not any(c in text for c in '"\\') and all(c >= " " for c in text)
+        # a line holding a lone surrogate is written all-ASCII (é as \u00e9): such a file is parsed
+        escaped = b"\\u" if not text.isascii() else None
         hits = []
         for row in self.list():
             if raw_ok and needle not in (row.title or "").casefold():
                 try:
-                    raw = self.path(row.id).read_bytes().decode("utf-8", "replace").casefold()
+                    data = self.path(row.id).read_bytes()
                 except OSError:
                     continue
-                if needle not in raw:
+                if needle not in data.decode("utf-8", "replace").casefold() and not (escaped and escaped in data):
                     continue
             hit = search_session(self, row, text)
             if hit:
