@@ -147,6 +147,11 @@ def test_repin_after_consecutive_failed_turns(make_tether, fake_server):
     fake_server.requests.clear()
     assert t.chat_once("c", session_id=sid).model == "backup"
     assert fake_server.calls("main") == []
+    # the model it moved away from stays in the chain, last: when backup fails, main answers
+    fake_server.always.clear()
+    fake_server.always["backup"] = "503"
+    r = t.chat_once("d", session_id=sid)
+    assert r.model == "main" and r.pinned_model == "backup" and r.fallback_from == "backup"
 
 
 def test_repin_is_off_by_default(make_tether, fake_server):

@@ -26,6 +26,7 @@ from .turn_context import ContextSettings, summarise
 from .turn_types import ChatResult, Events, TurnStart, sendable
 
 log = logging.getLogger("tether")
+AUTO_PIN = "auto: "  # how an automatic re-pin's reason starts
 
 
 def title_from(prompt: str) -> str:
@@ -165,7 +166,7 @@ class Turns:
             self.cache.append_message(session, user)
             self.events.emit("message", {"session_id": session.id, "message": user})
             reused = False
-        chain = self.config.chain(session.pinned_model or self.config.default_model)
+        chain = self.chain_for(session)
         if self.config.notice and not self._noticed and chain[0] == self.config.default_model:
             self._noticed = True
             log.warning(self.config.notice)  # once per client: how to configure a real model
@@ -182,9 +183,22 @@ class Turns:
             if msgs[i].role == "user":
                 if not self._claim(msgs[i].id):
                     raise ValueError(f"session {session_id}: its last question is being answered already")
-                chain = self.config.chain(session.pinned_model or self.config.default_model)
+                chain = self.chain_for(session)
                 return TurnStart(session, msgs[i], chain, msgs[:i], True)
         raise ValueError(f"session {session_id} has no unanswered message to retry")
+
+    def chain_for(self, session: Session) -> list[str]:
+        """The models to try, in order. After an automatic re-pin the model it moved away from
+        stays in the chain, last: it was the session's choice, and may have recovered."""
+        chain = self.config.chain(session.pinned_model or self.config.default_model)
+        if (session.pin_reason or "").startswith(AUTO_PIN):
+            for e in reversed(session.events):
+                if e.type == "pin_changed":
+                    old = e.data.get("from")
+                    if isinstance(old, str) and old and old not in chain:
+                        chain.append(old)
+                    break
+        return chain
 
     def _claim(self, message_id: str) -> bool:
         """Mark a user message as being answered by this client; False if it is already."""
@@ -261,7 +275,7 @@ class Turns:
                 self.events.emit("fallback", {"session_id": s.id, "from_model": pinned, "to_model": out.model, **data})
         n = self.config.repin_after_failures
         if n and streak >= n and out.model != pinned:
-            self.set_pin(s.id, out.model, f"auto: {pinned} failed {streak} turns in a row", pinned)
+            self.set_pin(s.id, out.model, f"{AUTO_PIN}{pinned} failed {streak} turns in a row", pinned)
             pinned = out.model
         w = out.prepared.window
         if self.context.summary:
