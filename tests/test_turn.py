@@ -127,6 +127,10 @@ def test_pin_model_records_change_and_rejects_unknown(make_tether, fake_server):
     s = t.load_session(sid)
     assert s.pinned_model == "backup" and s.pin_reason == "user"
     assert changes[-1] == {"session_id": sid, "from": "main", "to": "backup", "reason": "user"}
+    assert changes[0]["from"] is None and changes[0]["to"] == "main"  # the first pin is announced too
+    other = t.create_session(model="backup")
+    assert changes[-1] == {"session_id": other, "from": None, "to": "backup", "reason": "explicit"}
+    assert len(changes) == 3 == sum(e.type == "pin_changed" for x in (sid, other) for e in t.load_session(x).events)
     assert t.chat_once("next", session_id=sid).model == "backup"
     with pytest.raises(UnknownModel, match="nosuchthing"):
         t.pin_model(sid, "nosuchthing")
@@ -440,3 +444,13 @@ async def test_an_async_callback_is_refused_rather_than_never_run(tether_home, c
     t.on("message", lambda p: seen.append(p) or cb(p))  # a lambda handing back a coroutine
     await t.chat_once("hello")
     assert len(seen) == 2 and "returned a coroutine, which never runs" in caplog.text
+
+
+@pytest.mark.parametrize("key", ["stream", "messages", "fallbacks"])
+def test_parameters_the_turn_decides_are_refused_before_anything_is_saved(tether_home, key):
+    t = Tether()
+    with pytest.raises(TypeError, match=f"{key}= cannot be passed"):
+        t.chat_once("hello", **{key: True})
+    with pytest.raises(TypeError, match=f"{key}= cannot be passed"):
+        asyncio.run(AsyncTether().chat_once("hello", **{key: True}))
+    assert t.list_sessions() == []

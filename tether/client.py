@@ -86,6 +86,8 @@ class Tether:
         if model:  # the first pin is recorded like every later change
             session.events.append(SessionEvent.pin_changed(None, model, "explicit"))
         self.store.create(session)
+        if model:
+            self.turns.events.emit("pin_changed", {"session_id": session.id, **session.events[-1].data})
         self.current_session_id = session.id
         return session.id
 
@@ -219,6 +221,7 @@ class Tether:
         `model=` picks a new session's model, or re-pins an existing session (recorded);
         other keyword arguments (temperature, max_tokens...) go to litellm.
         """
+        _check_params(params)
         ts = self.turns.start(prompt, session_id, model)
         self.current_session_id = ts.session.id
         return self.turns.run(ts, params)
@@ -231,12 +234,14 @@ class Tether:
         """Like chat_once but yields text pieces; see tether.turn_stream for restarts and close()."""
         from .turn_stream import Stream
 
+        _check_params(params)
         ts = self.turns.start(prompt, session_id, model)
         self.current_session_id = ts.session.id
         return Stream(self.turns, ts, params)
 
     def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
         """Answer the last unanswered user message in place (no duplicate)."""
+        _check_params(params)
         ts = self.turns.start_retry(session_id or self._current())
         return self.turns.run(ts, params)
 
@@ -359,6 +364,7 @@ class AsyncTether:
         return ts
 
     async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
+        _check_params(params)
         ts = await self._start(prompt, session_id, model)
         return await self.sync.turns.arun(ts, params)
 
@@ -369,10 +375,12 @@ class AsyncTether:
         """`async for piece in await t.stream(...)`: the prompt is on disk when this returns."""
         from .turn_stream import AsyncStream
 
+        _check_params(params)
         ts = await self._start(prompt, session_id, model)
         return AsyncStream(self.sync.turns, ts, params)
 
     async def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
+        _check_params(params)
         turns = self.sync.turns
         ts = await asyncio.to_thread(turns.start_retry, session_id or self.sync._current())
         return await turns.arun(ts, params)
@@ -391,3 +399,14 @@ def _check_limit(limit: object) -> None:
     """A negative or fractional limit would quietly cut the wrong end (Python slicing): refuse it."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be a whole number, 0 or more (or None for all); got {limit!r}")
+
+
+# what a turn decides itself: passed through to litellm they would break the turn
+_RESERVED = {"messages": "the window is built from the session", "stream": "use stream() for pieces",
+             "model": "pass model= (or pin_model) to choose the model", "fallbacks": "set fallbacks in the config"}
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    bad = [k for k in params if k in _RESERVED]
+    if bad:
+        raise TypeError("; ".join(f"{k}= cannot be passed to litellm here: {_RESERVED[k]}" for k in bad))

@@ -141,6 +141,7 @@ class Turns:
             session = Session(pinned_model=name, pin_reason=reason, title=title_from(prompt),
                               events=[SessionEvent.pin_changed(None, name, reason)])
             self.store.create(session)
+            self.events.emit("pin_changed", {"session_id": session.id, **session.events[0].data})
         else:
             session = loaded if loaded is not None else self.cache.load(session_id)
             if model:  # an explicit model for an existing session is a user pin change
