@@ -47,8 +47,9 @@ class Turns:
         self.context = ContextSettings.from_config(config.sections.get("context"))
         self._noticed = False
         self._streams: dict[str, weakref.ref[Any]] = {}
-        self._streams_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._answering: set[str] = set()  # ids of user messages a turn of this client is answering
+        # _lock guards _streams and _answering
 
     # -- models and pins ---------------------------------------------------------
     def check_model(self, name: str, *, ask_litellm: bool = True) -> str:
@@ -203,7 +204,7 @@ class Turns:
 
     def _claim(self, message_id: str) -> bool:
         """Mark a user message as being answered by this client; False if it is already."""
-        with self._streams_lock:
+        with self._lock:
             if message_id in self._answering:
                 return False
             self._answering.add(message_id)
@@ -211,7 +212,7 @@ class Turns:
 
     def release(self, ts: TurnStart) -> None:
         """The turn on ts ended (answered, failed, interrupted or cancelled)."""
-        with self._streams_lock:
+        with self._lock:
             self._answering.discard(ts.user.id)
 
     # -- open streams ------------------------------------------------------------------
@@ -221,7 +222,7 @@ class Turns:
             if self._streams.get(sid) is ref:
                 self._streams.pop(sid, None)
 
-        with self._streams_lock:
+        with self._lock:
             self._streams[session_id] = weakref.ref(stream, gone)
 
     def end_open_stream(self, session_id: str) -> bool:
@@ -229,7 +230,7 @@ class Turns:
         loop, or moved on while it ran): its text so far is stored, marked interrupted, before
         the new question, instead of after it whenever the stream object is collected.
         True if there was one."""
-        with self._streams_lock:
+        with self._lock:
             ref = self._streams.pop(session_id, None)
         stream = ref() if ref is not None else None
         if stream is None or stream.done:
@@ -324,9 +325,7 @@ class Turns:
         try:
             self.store.update_message(sid, ts.user.id, fields)
             if dropped and dropped[1]:
-                m = Message(role="assistant", content=dropped[1], model=dropped[0], status="interrupted")
-                self.store.append_message(sid, m)
-                self.events.emit("message", {"session_id": sid, "message": m})
+                self._keep_partial(sid, dropped[1], dropped[0], None)
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
         finally:
@@ -347,10 +346,13 @@ class Turns:
         if not text:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             return None
-        m = Message(role="assistant", content=text, model=model, status="interrupted",
-                    latency_ms=round((time.perf_counter() - started) * 1000, 3))
-        self.store.append_message(ts.session.id, m)
-        self.events.emit("message", {"session_id": ts.session.id, "message": m})
+        return self._keep_partial(ts.session.id, text, model, round((time.perf_counter() - started) * 1000, 3))
+
+    def _keep_partial(self, sid: str, text: str, model: str | None, latency_ms: float | None) -> Message:
+        """Store the part of an answer the user saw, marked interrupted (never sent in windows)."""
+        m = Message(role="assistant", content=text, model=model, status="interrupted", latency_ms=latency_ms)
+        self.store.append_message(sid, m)
+        self.events.emit("message", {"session_id": sid, "message": m})
         return m
 
     # -- the turn ---------------------------------------------------------------------

@@ -239,10 +239,12 @@ class Router:
         not configured), the chain's models with the same guess may be larger in truth: kept too."""
         window = failed.context_window
         guessed = not failed.known and not self.config.spec(failed.name).context_window
-        big = lambda n: self.catalogue.info(n).context_window > window  # noqa: E731
-        chain = [n for n in queue if n not in tried and (big(n) or guessed and self.catalogue.info(n).context_window == window)]
+        size = lambda n: self.catalogue.info(n).context_window  # noqa: E731
+        big = lambda n: size(n) > window  # noqa: E731
+        in_chain = (lambda n: size(n) >= window) if guessed else big
+        chain = [n for n in queue if n not in tried and in_chain(n)]
         extra = [n for n in self.config.models if n not in tried and n not in chain and big(n)]
-        return chain + sorted(extra, key=lambda n: self.catalogue.info(n).context_window)
+        return chain + sorted(extra, key=size)
 
     # -- results ------------------------------------------------------------
     def _finish(self, spec: ModelSpec, info: ModelInfo, response: Any) -> tuple[str, dict[str, int], float | None, Any]:

@@ -8,8 +8,7 @@ from ..errors import ContextOverflow
 
 # a stream cut mid-answer is retried like a dropped connection (the retry restarts the answer)
 TRANSIENT = frozenset({"rate_limit", "server", "timeout", "connection", "malformed", "mid_stream"})
-# kinds that send the turn straight to the next model, no retry
-FATAL_FOR_MODEL = frozenset({"auth", "not_found", "bad_request", "error", "content_policy"})
+# every other kind (auth, not_found, bad_request, content_policy, error) goes straight to the next model
 # kinds caused by the turn (its size, its content), not by the model: no strike against it
 TURN_FAULTS = frozenset({"context_overflow", "bad_request", "content_policy"})
 # kinds whose provider message says more than the kind does
