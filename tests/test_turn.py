@@ -28,16 +28,19 @@ def test_offline_echo_answers_from_what_it_received(tether_home):
 async def test_async_turns_stay_on_the_event_loop_only_when_they_are_one_append(monkeypatch):
     """A turn on a pinned, small or cached session is an append: done inline (a thread hop
     costs more). A turn that must pin the session rewrites its header (an fsync): a thread."""
-    import tether.client as client_mod
+    import functools
 
     hops: list[str] = []
-    real = asyncio.to_thread
+    loop = asyncio.get_running_loop()
+    real = loop.run_in_executor
 
-    async def to_thread(fn, *args, **kwargs):
-        hops.append(getattr(fn, "__name__", repr(fn)))
-        return await real(fn, *args, **kwargs)
+    def run_in_executor(executor, fn, *args):  # what asyncio.to_thread and tether's settled() use
+        inner = fn.args[0] if isinstance(fn, functools.partial) and fn.args else fn  # ctx.run(f, ...)
+        if getattr(inner, "__module__", "").startswith("tether."):  # not litellm's own hops
+            hops.append(inner.__name__)
+        return real(executor, fn, *args)
 
-    monkeypatch.setattr(client_mod.asyncio, "to_thread", to_thread)
+    monkeypatch.setattr(loop, "run_in_executor", run_in_executor)
     t = AsyncTether()
     sid = t.sync.create_session()  # no model yet: the first turn pins it
     assert t.sync.load_session(sid).pinned_model is None

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _env
+from ._aio import settled
 from .home import ensure_dir, resolve_home
 from .sessions import Message, Session, SessionEvent, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
@@ -23,7 +24,7 @@ log = logging.getLogger("tether")
 
 if TYPE_CHECKING:
     from .router.config import ConfigReport, RouterConfig
-    from .turn_stream import AsyncStream, Stream
+    from .turn_stream import AsyncStream, OpeningStream, Stream
     from .turn_types import ChatResult, TurnStart
     from .turns import Turns
 
@@ -75,7 +76,7 @@ class Tether:
             "title": title, "context": context or {}, "system": system,
             "user_id": user_id, "metadata": metadata or {},
         }
-        if model:
+        if model is not None:
             # a typo of a configured name must not pin every turn to a failing call
             model = self.turns.check_model(model, ask_litellm=False)
             fields["pinned_model"] = model
@@ -83,7 +84,7 @@ class Tether:
         if session_id is not None:
             fields["id"] = session_id
         session = Session(**fields)
-        if model:  # the first pin is recorded like every later change
+        if model is not None:  # the first pin is recorded like every later change
             session.events.append(SessionEvent.pin_changed(None, model, "explicit"))
         self.store.create(session)
         if model:
@@ -290,8 +291,18 @@ class AsyncTether:
     def current_session_id(self, value: str | None) -> None:
         self.sync.current_session_id = value
 
-    async def create_session(self, *args: Any, **kwargs: Any) -> str:
-        return await asyncio.to_thread(self.sync.create_session, *args, **kwargs)
+    async def create_session(
+        self,
+        title: str | None = None,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+        system: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        session_id: str | None = None,
+    ) -> str:
+        return await asyncio.to_thread(self.sync.create_session, title, context, model, system, user_id,
+                                       metadata, session_id)
 
     async def load_session(self, session_id: str) -> Session:
         return await asyncio.to_thread(self.sync.load_session, session_id)
@@ -358,10 +369,14 @@ class AsyncTether:
         loaded = turns.cheap_start(session_id, model)
         if loaded is not None:
             ts = turns.start(prompt, session_id, model, loaded)
-        else:
-            ts = await asyncio.to_thread(turns.start, prompt, session_id, model)
+        else:  # a cancel meanwhile leaves the prompt saved, unanswered, its session current
+            ts = await settled(turns.start, prompt, session_id, model, on_cancel=self._abandon)
         self.sync.current_session_id = ts.session.id
         return ts
+
+    def _abandon(self, ts: TurnStart) -> None:
+        self.sync.current_session_id = ts.session.id
+        self.sync.turns.abandon(ts)
 
     async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
         _check_params(params)
@@ -371,18 +386,26 @@ class AsyncTether:
     async def execute(self, prompt: str, **params: Any) -> ChatResult:
         return await self.chat_once(prompt, session_id=self.sync.current_session_id, **params)
 
-    async def stream(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> AsyncStream:
-        """`async for piece in await t.stream(...)`: the prompt is on disk when this returns."""
-        from .turn_stream import AsyncStream
+    def stream(self, prompt: str, session_id: str | None = None, model: str | None = None,
+               **params: Any) -> OpeningStream:
+        """`st = await t.stream(...)` (the prompt is on disk when the await returns), or
+        straight `async with t.stream(...) as st:` / `async for piece in t.stream(...)`."""
+        from .turn_stream import OpeningStream
 
         _check_params(params)
+        return OpeningStream(self._open_stream(prompt, session_id, model, params))
+
+    async def _open_stream(self, prompt: str, session_id: str | None, model: str | None,
+                           params: dict[str, Any]) -> AsyncStream:
+        from .turn_stream import AsyncStream
+
         ts = await self._start(prompt, session_id, model)
         return AsyncStream(self.sync.turns, ts, params)
 
     async def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
         _check_params(params)
         turns = self.sync.turns
-        ts = await asyncio.to_thread(turns.start_retry, session_id or self.sync._current())
+        ts = await settled(turns.start_retry, session_id or self.sync._current(), on_cancel=turns.abandon)
         return await turns.arun(ts, params)
 
     async def pin_model(self, session_id: str, model: str) -> str:

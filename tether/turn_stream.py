@@ -17,15 +17,16 @@ and the old stream ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator, Coroutine, Generator
 from typing import Any
 
+from ._aio import settled
 from .router.engine import Outcome
 from .router.streaming import Restart, StreamState, astream_turn, stream_turn
 from .turn_types import ChatResult, TurnStart
 from .turns import Turns
 
-__all__ = ["AsyncStream", "Restart", "Stream"]
+__all__ = ["AsyncStream", "OpeningStream", "Restart", "Stream"]
 
 
 class _Base:
@@ -77,7 +78,10 @@ class _Base:
         if self._done:
             return
         self._done = True
-        self._turns.interrupted(self._ts, self._state.text, self._state.model, self._state.started_at)
+        text, model = self._state.text, self._state.model
+        if not text and self._state.dropped:  # closed while waiting to retry an answer cut short
+            model, text = self._state.dropped
+        self._turns.interrupted(self._ts, text, model, self._state.started_at)
 
     def supersede(self) -> None:
         """A new turn started on this session: store the text so far as interrupted; the loop
@@ -165,6 +169,8 @@ class AsyncStream(_Base):
         self._out: list[Outcome] = []
         self._agen: AsyncGenerator[str, None] = astream_turn(
             turns.router, ts.chain, self._build(), params, self._state, self._out)
+        self._loop = asyncio.get_running_loop()
+        self._closing: asyncio.Task[None] | None = None
 
     def __aiter__(self) -> "AsyncStream":
         return self
@@ -173,12 +179,14 @@ class AsyncStream(_Base):
         if self._done:
             raise StopAsyncIteration
         try:
+            if not self._state.attempts and self._turns.cold(self._ts):
+                await asyncio.to_thread(self._turns.warm, self._ts)  # not on the event loop
             piece = await self._agen.__anext__()
         except StopAsyncIteration:
             if self._done:  # superseded meanwhile: its text is stored already
                 raise
             self._done = True
-            self.result = await asyncio.to_thread(
+            self.result = await settled(
                 self._turns.finish, self._ts, self._out[0], len(self._state.restarts), self._announced)
             raise
         except asyncio.CancelledError:
@@ -189,7 +197,7 @@ class AsyncStream(_Base):
                 raise
             self._done = True
             self.error = e
-            await asyncio.to_thread(self._turns.failed, self._ts, e, self._state.dropped)
+            await settled(self._turns.failed, self._ts, e, self._state.dropped)
             raise
         if self._done:
             await self._agen.aclose()
@@ -209,9 +217,23 @@ class AsyncStream(_Base):
             await self._agen.aclose()
         except Exception:
             pass
-        await asyncio.to_thread(self._interrupt)
+        await settled(self._interrupt)
 
     close = aclose
+
+    def supersede(self) -> None:
+        """As for a sync stream; the connection is closed on the stream's loop (from any thread),
+        or, if a piece is being awaited right now, when that piece arrives."""
+        self._interrupt()
+
+        def close() -> None:
+            if self._agen.ag_running:
+                return
+            self._closing = self._loop.create_task(self._agen.aclose())
+            self._closing.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(close)
 
     async def __aenter__(self) -> "AsyncStream":
         return self
@@ -225,3 +247,33 @@ class AsyncStream(_Base):
                 self._interrupt()
         except Exception:
             pass
+
+
+class OpeningStream:
+    """What `AsyncTether.stream()` returns: `await` it for the AsyncStream (the prompt is then
+    on disk), or use it directly in `async with` / `async for`, which open it first."""
+
+    def __init__(self, opening: Coroutine[Any, Any, AsyncStream]) -> None:
+        self._opening = opening
+        self._stream: AsyncStream | None = None
+
+    async def _open(self) -> AsyncStream:
+        if self._stream is None:
+            self._stream = await self._opening
+        return self._stream
+
+    def __await__(self) -> Generator[Any, None, AsyncStream]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> AsyncStream:
+        return await (await self._open()).__aenter__()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._stream is not None:
+            await self._stream.__aexit__(*exc)
+
+    def __aiter__(self) -> "OpeningStream":
+        return self
+
+    async def __anext__(self) -> str:
+        return await (await self._open()).__anext__()

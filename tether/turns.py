@@ -76,7 +76,7 @@ class Turns:
 
     def pick_model(self, prompt: str, explicit: str | None) -> tuple[str, str]:
         """A new session's model: the explicit argument, else the first matching route, else the default."""
-        if explicit:
+        if explicit is not None:
             return self.check_model(explicit), "explicit"
         if self.config.routes:
             tokens = 0
@@ -145,7 +145,7 @@ class Turns:
             self.events.emit("pin_changed", {"session_id": session.id, **session.events[0].data})
         else:
             session = loaded if loaded is not None else self.cache.load(session_id)
-            if model:  # an explicit model for an existing session is a user pin change
+            if model is not None:  # an explicit model for an existing session is a user pin change
                 name = self.check_model(model)
                 if session.pinned_model != name:
                     self.set_pin(session.id, name, "user", session.pinned_model)
@@ -399,11 +399,36 @@ class Turns:
             return None
         return session
 
+    def abandon(self, ts: TurnStart) -> None:
+        """The caller cancelled the turn before any answer: its question stays, unanswered."""
+        self.release(ts)
+        self.cache.forget(ts.session.id)
+        self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
+
+    def warm(self, ts: TurnStart) -> None:
+        """Import litellm and read the first model's tokenizer: seconds, once per process,
+        that an async turn spends in a thread instead of stalling its event loop."""
+        from .context.tokens import get_encoding
+        from .router._lite import litellm
+
+        litellm()
+        get_encoding(encoding_for(self.config.spec(ts.chain[0]).model))
+
+    def cold(self, ts: TurnStart) -> bool:
+        """Whether warm() has work to do for this turn."""
+        from .router._lite import loaded
+
+        return not (loaded() and encoding_loaded(encoding_for(self.config.spec(ts.chain[0]).model)))
+
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
         import asyncio
 
+        from ._aio import settled
+
         build = self.builder(ts.session, ts.history, ts.user.content)
         try:
+            if self.cold(ts):
+                await asyncio.to_thread(self.warm, ts)
             # Let turns started at the same moment save their prompts first. litellm prepares
             # each call in its executor's threads, and every file syscall of a later turn's
             # save would hand those threads the GIL; saved first, the saves cost only
@@ -411,18 +436,16 @@ class Turns:
             await asyncio.sleep(0)
             out = await self.router.acomplete(ts.chain, build, params)
         except asyncio.CancelledError:
-            self.release(ts)
-            self.cache.forget(ts.session.id)
-            await asyncio.to_thread(self.store.update_message, ts.session.id, ts.user.id, {"status": "unanswered"})
+            await settled(self.abandon, ts)
             raise
         except Exception as e:
-            await asyncio.to_thread(self.failed, ts, e)
+            await settled(self.failed, ts, e)
             raise
         if self.cheap_io():
             # two appends to the page cache (~50 us each): a thread hop costs more than the
             # work, and under load the worker then waits for the GIL behind the event loop
             return self.finish(ts, out)
-        return await asyncio.to_thread(self.finish, ts, out)
+        return await settled(self.finish, ts, out)
 
     # -- what the CLI shows --------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
