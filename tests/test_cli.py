@@ -303,3 +303,23 @@ def test_chat_fed_from_a_pipe_treats_each_line_as_a_message_or_command():
     r = ok("chat", "-c", input="again\n")
     assert "echo: hello" in r.stdout  # the resumed session's last turns come first
     assert Tether().get_history(s.id)[-2].content == "again"
+
+
+def test_export_over_an_existing_file_makes_it_private(tmp_path):
+    import os
+    import stat
+
+    sid = make_session("secret chat", ("user", "my pin is 4321"))
+    target = tmp_path / "out.json"
+    target.write_text("old")
+    target.chmod(0o644)
+    ok("sessions", "export", sid, "-o", str(target))
+    assert "4321" in target.read_text() and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_show_and_export_a_message_holding_a_lone_surrogate():
+    sid = make_session("odd", ("user", "bad \ud83d half an emoji"))
+    assert "half an emoji" in ok("sessions", "show", sid).output
+    assert "half an emoji" in ok("sessions", "export", sid).output
+    assert "half an emoji" in ok("sessions", "export", sid, "--format", "md").output
+

@@ -140,3 +140,16 @@ def test_a_home_that_is_a_file_is_named(tmp_path, monkeypatch):
     for h in (home, home / "sub"):  # the home, or a folder it needs, is a file
         rep = inspect_config(h)
         assert not rep.valid and f"{home} is a file" in rep.error
+
+
+def test_a_key_of_no_known_shape_that_the_provider_repeats_is_hidden(make_tether, tether_home, fake_server):
+    """Key shapes (sk-..., AIza...) are hidden by pattern; any other key the call used, by value."""
+    t = make_tether(models={"odd": {"model": "openai/odd", "api_base": fake_server.base,
+                                    "api_key": "tk_live_abcdef123456SECRET"}})
+    fake_server.fail("odd", "401key")
+    r = t.chat_once("hello", model="odd")
+    assert r.model == "backup"
+    failed = r.attempts[0]
+    assert failed.kind == "auth" and "has expired" in failed.error and "SECRET" not in failed.error
+    blob = b"".join(p.read_bytes() for p in tether_home.rglob("*") if p.is_file())
+    assert b"has expired" in blob and b"SECRET" not in blob

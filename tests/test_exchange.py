@@ -178,3 +178,12 @@ def test_json_export_import_roundtrip(session, tmp_path_factory):
     assert back.model_dump(mode="json", exclude={"totals"}) == expected
     assert back.totals.messages == len(session.messages)
     assert json.loads(c.export_session(session.id)) == json.loads(doc)
+
+
+def test_a_jsonl_file_with_a_hostile_id_is_refused_naming_the_file(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"type":"header","session":{"id":"../x","created_at":"2024-01-01T00:00:00Z"}}\n')
+    c = tether.Tether()
+    with pytest.raises(ImportFormatError, match=r"bad\.jsonl: invalid session id"):
+        c.import_session(f)
+    assert c.list_sessions() == []

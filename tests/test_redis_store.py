@@ -173,3 +173,37 @@ async def test_async_client_on_redis(redis_url):
     await c.add_message(sid, "user", "q")
     assert [m.content for m in await c.get_history(sid)] == ["q"]
     assert [r.title for r in await c.list_sessions()] == ["async"]
+
+
+def test_redis_a_message_with_an_older_timestamp_does_not_move_its_session_down(redis_url):
+    """Last use only moves forward, as in the file store: `-c` and list(limit=1) pick by it."""
+    from datetime import datetime, timezone
+
+    c = tether.Tether(store=RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}"))
+    older = c.create_session(title="older")
+    newer = c.create_session(title="newer")
+    c.add_message(newer, "user", "imported from 2020", timestamp=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    assert [r.id for r in c.list_sessions()] == [newer, older]
+    c.add_message(older, "user", "now")
+    assert [r.id for r in c.list_sessions()] == [older, newer]
+
+
+def test_redis_a_bad_record_appended_after_a_listing_skips_only_its_session(redis_url):
+    store = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    c = tether.Tether(store=store)
+    good = c.create_session(title="good")
+    bad = c.create_session(title="bad")
+    assert len(c.list_sessions()) == 2  # summaries cached: the next listing reads only new records
+    store.r.rpush(store._log(bad), b"{not json")
+    assert [r.id for r in c.list_sessions()] == [good]
+    assert "is corrupt" in store.problems[bad] and "session redis key" in store.problems[bad]
+    assert [s.id for s, _ in c.search_sessions("good")] == [good]
+
+
+def test_redis_stores_a_lone_surrogate_as_the_file_store_does(redis_url):
+    c = tether.Tether(store=RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}"))
+    sid = c.create_session(title="odd \udc80")
+    c.add_message(sid, "user", "bad \ud83d half")
+    c.store.compact(sid)
+    s = c.load_session(sid)
+    assert s.title == "odd \udc80" and s.messages[0].content == "bad \ud83d half"

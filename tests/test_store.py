@@ -557,3 +557,99 @@ def test_duplicate_message_ids_in_a_file_lose_nothing(client):
     client.store.compact(sid)
     assert [m.content for m in client.get_history(sid)] == ["edited", "second"]
     assert client.list_sessions()[0].message_count == 2
+
+
+@pytest.mark.parametrize("how", ["copy", "rename"])
+def test_a_file_copied_or_renamed_by_hand_is_reported_not_listed_under_another_id(client, how):
+    """Listed by its header's id, a copy deleted the original and a renamed file listed an id
+    nothing could open."""
+    sid = client.create_session(title="original")
+    client.add_message(sid, "user", "hello")
+    folder = sessions_dir(client)
+    src = folder / f"{sid}.jsonl"
+    other = folder / "backup-copy.jsonl"
+    other.write_bytes(src.read_bytes())
+    if how == "rename":
+        src.unlink()
+    rows = [r.id for r in client.list_sessions()]
+    assert rows == ([sid] if how == "copy" else [])
+    assert "backup-copy" in client.store.problems
+    assert "rename it to" in client.store.problems["backup-copy"]
+    with pytest.raises(SessionCorrupt, match=f"holds session '{sid}'"):
+        client.load_session("backup-copy")
+    if how == "copy":
+        assert client.delete_session(rows[0]) and other.exists()  # the row listed is the file deleted
+    imported = tether.Tether(home=client.home / "elsewhere").import_session(other)  # the way in it names
+    assert imported == sid
+
+
+def test_a_last_record_without_its_newline_is_kept_and_ended(client):
+    """A file written by another tool ("\\n".join) or a write killed just before its newline:
+    the record is whole, so it is read, and the next append ends it instead of cutting it."""
+    sid = client.create_session()
+    client.add_message(sid, "user", "question")
+    client.add_message(sid, "assistant", "answer")
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    path.write_bytes(path.read_bytes().rstrip(b"\n"))
+    assert [m.content for m in client.load_session(sid).messages] == ["question", "answer"]
+    assert client.list_sessions()[0].message_count == 2
+    client.add_message(sid, "user", "more")
+    assert [m.content for m in client.load_session(sid).messages] == ["question", "answer", "more"]
+    assert client.list_sessions()[0].message_count == 3
+    # a file that is only its header, unterminated, stays a session
+    lone = client.create_session(title="lone")
+    lp = sessions_dir(client) / f"{lone}.jsonl"
+    lp.write_bytes(lp.read_bytes().rstrip(b"\n"))
+    client.add_message(lone, "user", "first")
+    assert client.load_session(lone).title == "lone" and len(client.load_session(lone).messages) == 1
+
+
+def test_importing_a_jsonl_file_keeps_a_last_line_without_newline(client, tmp_path):
+    sid = client.create_session()
+    client.add_message(sid, "user", "question")
+    client.add_message(sid, "assistant", "answer")
+    text = (sessions_dir(client) / f"{sid}.jsonl").read_text().strip()
+    f = tmp_path / "joined.jsonl"
+    f.write_text(text)  # no final newline
+    other = tether.Tether(home=tmp_path / "h2")
+    new = other.import_session(f)
+    assert [m.content for m in other.load_session(new).messages] == ["question", "answer"]
+
+
+def test_clearing_history_drops_the_summaries_of_what_was_cleared(client):
+    from tether.sessions import SessionEvent
+
+    sid = client.create_session()
+    client.add_message(sid, "user", "my bank pin is 4321")
+    client.store.add_event(sid, SessionEvent(type="summary", data={"text": "the user's pin is 4321", "upto": "x"}))
+    client.store.add_event(sid, SessionEvent(type="note", data={"kept": True}))
+    client.clear_history(sid)
+    s = client.load_session(sid)
+    assert s.messages == [] and [e.type for e in s.events] == ["note"]
+    assert b"4321" not in (sessions_dir(client) / f"{sid}.jsonl").read_bytes()
+    assert "4321" not in client.export_session(sid)
+
+
+def test_a_lone_surrogate_exports_and_reimports(client, tmp_path):
+    sid = client.create_session(title="odd")
+    client.add_message(sid, "user", "bad \ud83d half an emoji")
+    doc = client.export_session(sid)
+    doc.encode("utf-8")  # writable to a file or a terminal
+    back = tether.Tether(home=tmp_path / "h2")
+    assert back.load_session(back.import_session(doc)).messages[0].content == "bad \ud83d half an emoji"
+    md = client.export_session(sid, format="markdown")
+    assert "bad \ufffd half an emoji" in md and md.encode("utf-8")
+
+
+def test_index_temp_files_of_killed_listings_are_swept(client):
+    client.create_session()
+    folder = sessions_dir(client)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = folder / f"..index.json.{dead.pid}.9f.tmp"
+    stale.write_bytes(b"x" * 1000)
+    (folder / ".index.json").unlink(missing_ok=True)
+    fresh = tether.Tether(home=client.home)  # a new process's first listing that writes the index
+    fresh.create_session()
+    fresh.list_sessions()
+    assert not stale.exists()

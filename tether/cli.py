@@ -100,6 +100,11 @@ def main(debug: bool) -> None:
     tether models / config      what is configured and where
     """
     _setup_logging(debug)
+    for stream in (sys.stdout, sys.stderr):  # a message holding a lone surrogate prints escaped, not as an error
+        try:
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+        except (AttributeError, ValueError):
+            pass
 
 
 # -- chat ----------------------------------------------------------------------------

@@ -28,6 +28,10 @@ def write_export(path: Path, text: str, *, replace: bool = True) -> None:
     `replace=False` refuses an existing file (FileExistsError names it)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
     fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise (0644: readable by all)
+    except OSError:  # not ours to change (another user's file we may write): leave it
+        pass
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text if text.endswith("\n") else text + "\n")
 
@@ -88,6 +92,7 @@ def quick_resume(home: Path, session_id: str | None, cont: bool) -> tuple[str, A
 
         validate_id(sid)
         records, _ = split_records(path.read_bytes(), path)
-        return sid, Replay(path, records)
+        replay = Replay(path, records)
+        return (sid, replay) if replay.header.get("id") == sid else None
     except (OSError, TetherError, ValueError, KeyError, TypeError, AttributeError):
         return None

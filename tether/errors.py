@@ -29,7 +29,8 @@ class SessionCorrupt(TetherError):
     """A session file that cannot be read; the message names the file."""
 
     def __init__(self, path: Any, reason: str) -> None:
-        super().__init__(f"session file {path} is corrupt: {reason}")
+        where = path if isinstance(path, str) and path.startswith("redis key") else f"file {path}"
+        super().__init__(f"session {where} is corrupt: {reason}")
         self.path = path
         self.reason = reason
 

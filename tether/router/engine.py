@@ -199,7 +199,7 @@ class Router:
                 attempts.append(Attempt(name, "ok", 200, secs, None, spec.model, prepared.tokens))
                 text, usage, cost, response = value
                 return Outcome(name, spec, info, text, usage, cost, secs * 1000, attempts, prepared, response, [])
-            c = classify(value)
+            c = classify(value, kwargs.get("api_key"))
             attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
             if c.kind == "context_overflow":
                 # the model's real window is smaller than we think: less history, then none

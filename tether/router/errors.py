@@ -41,17 +41,18 @@ def _headers(e: BaseException) -> Any:
     return h
 
 
-def classify(e: BaseException) -> Classified:
-    """Kind, HTTP status, Retry-After seconds (if the server sent one) and a key-free message."""
+def classify(e: BaseException, api_key: str | None = None) -> Classified:
+    """Kind, HTTP status, Retry-After seconds (if the server sent one) and a key-free message
+    (`api_key`: the key the call used, hidden wherever the provider's text repeats it)."""
     from ._lite import litellm
 
     lm = litellm()
     if isinstance(e, MidStreamError):
-        inner = classify(e.cause)
+        inner = classify(e.cause, api_key)
         return Classified("mid_stream", inner.status, None, inner.message)
     status = getattr(e, "status_code", None)
     status = status if isinstance(status, int) else None
-    msg = _scrub(str(e))
+    msg = _scrub(str(e), api_key)
     if isinstance(e, ContextOverflow) or isinstance(e, lm.ContextWindowExceededError):
         return Classified("context_overflow", status, None, msg)
     if isinstance(e, lm.ContentPolicyViolationError):
@@ -101,9 +102,15 @@ def _retry_after(e: BaseException) -> float | None:
     return float(v) if v is not None and v >= 0 else None
 
 
-def _scrub(text: str) -> str:
-    """Error texts sometimes echo the request; cut it short and hide anything key-like."""
+def _scrub(text: str, api_key: str | None = None) -> str:
+    """Error texts sometimes echo the request; cut it short and hide anything key-like: the
+    call's key and the provider keys in the environment by value, other keys by shape."""
+    import os
     import re
+
+    for key in (api_key, *(v for k, v in os.environ.items() if k.endswith(("_API_KEY", "_TOKEN")))):
+        if key and len(key) >= 8 and key in text:
+            text = text.replace(key, key[:3] + "…")
 
     # provider key shapes: OpenAI/Anthropic sk-..., Groq gsk_..., Google AIza..., xAI xai-..., bearer tokens
     text = re.sub(r"\b((?:sk|gsk|xai|pk)[-_][A-Za-z0-9]{2})[A-Za-z0-9_\-]{8,}", r"\1…", text)

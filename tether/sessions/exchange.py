@@ -7,6 +7,7 @@ modelled on without a conversion step.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 from ..errors import ImportFormatError
 from .ids import validate_id
 from .models import Session, Totals
+from .records import record_json
 
 EXPORT_FORMAT = "tether.session"
 
@@ -31,7 +33,7 @@ def export_dict(session: Session) -> dict[str, Any]:
 
 
 def export_json(session: Session) -> str:
-    return json.dumps(export_dict(session), ensure_ascii=False, indent=2)
+    return record_json(export_dict(session), indent=2)
 
 
 def export_markdown(session: Session) -> str:
@@ -49,7 +51,10 @@ def export_markdown(session: Session) -> str:
     for m in session.messages:
         who = m.role + (f" ({m.model})" if m.model else "") + (f" [{m.status}]" if m.status != "ok" else "")
         lines += [f"## {who} · {m.timestamp.isoformat(timespec='seconds')}", "", m.content, ""]
-    return "\n".join(lines)
+    return _SURROGATE.sub("\ufffd", "\n".join(lines))  # for people: a lone surrogate shows as �
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
@@ -65,11 +70,12 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
         except OSError as e:
             raise ImportFormatError(f"cannot read {path}: {e.strerror or e}") from None
     else:
-        raw = data_or_path.encode() if isinstance(data_or_path, str) else data_or_path
+        # text with a lone surrogate (from a file read with surrogateescape...) stays readable as JSON
+        raw = data_or_path.encode("utf-8", "backslashreplace") if isinstance(data_or_path, str) else data_or_path
     try:
         doc = json.loads(raw)
         if isinstance(doc, dict) and doc.get("type") == "header":  # a .jsonl file of one line
-            return _from_jsonl(raw if raw.endswith(b"\n") else raw + b"\n", source)
+            return _from_jsonl(raw, source)
         return _from_document(doc, source)
     except ValueError as first:
         if isinstance(first, ImportFormatError):
@@ -80,15 +86,19 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
 
 
 def _from_jsonl(raw: bytes, source: str) -> Session:
-    from ..errors import SessionCorrupt
+    from ..errors import InvalidSessionId, SessionCorrupt
     from .replay import split_records
     from .records import Fold
 
     try:
         records, _ = split_records(raw, Path(source))
-        return Fold(Path(source), records).session(Path(source))
+        session = Fold(Path(source), records).session(Path(source))
+        validate_id(session.id)
+        return session
     except SessionCorrupt as e:  # split_records and Fold report any malformed record as this
         raise ImportFormatError(f"{source} is not a readable tether session file: {e}") from None
+    except InvalidSessionId as e:
+        raise ImportFormatError(f"{source}: {e}") from None
 
 
 def _from_document(doc: Any, source: str) -> Session:

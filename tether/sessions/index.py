@@ -38,6 +38,7 @@ class SessionIndex:
         # the entries as last read or written, with the index file's signature then: an app
         # listing sessions again (a page view) skips parsing an unchanged index (~30 ms at 10,000)
         self._memo: tuple[tuple[int, int, int], dict[str, Any]] | None = None
+        self._swept = False
 
     def _signature(self) -> tuple[int, int, int] | None:
         from .jsonl import signature  # jsonl imports this module
@@ -65,13 +66,16 @@ class SessionIndex:
         return entries
 
     def _write(self, entries: dict[str, Any]) -> None:
-        from .jsonl import write_atomic
+        from .jsonl import remove_stale_temps, write_atomic
 
         lock = FileLock(str(self.store.locks / ".index.lock"), timeout=5, mode=0o600)
         try:
             with lock:
                 payload = json.dumps({"version": INDEX_VERSION, "entries": entries}, separators=(",", ":"))
                 write_atomic(self.path, payload.encode(), durable=False)  # a cache: rebuilt if lost
+                if not self._swept:  # once per process: temp files of writers killed mid-write
+                    self._swept = True
+                    remove_stale_temps(self.path)
                 sig = self._signature()  # under the lock: no other writer can replace it now
             self._memo = (sig, entries) if sig is not None else None
         except (Timeout, OSError) as e:  # the index is a cache; the next listing retries
@@ -119,7 +123,7 @@ class SessionIndex:
 
 
 def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
-    from .replay import split_records
+    from .replay import check_file_id, split_records
 
     try:
         data = path.read_bytes()
@@ -127,7 +131,7 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
         raise
     except OSError as e:
         raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
-    records, _ = split_records(data, path)
+    records, end = split_records(data, path)
     try:
         summary = Fold(path, records).summary()
     except (KeyError, TypeError, AttributeError, ValueError) as e:  # odd usage or cost values
@@ -136,9 +140,10 @@ def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
         valid_summary(summary)
     except ValueError as e:
         raise SessionCorrupt(path, f"invalid header ({e.__class__.__name__})") from None
+    check_file_id(path, summary["id"])
     head = data[: data.find(b"\n") + 1] or data
     return {"s": summary, "ino": st.st_ino, "size": len(data), "mt": st.st_mtime_ns,
-            "off": data.rfind(b"\n") + 1, "h": _head_hash(head)}
+            "off": end, "h": _head_hash(head)}
 
 
 def _head_hash(line: bytes) -> str:
@@ -161,11 +166,11 @@ def _extend(entry: dict[str, Any], path: Path) -> dict[str, Any] | None:
             return None
         tail = f.read()
     try:
-        records, _ = split_records(tail, path)
+        records, end = split_records(tail, path)
     except SessionCorrupt:
         return None
     s = extend_summary(entry["s"], records)
     if s is None:
         return None
     return {"s": s, "ino": st.st_ino, "size": off + len(tail), "mt": st.st_mtime_ns,
-            "off": off + tail.rfind(b"\n") + 1, "h": entry["h"]}
+            "off": off + end, "h": entry["h"]}

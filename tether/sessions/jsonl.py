@@ -10,7 +10,6 @@ import, compaction) go through a temp file, fsync and an atomic rename.
 from __future__ import annotations
 
 import fcntl
-import json
 import logging
 import os
 import re
@@ -25,8 +24,8 @@ from .ids import validate_id
 from .index import SessionIndex
 from .indexfile import SUFFIX
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
-from .records import Fold, at_default, edit_record, message_record, session_records, update_record
-from .replay import split_records
+from .records import Fold, at_default, edit_record, message_record, record_json, session_records, update_record
+from .replay import check_file_id, is_record, split_records
 from .store import SessionStore, search_session
 
 log = logging.getLogger("tether.sessions")
@@ -42,11 +41,7 @@ def private_dir(path: Path) -> Path:
 
 
 def dumps(record: dict[str, Any]) -> bytes:
-    line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-    try:
-        return (line + "\n").encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: escape rather than fail or corrupt
-        return (json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n").encode("ascii")
+    return (record_json(record) + "\n").encode("utf-8")
 
 
 def message_line(message: Message) -> bytes:
@@ -180,8 +175,10 @@ class JsonlStore(SessionStore):
             raise SessionNotFound(session_id) from None
         except OSError as e:
             raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
-        records, _torn = split_records(data, path)
-        return Fold(path, records)  # a malformed record is SessionCorrupt, naming the file
+        records, _ = split_records(data, path)
+        fold = Fold(path, records)  # a malformed record is SessionCorrupt, naming the file
+        check_file_id(path, fold.header.get("id"))
+        return fold
 
     def load(self, session_id: str) -> Session:
         fold = self.read_fold(session_id)
@@ -253,7 +250,7 @@ class JsonlStore(SessionStore):
             data = b"".join(dumps(r) for r in fold.records())
             path = self.path(session_id)
             write_atomic(path, data)
-            _remove_stale_temps(path)
+            remove_stale_temps(path)
 
     def delete(self, session_id: str) -> bool:
         path = self.path(session_id)
@@ -308,7 +305,7 @@ class JsonlStore(SessionStore):
 STALE_TEMP_SECONDS = 3600.0
 
 
-def _remove_stale_temps(path: Path) -> None:
+def remove_stale_temps(path: Path) -> None:
     """Delete temp files a killed rewrite of this session left behind.
 
     Only those of dead processes, or older than an hour: once a rewrite has renamed its
@@ -344,18 +341,22 @@ def _alive(pid: int) -> bool:
 
 
 def _repair_tail(fd: int, size: int) -> bool:
-    """Cut a torn last line (a write killed midway) so the next line starts clean; True if cut."""
+    """End the file with a whole line before appending: cut a torn last line (a write killed
+    midway), or end a whole record that lacks its newline with one; True if changed."""
     if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
         return False
-    pos, chunk = size, 4096
+    pos, chunk, cut = size, 4096, 0
     while pos > 0:
         start = max(0, pos - chunk)
         buf = os.pread(fd, pos - start, start)
         nl = buf.rfind(b"\n")
         if nl >= 0:
-            os.ftruncate(fd, start + nl + 1)
-            return True
+            cut = start + nl + 1
+            break
         pos = start
-    os.ftruncate(fd, 0)
+    if is_record(os.pread(fd, size - cut, cut)):
+        os.pwrite(fd, b"\n", size)
+    else:
+        os.ftruncate(fd, cut)
     return True
 

@@ -6,6 +6,7 @@ that turns them into a Session (or a listing summary) is written once, here.
 from __future__ import annotations
 
 import gc
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -67,6 +68,18 @@ def session_records(session: Session) -> list[dict[str, Any]]:
     records += [message_record(m) for m in session.messages]
     records += [{"type": "event", "event": e.to_dict()} for e in session.events]
     return records
+
+
+def record_json(record: dict[str, Any], *, indent: int | None = None) -> str:
+    """A record as JSON text that encodes to UTF-8: readable unicode, except that a text
+    holding a lone surrogate (which UTF-8 cannot carry) is written all-ASCII, escaped."""
+    sep = (",", ":") if indent is None else None
+    text = json.dumps(record, ensure_ascii=False, separators=sep, indent=indent)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(record, ensure_ascii=True, separators=sep, indent=indent)
+    return text
 
 
 class Fold(Replay):

@@ -20,7 +20,8 @@ from pydantic import TypeAdapter
 from ..errors import SessionCorrupt, SessionExists, SessionNotFound
 from .ids import validate_id
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
-from .records import Fold, edit_record, extend_summary, message_record, session_records, update_record, valid_summary
+from .records import (Fold, edit_record, extend_summary, message_record, record_json, session_records, update_record,
+                      valid_summary)
 from .store import SessionStore
 
 log = logging.getLogger("tether.sessions")
@@ -31,7 +32,10 @@ _summaries = TypeAdapter(list[SessionSummary])
 _APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
-if ARGV[2] ~= '' then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+if ARGV[2] ~= '' then  -- last use only moves forward (a message may carry an older timestamp)
+  local old = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if not old or tonumber(old) < tonumber(ARGV[2]) then redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1]) end
+end
 return 1
 """
 # KEYS: log, recent zset, generation; ARGV: session id, score, mode ("create"|"replace"), records...
@@ -102,7 +106,7 @@ class RedisStore(SessionStore):
         session = fold.session(self._label(session_id))
         if fold.dead > max(256, len(fold.messages)):
             self._compact(keys=[self._log(session_id), self._gen(session_id)],
-                          args=[n, *(json.dumps(r) for r in fold.records())])
+                          args=[n, *(record_json(r) for r in fold.records())])
         return session
 
     def exists(self, session_id: str) -> bool:
@@ -111,7 +115,7 @@ class RedisStore(SessionStore):
     # -- writing --------------------------------------------------------------
     def _write_session(self, session: Session, mode: str) -> None:
         sid = session.id
-        payload = [json.dumps(r, ensure_ascii=False) for r in session_records(session)]
+        payload = [record_json(r) for r in session_records(session)]
         ok = self._write(keys=[self._log(sid), self.recent, self._gen(sid)],
                          args=[sid, _score(session.updated_at), mode, *payload])
         if not ok:
@@ -125,7 +129,7 @@ class RedisStore(SessionStore):
 
     def _push(self, sid: str, record: dict[str, Any], score: float | None) -> None:
         ok = self._append(keys=[self._log(sid), self.recent, self._gen(sid)],
-                          args=[sid, "" if score is None else score, json.dumps(record, ensure_ascii=False)])
+                          args=[sid, "" if score is None else score, record_json(record)])
         if not ok:
             raise SessionNotFound(sid)
 
@@ -153,7 +157,7 @@ class RedisStore(SessionStore):
         for _ in range(5):  # retried if an append lands between the read and the rewrite
             fold, n = self._fold(session_id)
             if self._compact(keys=[self._log(session_id), self._gen(session_id)],
-                             args=[n, *(json.dumps(r, ensure_ascii=False) for r in fold.records())]):
+                             args=[n, *(record_json(r) for r in fold.records())]):
                 return
 
     def delete(self, session_id: str) -> bool:
@@ -180,7 +184,10 @@ class RedisStore(SessionStore):
             n, gen = stats[2 * i], int(stats[2 * i + 1] or 0)
             if n == 0:
                 continue
-            entry = json.loads(cached[i]) if cached[i] else None
+            try:
+                entry = json.loads(cached[i]) if cached[i] else None
+            except ValueError:  # a damaged cache entry: fold the session again
+                entry = None
             try:
                 if not entry or entry["gen"] != gen or entry["n"] != n:
                     entry = self._refresh(sid, entry, gen, n)
@@ -201,8 +208,11 @@ class RedisStore(SessionStore):
 
     def _refresh(self, sid: str, entry: dict[str, Any] | None, gen: int, n: int) -> dict[str, Any]:
         if entry and entry["gen"] == gen and entry["n"] < n:
-            tail = [json.loads(x) for x in self.r.lrange(self._log(sid), entry["n"], n - 1)]
-            s = extend_summary(entry["s"], tail)
+            try:
+                tail = [json.loads(x) for x in self.r.lrange(self._log(sid), entry["n"], n - 1)]
+            except ValueError:  # reported by the full fold below, naming the key
+                tail = None
+            s = extend_summary(entry["s"], tail) if tail is not None else None
             if s is not None:
                 return {"s": s, "gen": gen, "n": n}
         fold, n = self._fold(sid)

@@ -7,16 +7,24 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from ..errors import SessionCorrupt
 
 
-def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], bool]:
-    """Parse complete lines; a last line without newline is a torn write and is ignored."""
-    torn = bool(data) and not data.endswith(b"\n")
+def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]:
+    """Parse complete lines, and the offset just past the last record read.
+
+    A last line without its newline is a torn write (ignored) unless it is a whole JSON
+    object: a file written by hand or by another tool ("\\n".join), or a write killed just
+    before its newline. Such a record is whole, so it is kept."""
     lines = data.split(b"\n")
-    lines.pop()  # the part after the last newline: empty or torn
+    tail = lines.pop()  # the part after the last newline: empty, torn, or a whole record
+    end = len(data) - len(tail)
+    if tail.strip() and is_record(tail):
+        lines.append(tail)
+        end = len(data)
     try:
         records = json.loads(b"[" + b",".join(ln for ln in lines if ln.strip()) + b"]")
     except (ValueError, UnicodeDecodeError):
@@ -30,7 +38,24 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], bool
                 raise SessionCorrupt(path, f"line {no} is not valid JSON ({e})") from None
     if not all(isinstance(r, dict) for r in records):
         raise SessionCorrupt(path, "a record is not a JSON object")
-    return records, torn
+    return records, end
+
+
+def check_file_id(path: Path, session_id: object) -> None:
+    """A store's file is named by the id in its header: a file copied or renamed by hand
+    would otherwise list under an id that opens another file (or none)."""
+    name = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
+    if session_id != name:
+        raise SessionCorrupt(path, f"holds session {session_id!r}, but a session file is named by its id; "
+                                   f"rename it to {session_id}.jsonl, or import it (tether sessions import {path.name})")
+
+
+def is_record(line: bytes) -> bool:
+    """Whether a line is one whole JSON object (a torn write never is)."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
 
 
 def check_record(rec: dict[str, Any]) -> None:
@@ -112,8 +137,11 @@ class Replay:
         elif kind == "remove":
             self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
         elif kind == "clear":
-            self.dead += 1 + len(self.messages)
+            # summaries hold the cleared conversation's text: they go with it
+            kept = [e for e in self.events if e.get("type") != "summary"]
+            self.dead += 1 + len(self.messages) + len(self.events) - len(kept)
             self.messages.clear()
+            self.events = kept
         elif kind == "event":
             self.events.append(rec["event"])
         else:  # written by a newer tether: keep it through compaction
