@@ -454,3 +454,37 @@ def test_typed_history_is_private_even_in_a_shared_folder(tmp_path):
     for p in (fresh, loose):
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
     assert "my secret question" in fresh.read_text()
+
+
+def test_answer_view_wraps_long_lines_instead_of_cropping_them():
+    """A paragraph wider than the terminal was cut at the edge, while streaming and after."""
+    import re
+
+    out = io.StringIO()
+    console = make_console(file=out, force_terminal=True)
+    console.size = (40, 20)
+    view = AnswerView(console)
+    view.start()
+    words = [f"w{i:02d}" for i in range(60)]  # one 240-character paragraph
+    for w in words:
+        view.add(w + " ")
+    view.finish()
+    final = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    last = final[final.rindex("w00"):]  # the final drawing
+    assert all(w in last for w in words)
+    assert max(len(line.rstrip()) for line in last.splitlines()) <= 40
+
+
+def test_single_line_breaks_in_an_answer_are_kept():
+    out = io.StringIO()
+    console = make_console(file=out, force_terminal=True, )
+    console.size = (80, 20)
+    from tether.render import markdown
+
+    console.print(markdown("Roses are red,\nViolets are blue,\n\n- a\n- b\n\n```\ncode line 1\ncode line 2\n```"))
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert "Roses are red," in lines and "Violets are blue," in lines
+    assert any(line.endswith("code line 1") for line in lines) and any(line.endswith("code line 2") for line in lines)

@@ -108,9 +108,16 @@ def make_console(file: IO[str] | None = None, force_terminal: bool | None = None
 
 
 def markdown(text: str) -> Any:
+    """Markdown whose single line breaks stay breaks: a poem, an address or a list written
+    without blank lines would otherwise be joined into one paragraph."""
     from rich.markdown import Markdown
 
-    return Markdown(text)
+    md = Markdown(text)
+    for token in md.parsed:
+        for child in token.children or ():
+            if child.type == "softbreak":
+                child.type = "hardbreak"
+    return md
 
 
 def notice(console: Console, text: str, style: str = "yellow") -> None:
@@ -138,19 +145,23 @@ def print_transcript(console: Console, messages: list[Any], heading: str | None 
         console.print()
 
 
-class _Tail:
-    """Markdown showing only its last screenful: a live region taller than the terminal
-    cannot be redrawn in place, and while streaming the newest text is what matters."""
+class _Answer:
+    """An answer's Markdown wrapped to the terminal's width (a Live region would crop each
+    line at the edge); `tail`: only its last screenful, since a live region taller than the
+    terminal cannot be redrawn in place, and while streaming the newest text is what matters."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, tail: bool = True) -> None:
         self.text = text
+        self.tail = tail
 
     def __rich_console__(self, console: Console, options: Any) -> Any:
         from rich.segment import Segment
 
+        options = options.update(no_wrap=False, overflow="fold")
         lines = console.render_lines(markdown(self.text), options, pad=False)
-        keep = max(1, console.height - 2)
-        for line in lines[-keep:]:
+        if self.tail:
+            lines = lines[-max(1, console.height - 2):]
+        for line in lines:
             yield from line
             yield Segment.line()
 
@@ -174,7 +185,7 @@ class AnswerView:
             return
         from rich.live import Live
 
-        self.live = Live(_Tail(""), console=self.console, refresh_per_second=12, transient=False)
+        self.live = Live(_Answer(""), console=self.console, refresh_per_second=12, transient=False)
         self.live.start()
 
     def add(self, piece: str) -> None:
@@ -183,7 +194,7 @@ class AnswerView:
             self.console.file.write(piece)
             self.console.file.flush()
         elif self.live is not None:
-            self.live.update(_Tail(self.text))
+            self.live.update(_Answer(self.text))
 
     def restart(self, from_model: str, to_model: str, reason: str) -> None:
         """A model failed mid-answer: say so, and start the next model's answer afresh."""
@@ -198,7 +209,7 @@ class AnswerView:
             self.console.file.write("\n")
             self.text += "\n"
         if self.live is not None:
-            self.live.update(markdown(self.text))  # the whole answer, drawn once by stop()
+            self.live.update(_Answer(self.text, tail=False))  # the whole answer, drawn once by stop()
             self.live.stop()
             self.live = None
 
