@@ -380,6 +380,25 @@ def test_every_model_failing_keeps_the_question_for_retry(tether_home, server):
         assert [m.role for m in msgs] == ["user", "assistant"] and msgs[0].status == "ok"
 
 
+def test_retry_while_every_model_fails_keeps_the_answer_it_would_replace(tether_home, server):
+    """/retry removed the old answer before asking: with the provider down, it was gone."""
+    server.reset()
+    with chat(tether_home, config=server_config(server)) as c:
+        c.run("first question\r")
+        before = c.messages()
+        assert [m.role for m in before] == ["user", "assistant"]
+        server.always.update({"main": "500", "backup": "500"})
+        out = c.run("/retry\r")
+        assert "every model failed" in out and "previous answer is kept" in out
+        after = c.messages()
+        assert [(m.id, m.role, m.status, m.content) for m in after] == [
+            (m.id, m.role, "ok", m.content) for m in before]
+        server.always.clear()
+        c.run("/retry\r")  # and a retry that works still replaces it
+        final = c.messages()
+        assert len(final) == 2 and final[1].id != before[1].id and final[1].content.startswith("main says")
+
+
 def test_ctrl_c_before_the_first_piece_leaves_the_question_unanswered_for_retry(tether_home, monkeypatch):
     def start(self):  # SIGINT while waiting for the model's first chunk
         raise KeyboardInterrupt

@@ -147,17 +147,28 @@ def _last_user(r: Repl) -> tuple[int, list]:
 
 
 def _retry(r: Repl, arg: str) -> None:
-    """Ask the last question again: its answers (ok or partial) are removed, the question answered in place."""
+    """Ask the last question again, answered in place: a new answer replaces the old ones
+    (ok or partial); when no whole answer arrives (every model failed, or Ctrl-C), the old
+    answers are put back after whatever did."""
     i, msgs = _last_user(r)
     if i < 0:
         r.info("nothing to retry")
         return
-    for m in msgs[i + 1:]:
-        r.client.remove_message(r.session_id, m.id)
-    if msgs[i].status != "unanswered":  # asked again, the same words answer this message
-        r.client.update_message(r.session_id, msgs[i].id, status="unanswered")
+    sid, question, old = r.session_id, msgs[i], msgs[i + 1:]
+    for m in old:
+        r.client.remove_message(sid, m.id)
+    if question.status != "unanswered":  # asked again, the same words answer this message
+        r.client.update_message(sid, question.id, status="unanswered")
     r.refresh()
-    r.send(msgs[i].content)
+    r.send(question.content)
+    after = r.client.get_history(sid)
+    if old and not any(m.role == "assistant" and m.status == "ok" for m in after[i + 1:]):
+        for m in old:
+            r.client.add_message(sid, m.role, m.content, **m.model_dump(exclude={"role", "content"}))
+        if question.status == "ok":
+            r.client.update_message(sid, question.id, status="ok")
+        r.refresh()
+        r.info("(the previous answer is kept)")
 
 
 def _undo(r: Repl, arg: str) -> None:
