@@ -199,7 +199,7 @@ def test_ask_streams_an_answer_and_saves_the_turn():
 def test_ask_reads_piped_stdin_and_appends_it_to_the_prompt():
     r = ok("ask", "summarise:", input="line one\nline two\n")
     (s,) = Tether().list_sessions()
-    assert Tether().get_history(s.id)[0].content == "summarise:\n\nline one\nline two\n"
+    assert Tether().get_history(s.id)[0].content == "summarise:\n\nline one\nline two"  # not the final newline
     assert ok("ask", input="only stdin").stdout.startswith("echo: only stdin")
     assert r.exit_code == 0
 
@@ -289,7 +289,7 @@ def test_ask_on_a_configured_model_and_its_fallback(tether_home, server):
     server.fail("main", "503")
     r = ok("ask", "-c", "second")
     assert r.stdout == "backup says: second (3 messages)\n"
-    assert "main failed; backup answered instead" in r.stderr
+    assert "main failed (server 503); backup answered instead" in r.stderr
     out = ok("models").output
     assert "main *" in out and "backup" in out and "16,000" in out and "$1.00/M" in out
     assert "default model: main (config)" in ok("config").output
@@ -323,3 +323,32 @@ def test_show_and_export_a_message_holding_a_lone_surrogate():
     assert "half an emoji" in ok("sessions", "export", sid).output
     assert "half an emoji" in ok("sessions", "export", sid, "--format", "md").output
 
+
+
+def test_ask_into_a_pipe_prints_only_the_final_answer_after_a_restart(tether_home, server):
+    """Streamed into a file, a model cut mid-answer left its text glued to the fallback's answer."""
+    server.reset()
+    write_config(tether_home, server)
+    server.fail("main", "cut")
+    r = ok("ask", "tell me")
+    assert r.stdout == "backup says: tell me (1 messages)\n"  # CliRunner's stdout is not a terminal
+    assert "main failed mid-answer (the connection dropped); backup answers from the start" in r.stderr
+    server.fail("main", "short")
+    assert "main failed mid-answer (the answer ended early)" in ok("ask", "again").stderr
+
+
+def test_a_model_skipped_by_its_open_circuit_is_not_said_to_have_failed(tether_home, server):
+    server.reset()
+    write_config(tether_home, server)
+    cfg = tether_home / "config.toml"
+    cfg.write_text(cfg.read_text().replace("breaker_failures = 0", "breaker_failures = 1\nbreaker_cooldown = 600"))
+    server.fail("main", "500")
+    c = Tether()
+    first = c.chat_once("one")
+    assert first.model == "backup"
+    from tether.render import fallback_note
+
+    assert fallback_note(first) == "main failed (server 500); backup answered instead"
+    second = c.chat_once("two", session_id=first.session_id)
+    assert [a.kind for a in second.attempts][:1] == ["circuit_open"]
+    assert fallback_note(second).startswith("main was skipped (it failed repeatedly")

@@ -128,7 +128,7 @@ def test_ask_against_the_local_server_with_fallback(tether_home):
         data = json.loads(p.stdout)
         assert data["model"] == "backup" and data["fallback_from"] == "main"
         assert data["text"] == "backup says: route me (1 messages)"
-        assert "main failed; backup answered instead" in p.stderr
+        assert "main failed (server 500); backup answered instead" in p.stderr
         out = tether(tether_home, "models").stdout
         assert "main *" in out and "openai/backup" in out and "16,000" in out
     finally:

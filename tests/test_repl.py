@@ -354,7 +354,7 @@ def test_fallback_before_any_text_names_both_models(tether_home, server):
     with chat(tether_home, config=server_config(server)) as c:
         out = c.run("who answers?\r")
         assert "backup says: who answers?" in out
-        assert "main failed; backup answered instead" in out
+        assert "main failed (server 500); backup answered instead" in out
         assert c.messages()[-1].model == "backup"
 
 

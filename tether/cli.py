@@ -188,7 +188,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     """One turn from the shell: prints the answer; a piped stdin is appended to PROMPT."""
     text = " ".join(prompt)
     if not sys.stdin.isatty():
-        piped = sys.stdin.read()
+        piped = sys.stdin.read().rstrip()  # not the final newline every file and echo ends with
         if piped.strip():
             text = f"{text}\n\n{piped}" if text else piped
     if not text.strip():
@@ -218,8 +218,11 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
             _write(result.text + "\n")
     else:
         result = _stream_to_stdout(c.stream(text, session_id=sid, model=model))
-    if result.fallback_from:
-        click.echo(f"tether: {result.fallback_from} failed; {result.model} answered instead", err=True)
+    from .render import fallback_note
+
+    note = fallback_note(result)
+    if note:
+        click.echo(f"tether: {note}", err=True)
     if sys.stderr.isatty() and not as_json:
         click.echo(f"session {result.session_id} · {result.model}", err=True)
 
@@ -238,24 +241,37 @@ def _write(text: str) -> bool:
 
 
 def _stream_to_stdout(stream: Any) -> Any:
-    """Print pieces as they arrive. If stdout closes early, keep reading so the whole answer is saved."""
+    """Print pieces as they arrive on a terminal; into a pipe or file, the answer once it is
+    final (a model failing mid-answer would otherwise leave its text glued to the next
+    model's answer there). If stdout closes early, keep reading so the whole answer is saved."""
     from .router.streaming import Restart
 
+    live = sys.stdout is not None and sys.stdout.isatty()
     open_ = True
+    held: list[str] = []
     last = ""
     try:
         for piece in stream:
             if isinstance(piece, Restart):
-                click.echo(f"\ntether: {piece.from_model} failed mid-answer ({piece.reason}); "
+                click.echo(f"{chr(10) if live else ''}tether: {piece.from_model} failed mid-answer ({piece.reason}); "
                            f"{piece.to_model} answers from the start", err=True)
+                held.clear()
                 continue
-            if open_ and piece:
+            if not live:
+                held.append(piece)
+            elif open_ and piece:
                 open_ = _write(piece)
                 last = piece
     except KeyboardInterrupt:
         stream.close()  # the partial answer is saved, marked interrupted
+        if held:
+            _write("".join(held))
+        _write("\n")  # "tether: interrupted" then starts its own line
         raise
-    if open_ and not last.endswith("\n"):
+    if held:
+        last = "".join(held)
+        open_ = _write(last)
+    if open_ and last and not last.endswith("\n"):
         _write("\n")
     return stream.result
 

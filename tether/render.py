@@ -65,6 +65,26 @@ def shorten(text: str | None, width: int) -> str:
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
 
 
+def fallback_note(result: Any) -> str | None:
+    """Why another model answered, from the turn's attempts: a model skipped while its circuit
+    is open was not tried, so it did not "fail" this turn."""
+    if not result.fallback_from:
+        return None
+    name = result.fallback_from
+    tried = [a for a in result.attempts if a.model == name]
+    if tried and all(a.kind == "circuit_open" for a in tried):
+        why = "was skipped (it failed repeatedly; tried again after a pause)"
+    elif tried:
+        last = [a for a in tried if a.kind != "circuit_open"][-1]
+        if last.kind == "mid_stream":
+            why = "was cut off mid-answer"
+        else:
+            why = f"failed ({last.kind.replace('_', ' ')}{f' {last.status}' if last.status else ''})"
+    else:
+        why = "failed"
+    return f"{name} {why}; {result.model} answered instead"
+
+
 # -- plain tables (no rich: listing must stay cheap) ---------------------------------
 def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     """Columns padded to their widest cell; `right` holds the indexes of numeric columns."""

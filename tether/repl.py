@@ -18,7 +18,7 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from .errors import TetherError
-from .render import AnswerView, fmt_cost, fmt_tokens, notice, print_transcript
+from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, notice, print_transcript
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
 if TYPE_CHECKING:
@@ -300,8 +300,9 @@ class Repl:
     def after_turn(self, result: Any) -> None:
         if result is None:
             return
-        if result.fallback_from:
-            notice(self.console, f"! {result.fallback_from} failed; {result.model} answered instead")
+        note = fallback_note(result)
+        if note:
+            notice(self.console, f"! {note}")
         if self.pinned and result.pinned_model != self.pinned:
             notice(self.console, f"! session now pinned to {result.pinned_model} (was {self.pinned})")
         self.pinned = result.pinned_model

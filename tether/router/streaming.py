@@ -96,9 +96,26 @@ def _close(resp: Any) -> None:
             pass
 
 
+_SAID = {"timeout": "it stopped sending", "connection": "the connection dropped", "server": "server error",
+         "malformed": "a garbled reply", "rate_limit": "rate limited"}
+
+
+def _why(e: BaseException) -> str:
+    """Why an answer stopped, for the person who watched it stop (not an exception's class)."""
+    if isinstance(e, _Incomplete):
+        return "the answer ended early"
+    if "MidStream" in type(e).__name__:  # litellm's wrapper of a stream cut off (it says 500)
+        return "the connection dropped"
+    from .errors import classify
+
+    c = classify(e)
+    why = _SAID.get(c.kind, c.kind.replace("_", " "))
+    return why + (f" ({c.status})" if c.status and c.kind != "connection" else "")
+
+
 def _fail(state: StreamState, step: Call, e: BaseException, pending: list[Any]) -> tuple[str, BaseException]:
     if state.pieces:
-        pending[:] = [step.spec.name, state.text, type(e).__name__]
+        pending[:] = [step.spec.name, state.text, _why(e)]
         state.dropped = (step.spec.name, state.text)
         err: BaseException = MidStreamError(e, state.text)
         state.pieces.clear()
