@@ -507,3 +507,26 @@ def test_single_line_breaks_in_an_answer_are_kept():
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     assert "Roses are red," in lines and "Violets are blue," in lines
     assert any(line.endswith("code line 1") for line in lines) and any(line.endswith("code line 2") for line in lines)
+
+
+def test_new_after_switch_does_not_inherit_the_switched_sessions_system_prompt(tether_home):
+    french = Tether(home=tether_home).create_session(title="fr", system="Reply only in French.")
+    with chat(tether_home, system="Be brief.") as c:
+        c.run(f"/switch {french}\r")
+        c.run("/new\rwhat is 2+2\r")
+        s = c.client.load_session(c.repl.session_id)
+        assert s.id != french and s.system == "Be brief."  # the chat's own -s, not the French one
+
+
+def test_an_unwritable_input_history_is_one_note_not_a_traceback(tether_home, monkeypatch):
+    from tether.repl_input import LockedFileHistory
+
+    def full_disk(self, string):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LockedFileHistory.__mro__[1], "store_string", full_disk)  # prompt_toolkit's FileHistory
+    with chat(tether_home) as c:
+        out = c.run("one\rtwo\r")
+        assert "echo: one" in out and "echo: two" in out
+        assert out.count("could not save the input history") == 1 and "No space left" in out
+        assert [m.content for m in c.messages() if m.role == "user"] == ["one", "two"]

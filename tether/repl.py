@@ -99,6 +99,7 @@ class Repl:
         self.session_id = session_id
         self.model = model  # for the next new session, or the pin of the current one
         self.system = system
+        self.given_system = system  # -s: for every new session of this chat, not a switched-to one's
         self.title = title
         self.default_model = default_model
         self.hint = hint
@@ -109,6 +110,7 @@ class Repl:
         self.running = True
         self._home, self._input, self._output = home, input, output
         self._session: PromptSession[str] | None = None
+        self._later: list[str] = []  # notes from the line editor's threads, shown between prompts
 
     @property
     def session(self) -> PromptSession[str]:
@@ -116,7 +118,8 @@ class Repl:
         if self._session is None:
             from .repl_commands import COMMANDS
 
-            history = LockedFileHistory(self._home / HISTORY_FILE) if self._home is not None else None
+            history = (LockedFileHistory(self._home / HISTORY_FILE, warn=self._later.append)
+                       if self._home is not None else None)
             self._session = PromptSession(
                 PROMPT, history=history, key_bindings=key_bindings(), bottom_toolbar=self.toolbar,
                 completer=ChatCompleter({n: c.help for n, c in COMMANDS.items()}, self._session_choices,
@@ -191,7 +194,7 @@ class Repl:
             self.load(self.session_id, show=0)
 
     def new_session(self) -> None:
-        self.session_id, self.pinned, self.title = None, None, None
+        self.session_id, self.pinned, self.title, self.system = None, None, None, self.given_system
         self.tokens, self.cost = 0, 0.0
 
     def start_turn(self, text: str) -> Any:
@@ -225,6 +228,8 @@ class Repl:
                 continue
             except EOFError:  # Ctrl-D on an empty line leaves
                 break
+            while self._later:
+                self.info(self._later.pop(0))
             self.handle(text)
         return 0
 

@@ -27,24 +27,40 @@ class LockedFileHistory(FileHistory):
     their entries can interleave mid-line and corrupt each other.
     """
 
-    def __init__(self, filename: str | Path) -> None:
+    def __init__(self, filename: str | Path, warn: Callable[[str], None] | None = None) -> None:
         super().__init__(str(filename))
         self._lock_path = f"{filename}.lock"
+        self._warn = warn
+        self._warned = False
 
     def _lock(self) -> FileLock:
         from filelock import FileLock
 
         return FileLock(self._lock_path, timeout=5, mode=0o600)
 
+    def _failed(self, doing: str, e: Exception) -> None:
+        """The typed-line history is a convenience: a full disk or a read-only home must not
+        stop the chat (prompt_toolkit would print a traceback on every Enter). Said once."""
+        if not self._warned and self._warn is not None:
+            self._warned = True
+            self._warn(f"(could not {doing} the input history {self.filename}: {getattr(e, 'strerror', None) or e})")
+
     def load_history_strings(self) -> Iterable[str]:
-        with self._lock():
-            items = list(super().load_history_strings())
+        try:
+            with self._lock():
+                items = list(super().load_history_strings())
+        except (OSError, TimeoutError) as e:  # filelock's Timeout is a TimeoutError
+            self._failed("read", e)
+            return []
         return items
 
     def store_string(self, string: str) -> None:
-        with self._lock():
-            _private_file(Path(self.filename))  # what the user typed is as private as the sessions
-            super().store_string(string)
+        try:
+            with self._lock():
+                _private_file(Path(self.filename))  # what the user typed is as private as the sessions
+                super().store_string(string)
+        except (OSError, TimeoutError) as e:
+            self._failed("save", e)
 
 
 def _private_file(path: Path) -> None:
