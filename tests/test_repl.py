@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -530,3 +531,35 @@ def test_an_unwritable_input_history_is_one_note_not_a_traceback(tether_home, mo
         assert "echo: one" in out and "echo: two" in out
         assert out.count("could not save the input history") == 1 and "No space left" in out
         assert [m.content for m in c.messages() if m.role == "user"] == ["one", "two"]
+
+
+def test_while_nothing_has_arrived_the_chat_says_what_it_waits_for(tether_home, server):
+    """A 429 with a long Retry-After, or a slow model, left the screen blank."""
+    import re
+    import threading
+
+    server.reset()
+    server.fail("main", "429:2")
+    cfg = {**server_config(server), "retry_after_cap": 5, "retries": 1}
+    client = Tether(home=tether_home, config=cfg)
+    stream = client.stream("patience")
+    out = io.StringIO()
+    console = make_console(file=out, force_terminal=True)
+    console.size = (100, 20)
+    view = AnswerView(console, status=stream.waiting)
+    seen: list[str] = []
+
+    def watch() -> None:  # what the status says while the first try backs off
+        while not view.text:
+            seen.append(stream.waiting())
+            time.sleep(0.05)
+
+    view.start()
+    threading.Thread(target=watch, daemon=True).start()
+    for piece in stream:
+        view.add(piece)
+    view.finish()
+    assert any(s.startswith("main: rate limit; trying again in ") for s in seen), seen[:5]
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
+    assert "main: rate limit; trying again in" in drawn and "(Ctrl-C to stop)" not in drawn.split("main says")[-1]
+    assert stream.result.text == "main says: patience (1 messages)"

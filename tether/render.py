@@ -7,6 +7,8 @@ that draw Markdown or a live answer.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
@@ -170,12 +172,21 @@ class _Answer:
     line at the edge); `tail`: only its last screenful, since a live region taller than the
     terminal cannot be redrawn in place, and while streaming the newest text is what matters."""
 
-    def __init__(self, text: str, tail: bool = True) -> None:
+    def __init__(self, text: str, status: Callable[[], str] | None = None, tail: bool = True) -> None:
         self.text = text
+        self.status = status
         self.tail = tail
+        self.since = time.monotonic()
 
     def __rich_console__(self, console: Console, options: Any) -> Any:
         from rich.segment import Segment
+        from rich.text import Text
+
+        if not self.text and self.status is not None:  # redrawn by Live while nothing has arrived
+            waited = time.monotonic() - self.since
+            hint = "  (Ctrl-C to stop)" if waited >= 3 else ""
+            yield Text(f"{self.status()}… {waited:.0f}s{hint}", style="dim")
+            return
 
         options = options.update(no_wrap=False, overflow="fold")
         lines = console.render_lines(markdown(self.text), options, pad=False)
@@ -194,18 +205,19 @@ class AnswerView:
     so nothing waits for the end of the stream to be visible.
     """
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, status: Callable[[], str] | None = None) -> None:
         self.console = console
         self.text = ""
         self.live: Live | None = None
         self._plain = not console.is_terminal
+        self._status = status
 
     def start(self) -> None:
         if self._plain:
             return
         from rich.live import Live
 
-        self.live = Live(_Answer(""), console=self.console, refresh_per_second=12, transient=False)
+        self.live = Live(_Answer("", self._status), console=self.console, refresh_per_second=12, transient=False)
         self.live.start()
 
     def add(self, piece: str) -> None:
@@ -214,7 +226,7 @@ class AnswerView:
             self.console.file.write(piece)
             self.console.file.flush()
         elif self.live is not None:
-            self.live.update(_Answer(self.text))
+            self.live.update(_Answer(self.text, self._status))
 
     def restart(self, from_model: str, to_model: str, reason: str) -> None:
         """A model failed mid-answer: say so, and start the next model's answer afresh."""

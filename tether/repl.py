@@ -279,7 +279,7 @@ class Repl:
         except (TetherError, ValueError) as e:
             self.error(str(e))
             return
-        view = AnswerView(self.console)
+        view = AnswerView(self.console, status=stream.waiting)
         try:
             view.start()
             for piece in stream:

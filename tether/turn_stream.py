@@ -63,6 +63,18 @@ class _Base:
     def done(self) -> bool:
         return self._done
 
+    def waiting(self) -> str:
+        """What the stream waits for before its next text (for a progress line): the model
+        being asked, and while retrying, what went wrong and when the next try is."""
+        import time
+
+        s = self._state
+        failed = [a for a in s.attempts if a.kind not in ("ok", "circuit_open")]
+        last = f"{failed[-1].model}: {failed[-1].kind.replace('_', ' ')}" if failed else ""
+        if s.retry_at is not None:
+            return f"{last}; trying again in {max(0.0, s.retry_at - time.monotonic()):.0f}s"
+        return f"waiting for {s.model or self._ts.chain[0]}" + (f" (after {last})" if last else "")
+
     def _seen(self, piece: str) -> str:
         """Emit the fallback event once, when a fallback model's first text arrives."""
         if not self._announced and self._state.model != self._ts.chain[0]:

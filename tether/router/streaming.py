@@ -51,6 +51,7 @@ class StreamState:
     attempts: list[Attempt] = field(default_factory=list)  # so far, for the fallback event
     dropped: tuple[str, str] | None = None  # (model, text) of the last answer cut short mid-stream
     started_at: float = field(default_factory=time.perf_counter)
+    retry_at: float | None = None  # time.monotonic() of the next try, during a back-off
 
     @property
     def text(self) -> str:
@@ -159,7 +160,9 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
                 return stop.value
             reply = None
             if isinstance(step, Sleep):
+                state.retry_at = time.monotonic() + step.seconds
                 time.sleep(step.seconds)
+                state.retry_at = None
                 continue
             state.model, state.litellm_model = step.spec.name, step.spec.model
             chunks: list[Any] = []
@@ -204,7 +207,9 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
                 return
             reply = None
             if isinstance(step, Sleep):
+                state.retry_at = time.monotonic() + step.seconds
                 await asyncio.sleep(step.seconds)
+                state.retry_at = None
                 continue
             state.model, state.litellm_model = step.spec.name, step.spec.model
             chunks: list[Any] = []
