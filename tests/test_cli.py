@@ -352,3 +352,13 @@ def test_a_model_skipped_by_its_open_circuit_is_not_said_to_have_failed(tether_h
     second = c.chat_once("two", session_id=first.session_id)
     assert [a.kind for a in second.attempts][:1] == ["circuit_open"]
     assert fallback_note(second).startswith("main was skipped (it failed repeatedly")
+
+
+def test_small_listing_and_transcript_details():
+    sid = make_session("odd", ("user", "asked"), ("assistant", "answered"))
+    Tether().add_message(sid, "user", "nobody answered", status="unanswered")
+    zero = run("sessions", "list", "--limit", "0")  # said "no sessions yet" with sessions there
+    assert zero.exit_code == 2 and "x>=1" in zero.output
+    out = ok("sessions", "show", sid).output
+    assert "> nobody answered\n(unanswered)" in out and "> asked\n[" in out
+    assert "pinned by explicit" in out and "(explicit)" not in out

@@ -218,3 +218,25 @@ def test_a_chat_that_quits_while_litellm_loads_exits(tmp_path):
             p.communicate()
             pytest.fail("`tether chat` did not exit after /exit")
         assert p.returncode == 0 and "Traceback" not in err, err
+
+
+def test_a_piped_chat_puts_errors_on_stderr_and_fails_when_a_turn_did(tether_home):
+    tether_home.mkdir(parents=True, exist_ok=True)
+    (tether_home / "config.toml").write_text(
+        'default_model = "dead"\n[models.dead]\nmodel = "openai/dead"\napi_base = "http://127.0.0.1:9/v1"\n'
+        'api_key = "sk-x"\nretries = 0\ntimeout = 2\n')
+    p = tether(tether_home, "chat", input="hello\n", check=False)
+    assert p.returncode == 1
+    assert "every model failed" in p.stderr and "every model failed" not in p.stdout
+    ok_run = tether(tether_home, "chat", "-m", "tether/echo", input="hello\n")
+    assert ok_run.returncode == 0 and "echo: hello" in ok_run.stdout
+
+
+def test_showing_a_long_session_into_head_exits_cleanly(tether_home):
+    t = Tether(home=tether_home)
+    sid = t.create_session(title="long")
+    for i in range(300):
+        t.add_message(sid, "user", f"line {i} " * 20)
+    p = subprocess.run(f"{TETHER} sessions show {sid} | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
+                       executable="/bin/bash", capture_output=True, text=True, env=env(tether_home), timeout=60)
+    assert p.returncode == 0 and p.stdout.startswith("id:") and "Traceback" not in p.stderr

@@ -170,8 +170,8 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
             repl.load(sid)
     if sys.stdin.isatty():
         repl.run()
-    else:
-        repl.run_lines(sys.stdin)
+    elif repl.run_lines(sys.stdin):
+        sys.exit(1)
 
 
 # -- ask -----------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def models(as_json: bool) -> None:
         out.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
                     str(m["max_output_tokens"] or "-"), fmt_per_million(m["input_cost_per_token"]),
                     fmt_per_million(m["output_cost_per_token"]),
-                    circuit["state"] + (f" ({circuit['failures']} failures)" if circuit["failures"] else "")])
+                    circuit["state"] + (f" ({circuit['failures']} failure{'s' if circuit['failures'] != 1 else ''})" if circuit["failures"] else "")])
     click.echo(table(["NAME", "LITELLM MODEL", "WINDOW", "MAX OUT", "INPUT", "OUTPUT", "CIRCUIT"], out, {2, 3, 4, 5}))
     click.echo("* default model · prices per million tokens ('-' where unknown)")
 

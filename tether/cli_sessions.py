@@ -32,7 +32,7 @@ def sessions() -> None:
 
 @sessions.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.option("-n", "--limit", type=click.IntRange(min=0), default=None, help="At most N sessions.")
+@click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most N sessions.")
 @click.option("--user", "user_id", metavar="U", help="Only sessions of this user id.")
 def list_(as_json: bool, limit: int | None, user_id: str | None) -> None:
     """Sessions, most recently used first."""
@@ -78,7 +78,7 @@ def show(session_id: str, as_json: bool) -> None:
     s = c.load_session(sid)
     t = s.totals
     lines = [f"id:       {s.id}", f"title:    {s.title or '(untitled)'}",
-             f"model:    {s.pinned_model or '-'}" + (f" ({s.pin_reason})" if s.pin_reason else ""),
+             f"model:    {s.pinned_model or '-'}" + (f" · pinned by {s.pin_reason}" if s.pin_reason else ""),
              f"created:  {s.created_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
              f"used:     {s.updated_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
              f"messages: {t.messages} · tokens {t.total_tokens} · cost {fmt_cost(t.cost_usd)}"]

@@ -126,7 +126,14 @@ def sessions_table(summaries: list[Any]) -> str:
 def make_console(file: IO[str] | None = None, force_terminal: bool | None = None) -> Console:
     from rich.console import Console
 
-    return Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """`| head -1` closed the pipe: the CLI ends quietly with status 0, as for its plain
+            output (rich's default exits with 1)."""
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
 
 
 def markdown(text: str) -> Any:
@@ -154,6 +161,8 @@ def print_transcript(console: Console, messages: list[Any], heading: str | None 
     for m in messages:
         if m.role == "user":
             console.print(f"> {m.content}", style="bold cyan", markup=False)
+            if m.status != "ok":  # no model answered it: /retry (or asking again) does
+                console.print(f"({m.status})", style="dim", markup=False)
         elif m.role == "assistant":
             label = f"[{m.model or 'assistant'}]" + (f" ({m.status})" if m.status != "ok" else "")
             console.print(label, style="dim", markup=False)

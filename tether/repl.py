@@ -18,7 +18,7 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from .errors import TetherError
-from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, notice, print_transcript
+from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, notice, print_transcript
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
 if TYPE_CHECKING:
@@ -111,6 +111,8 @@ class Repl:
         self._home, self._input, self._output = home, input, output
         self._session: PromptSession[str] | None = None
         self._later: list[str] = []  # notes from the line editor's threads, shown between prompts
+        self._notes: Console | None = None  # where notes and errors go when not the answers' console
+        self.errors = 0
 
     @property
     def session(self) -> PromptSession[str]:
@@ -211,10 +213,11 @@ class Repl:
         return stream
 
     def error(self, text: str) -> None:
-        self.console.print(f"error: {text}", style="bold red", markup=False, highlight=False)
+        self.errors += 1
+        (self._notes or self.console).print(f"error: {text}", style="bold red", markup=False, highlight=False)
 
     def info(self, text: str) -> None:
-        self.console.print(text, style="dim", markup=False, highlight=False)
+        (self._notes or self.console).print(text, style="dim", markup=False, highlight=False)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> int:
@@ -234,17 +237,20 @@ class Repl:
         return 0
 
     def run_lines(self, lines: Iterable[str]) -> int:
-        """Stdin is not a terminal: every line is a message or a slash command, no line editor."""
-        self.loader.start()
-        if self.hint:
-            import sys
+        """Stdin is not a terminal: every line is a message or a slash command, no line editor.
+        Answers go to stdout, notes and errors to stderr; the status is 1 if any turn failed."""
+        import sys
 
+        self.loader.start()
+        if self._notes is None and self.console.file is sys.stdout:
+            self._notes = make_console(file=sys.stderr)
+        if self.hint:
             print(self.hint, file=sys.stderr)
         for line in lines:
             if not self.running:
                 break
             self.handle(line.rstrip("\n"))
-        return 0
+        return 1 if self.errors else 0
 
     def handle(self, text: str) -> None:
         if not text.strip():

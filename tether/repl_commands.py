@@ -69,7 +69,7 @@ def _model(r: Repl, arg: str) -> None:
 def _models(r: Repl, arg: str) -> None:
     rows = []
     for m in r.client.models():
-        circuit = m["circuit"]["state"] + (f" ({m['circuit']['failures']} failures)" if m["circuit"]["failures"] else "")
+        circuit = m["circuit"]["state"] + (f" ({m['circuit']['failures']} failure{'s' if m['circuit']['failures'] != 1 else ''})" if m["circuit"]["failures"] else "")
         rows.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
                      fmt_per_million(m["input_cost_per_token"]), fmt_per_million(m["output_cost_per_token"]), circuit])
     r.console.print(table(["NAME", "LITELLM MODEL", "WINDOW", "INPUT", "OUTPUT", "CIRCUIT"], rows, {2, 3, 4}),
@@ -133,7 +133,7 @@ def _tokens(r: Repl, arg: str) -> None:
         r.info("no messages yet")
         return
     t = r.client.load_session(r.session_id).totals
-    r.console.print(f"{t.messages} messages, {t.turns} answers · prompt {t.prompt_tokens} + completion "
+    r.console.print(f"{t.messages} message{'s' if t.messages != 1 else ''}, {t.turns} answer{'s' if t.turns != 1 else ''} · prompt {t.prompt_tokens} + completion "
                     f"{t.completion_tokens} = {t.total_tokens} tokens · cost {fmt_cost(t.cost_usd)}",
                     markup=False, highlight=False)
 
