@@ -266,7 +266,8 @@ def _stream_to_stdout(stream: Any) -> Any:
         stream.close()  # the partial answer is saved, marked interrupted
         if held:
             _write("".join(held))
-        _write("\n")  # "tether: interrupted" then starts its own line
+        if held or (live and last):
+            _write("\n")  # "tether: interrupted" then starts its own line
         raise
     if held:
         last = "".join(held)

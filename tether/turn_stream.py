@@ -183,6 +183,7 @@ class AsyncStream(_Base):
             turns.router, ts.chain, self._build(), params, self._state, self._out)
         self._loop = asyncio.get_running_loop()
         self._closing: asyncio.Task[None] | None = None
+        self._warmed = False
 
     def __aiter__(self) -> "AsyncStream":
         return self
@@ -191,8 +192,10 @@ class AsyncStream(_Base):
         if self._done:
             raise StopAsyncIteration
         try:
-            if not self._state.attempts and self._turns.cold(self._ts):
-                await asyncio.to_thread(self._turns.warm, self._ts)  # not on the event loop
+            if not self._warmed:
+                self._warmed = True
+                if self._turns.cold(self._ts):
+                    await asyncio.to_thread(self._turns.warm, self._ts)  # not on the event loop
             piece = await self._agen.__anext__()
         except StopAsyncIteration:
             if self._done:  # superseded meanwhile: its text is stored already
