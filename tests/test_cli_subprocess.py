@@ -240,3 +240,20 @@ def test_showing_a_long_session_into_head_exits_cleanly(tether_home):
     p = subprocess.run(f"{TETHER} sessions show {sid} | head -1; exit ${{PIPESTATUS[0]}}", shell=True,
                        executable="/bin/bash", capture_output=True, text=True, env=env(tether_home), timeout=60)
     assert p.returncode == 0 and p.stdout.startswith("id:") and "Traceback" not in p.stderr
+
+
+def test_a_piped_chat_writes_only_answers_to_stdout_even_after_a_restart(tether_home):
+    from fakeserver import FakeServer
+
+    from test_cli import write_config
+
+    srv = FakeServer().start()
+    try:
+        write_config(tether_home, srv)
+        srv.fail("main", "cut")
+        p = tether(tether_home, "chat", input="first\n")
+        assert p.stdout == "backup says: first (1 messages)\n"  # not main's cut text, not notices
+        assert "main failed mid-answer (the connection dropped)" in p.stderr
+        assert "main was cut off mid-answer; backup answered instead" in p.stderr
+    finally:
+        srv.stop()

@@ -653,3 +653,10 @@ def test_index_temp_files_of_killed_listings_are_swept(client):
     fresh.create_session()
     fresh.list_sessions()
     assert not stale.exists()
+
+
+def test_an_id_starting_with_a_dash_is_refused_saying_why():
+    from tether.sessions.ids import validate_id
+
+    with pytest.raises(InvalidSessionId, match="starts with '-'"):
+        validate_id("-abc")

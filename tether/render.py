@@ -214,12 +214,15 @@ class AnswerView:
     so nothing waits for the end of the stream to be visible.
     """
 
-    def __init__(self, console: Console, status: Callable[[], str] | None = None) -> None:
+    def __init__(self, console: Console, status: Callable[[], str] | None = None,
+                 notes: Console | None = None, hold: bool = False) -> None:
         self.console = console
         self.text = ""
         self.live: Live | None = None
         self._plain = not console.is_terminal
         self._status = status
+        self.notes = notes or console  # where a restart is announced
+        self.hold = hold  # plain output: write the answer once final (a restart drops what was held)
 
     def start(self) -> None:
         if self._plain:
@@ -231,7 +234,7 @@ class AnswerView:
 
     def add(self, piece: str) -> None:
         self.text += piece
-        if self._plain:
+        if self._plain and not self.hold:
             self.console.file.write(piece)
             self.console.file.flush()
         elif self.live is not None:
@@ -239,13 +242,17 @@ class AnswerView:
 
     def restart(self, from_model: str, to_model: str, reason: str) -> None:
         """A model failed mid-answer: say so, and start the next model's answer afresh."""
-        self.stop()
-        notice(self.console, f"! {from_model} failed mid-answer ({reason}); {to_model} answers from the start")
+        if not (self._plain and self.hold):
+            self.stop()
+        notice(self.notes, f"! {from_model} failed mid-answer ({reason}); {to_model} answers from the start")
         self.text = ""
         self.start()
 
     def stop(self) -> None:
         """End the display where it is (an error or Ctrl-C): the next line starts clean."""
+        if self._plain and self.hold and self.text:
+            self.console.file.write(self.text)
+            self.hold = False  # written: a second stop() only ends the line
         if self._plain and self.text and not self.text.endswith("\n"):
             self.console.file.write("\n")
             self.text += "\n"

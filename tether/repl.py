@@ -285,7 +285,7 @@ class Repl:
         except (TetherError, ValueError) as e:
             self.error(str(e))
             return
-        view = AnswerView(self.console, status=stream.waiting)
+        view = AnswerView(self.console, status=stream.waiting, notes=self._notes, hold=self._notes is not None)
         try:
             view.start()
             for piece in stream:
@@ -297,7 +297,7 @@ class Repl:
             view.stop()
             stream.close()
             what = "the partial answer is saved" if view.text.strip() else "no answer yet; your message is saved"
-            notice(self.console, f"(interrupted: {what}; /retry asks again)")
+            notice(self._notes or self.console, f"(interrupted: {what}; /retry asks again)")
             self.refresh()
             return
         except Exception as e:  # noqa: BLE001 - AllModelsFailed, or a bug in a provider
@@ -312,10 +312,11 @@ class Repl:
         if result is None:
             return
         note = fallback_note(result)
+        notes = self._notes or self.console
         if note:
-            notice(self.console, f"! {note}")
+            notice(notes, f"! {note}")
         if self.pinned and result.pinned_model != self.pinned:
-            notice(self.console, f"! session now pinned to {result.pinned_model} (was {self.pinned})")
+            notice(notes, f"! session now pinned to {result.pinned_model} (was {self.pinned})")
         self.pinned = result.pinned_model
         self.tokens += int(result.usage.get("total_tokens", 0) or 0)
         self.cost += result.cost_usd or 0.0

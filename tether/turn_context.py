@@ -8,7 +8,7 @@ summary_words = 150
 summary_every = 40        # re-summarise once this many left-out messages are not yet covered
 ```
 The summary is made by the model that just answered, after its answer is stored,
-and kept in the session's metadata; a failure to summarise never fails a turn.
+and kept as a "summary" event in the session; a failure to summarise never fails a turn.
 """
 from __future__ import annotations
 

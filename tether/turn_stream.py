@@ -1,8 +1,8 @@
 """Stream objects returned by `Tether.stream` / `AsyncTether.stream`.
 
-Iterate for text pieces as they arrive. When a model fails after some of its
-text was shown and another model takes over, the stream yields one
-`tether.Restart` marker: a `str` subclass equal to "" (printing it prints
+Iterate for text pieces as they arrive. When an answer is cut after some of its
+text was shown and a retry (of the same model, or the next one) takes over, the
+stream yields one `tether.Restart` marker: a `str` subclass equal to "" (printing it prints
 nothing) carrying `from_model`, `to_model`, `discarded` (the text already shown
 that is NOT part of the answer) and `reason`; the pieces after it are the new
 model's answer from its beginning. `stream.text` and `stream.result.text` hold

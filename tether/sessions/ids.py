@@ -66,6 +66,8 @@ def validate_id(session_id: object) -> str:
             why = f"it is longer than {MAX_ID_LENGTH} characters"
         elif session_id.startswith("."):
             why = "it starts with a dot"
+        elif session_id.startswith("-"):
+            why = "it starts with '-' (it would read as an option on a command line)"
         else:
             why = "only letters, digits, '-', '_' and '.' are allowed"
         raise InvalidSessionId(f"invalid session id {session_id[:80]!r}: {why}")
