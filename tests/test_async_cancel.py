@@ -186,3 +186,17 @@ def test_the_first_async_turn_imports_litellm_and_reads_the_tokenizer_off_the_ev
     assert out.returncode == 0, out.stderr
     # (name, on the loop's thread): both loaded, neither on the thread running the loop
     assert out.stdout.strip() == "[('litellm', False), ('tokenizer', False)]"
+
+
+async def test_stream_opening_is_a_coroutine_and_remembers_its_outcome():
+    from tether.errors import SessionNotFound
+
+    at = AsyncTether(config={"default_model": "tether/echo"})
+    st = await asyncio.create_task(at.stream("via a task"))  # create_task needs a coroutine
+    assert (await st.read()).text.startswith("echo: via a task")
+    opening = at.stream("twice", session_id=st.session_id)
+    assert await opening is await opening
+    missing = at.stream("x", session_id="nosuch")
+    for _ in range(2):  # the real error each time, not "cannot reuse already awaited coroutine"
+        with pytest.raises(SessionNotFound):
+            await missing

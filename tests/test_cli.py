@@ -362,3 +362,20 @@ def test_small_listing_and_transcript_details():
     out = ok("sessions", "show", sid).output
     assert "> nobody answered\n(unanswered)" in out and "> asked\n[" in out
     assert "pinned by explicit" in out and "(explicit)" not in out
+
+
+def test_export_into_a_fifo_leaves_its_mode_alone(tmp_path):
+    """Only a regular file of ours is made 0600: never a device or pipe (-o /dev/null as root)."""
+    import os
+    import stat
+    import threading
+
+    sid = make_session("piped", ("user", "hello"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o644)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    ok("sessions", "export", sid, "-o", str(fifo))
+    reader.join(10)
+    assert b"hello" in got[0] and stat.S_IMODE(os.stat(fifo).st_mode) == 0o644

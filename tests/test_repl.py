@@ -563,3 +563,25 @@ def test_while_nothing_has_arrived_the_chat_says_what_it_waits_for(tether_home, 
     drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())
     assert "main: rate limit; trying again in" in drawn and "(Ctrl-C to stop)" not in drawn.split("main says")[-1]
     assert stream.result.text == "main says: patience (1 messages)"
+
+
+def test_retry_stopped_by_ctrl_c_keeps_the_whole_old_answer_not_the_partial(tether_home, monkeypatch):
+    with chat(tether_home) as c:
+        c.run("tell me\r")
+        before = c.messages()
+        real_add = AnswerView.add
+        calls = {"n": 0}
+
+        def add(self, piece):  # Ctrl-C after the retry's second piece
+            calls["n"] += 1
+            real_add(self, piece)
+            if calls["n"] == 2:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(AnswerView, "add", add)
+        out = c.run("/retry\r")
+        monkeypatch.setattr(AnswerView, "add", real_add)
+        assert "previous answer is kept" in out
+        after = c.messages()  # one question, one answer: no partial beside it in later windows
+        assert [(m.id, m.role, m.status, m.content) for m in after] == [
+            (m.id, m.role, m.status, m.content) for m in before]

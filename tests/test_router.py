@@ -242,3 +242,14 @@ def test_error_texts_hide_key_shapes_from_several_providers():
         assert key not in _scrub(text) and key[6:14] not in _scrub(text), text
     plain = "rate limited, retry in 3s (model gpt-4o-mini)"
     assert _scrub(plain) == plain
+
+
+def test_error_texts_keep_words_that_merely_equal_a_short_env_value(monkeypatch):
+    from tether.router.errors import _scrub
+
+    monkeypatch.setenv("LOCAL_API_KEY", "not-needed")  # a placeholder many local servers take
+    monkeypatch.setenv("BUILD_TOKEN", "1234567890")
+    monkeypatch.setenv("MY_API_KEY", "zz_live_0123456789abcdef")
+    text = "maximum context length is 1234567890 tokens for model openai/not-needed-model"
+    assert _scrub(text) == text
+    assert "0123456789abcdef" not in _scrub("bad key zz_live_0123456789abcdef given")

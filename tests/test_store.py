@@ -574,13 +574,30 @@ def test_a_file_copied_or_renamed_by_hand_is_reported_not_listed_under_another_i
     rows = [r.id for r in client.list_sessions()]
     assert rows == ([sid] if how == "copy" else [])
     assert "backup-copy" in client.store.problems
-    assert "rename it to" in client.store.problems["backup-copy"]
+    assert f"name it {sid}.jsonl again" in client.store.problems["backup-copy"]
     with pytest.raises(SessionCorrupt, match=f"holds session '{sid}'"):
         client.load_session("backup-copy")
     if how == "copy":
         assert client.delete_session(rows[0]) and other.exists()  # the row listed is the file deleted
-    imported = tether.Tether(home=client.home / "elsewhere").import_session(other)  # the way in it names
-    assert imported == sid
+    other.rename(src)  # the fix it names
+    assert [r.id for r in client.list_sessions()] == [sid] and not client.store.problems
+
+
+def test_a_copied_file_listed_by_an_older_index_is_reported_too(client):
+    """Entries an older version wrote (listed by header id, before the check) are not kept."""
+    sid = client.create_session(title="original")
+    folder = sessions_dir(client)
+    copy = folder / "backup-copy.jsonl"
+    copy.write_bytes((folder / f"{sid}.jsonl").read_bytes())
+    client.list_sessions()  # the current index: the copy reported, not listed
+    index = json.loads((folder / ".index.json").read_text())
+    entry = dict(index["entries"][sid])
+    st = copy.stat()
+    entry.update(ino=st.st_ino, size=st.st_size, mt=st.st_mtime_ns)  # as an older version indexed it
+    index["entries"]["backup-copy"] = entry
+    (folder / ".index.json").write_text(json.dumps(index))
+    fresh = tether.Tether(home=client.home)
+    assert [r.id for r in fresh.list_sessions()] == [sid] and "backup-copy" in fresh.store.problems
 
 
 def test_a_last_record_without_its_newline_is_kept_and_ended(client):
@@ -623,9 +640,10 @@ def test_clearing_history_drops_the_summaries_of_what_was_cleared(client):
     client.add_message(sid, "user", "my bank pin is 4321")
     client.store.add_event(sid, SessionEvent(type="summary", data={"text": "the user's pin is 4321", "upto": "x"}))
     client.store.add_event(sid, SessionEvent(type="note", data={"kept": True}))
+    client.update_session(sid, metadata={"app": "x", "context_summary": {"text": "pin 4321"}})  # older versions
     client.clear_history(sid)
     s = client.load_session(sid)
-    assert s.messages == [] and [e.type for e in s.events] == ["note"]
+    assert s.messages == [] and [e.type for e in s.events] == ["note"] and s.metadata == {"app": "x"}
     assert b"4321" not in (sessions_dir(client) / f"{sid}.jsonl").read_bytes()
     assert "4321" not in client.export_session(sid)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,11 @@ def write_export(path: Path, text: str, *, replace: bool = True) -> None:
     `replace=False` refuses an existing file (FileExistsError names it)."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
     fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise (0644: readable by all)
-    except OSError:  # not ours to change (another user's file we may write): leave it
-        pass
+    st = os.fstat(fd)
+    # an existing file keeps its mode otherwise (0644: readable by all); only a regular file of
+    # ours is tightened, never a device (-o /dev/null as root) or another user's file
+    if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid() and st.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text if text.endswith("\n") else text + "\n")
 

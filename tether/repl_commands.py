@@ -148,8 +148,8 @@ def _last_user(r: Repl) -> tuple[int, list]:
 
 def _retry(r: Repl, arg: str) -> None:
     """Ask the last question again, answered in place: a new answer replaces the old ones
-    (ok or partial); when no whole answer arrives (every model failed, or Ctrl-C), the old
-    answers are put back after whatever did."""
+    (ok or partial). When no whole answer arrives (every model failed, or Ctrl-C) and there
+    was one, the old answer is put back (in place of any partial new one)."""
     i, msgs = _last_user(r)
     if i < 0:
         r.info("nothing to retry")
@@ -162,11 +162,13 @@ def _retry(r: Repl, arg: str) -> None:
     r.refresh()
     r.send(question.content)
     after = r.client.get_history(sid)
-    if old and not any(m.role == "assistant" and m.status == "ok" for m in after[i + 1:]):
+    had_answer = any(m.role == "assistant" and m.status == "ok" for m in old)
+    if had_answer and not any(m.role == "assistant" and m.status == "ok" for m in after[i + 1:]):
+        for m in after[i + 1:]:  # a partial new answer (Ctrl-C) gives way to the whole old one
+            r.client.remove_message(sid, m.id)
         for m in old:
             r.client.add_message(sid, m.role, m.content, **m.model_dump(exclude={"role", "content"}))
-        if question.status == "ok":
-            r.client.update_message(sid, question.id, status="ok")
+        r.client.update_message(sid, question.id, status="ok")
         r.refresh()
         r.info("(the previous answer is kept)")
 

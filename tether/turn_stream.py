@@ -264,24 +264,54 @@ class AsyncStream(_Base):
             pass
 
 
-class OpeningStream:
+class OpeningStream(Coroutine[Any, Any, "AsyncStream"]):
     """What `AsyncTether.stream()` returns: `await` it for the AsyncStream (the prompt is then
-    on disk), or use it directly in `async with` / `async for`, which open it first."""
+    on disk), or use it directly in `async with` / `async for`, which open it first. It is a
+    coroutine, so `asyncio.create_task(t.stream(...))` works too; awaited again, it gives the
+    same stream (or raises the same error)."""
 
     def __init__(self, opening: Coroutine[Any, Any, AsyncStream]) -> None:
         self._opening = opening
+        self._run = self._open()
         self._stream: AsyncStream | None = None
+        self._error: BaseException | None = None
+        self._started = False
 
     async def _open(self) -> AsyncStream:
-        if self._stream is None:
+        try:
             self._stream = await self._opening
+        except BaseException as e:
+            self._error = e
+            raise
         return self._stream
 
+    async def _opened(self) -> AsyncStream:
+        if self._error is not None:
+            raise self._error
+        assert self._stream is not None
+        return self._stream
+
+    # the coroutine protocol, delegated to the one run that opens the stream
+    def send(self, value: Any) -> Any:
+        self._started = True
+        return self._run.send(value)
+
+    def throw(self, *args: Any) -> Any:
+        return self._run.throw(*args)
+
+    def close(self) -> None:
+        self._run.close()
+        if not self._started:
+            self._opening.close()  # never started: no "never awaited" warning for its inner step
+
     def __await__(self) -> Generator[Any, None, AsyncStream]:
-        return self._open().__await__()
+        if self._stream is not None or self._error is not None:
+            return self._opened().__await__()
+        self._started = True
+        return self._run.__await__()
 
     async def __aenter__(self) -> AsyncStream:
-        return await (await self._open()).__aenter__()
+        return await (await self).__aenter__()
 
     async def __aexit__(self, *exc: Any) -> None:
         if self._stream is not None:
@@ -291,4 +321,4 @@ class OpeningStream:
         return self
 
     async def __anext__(self) -> str:
-        return await (await self._open()).__anext__()
+        return await (await self).__anext__()

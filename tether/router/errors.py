@@ -108,9 +108,11 @@ def _scrub(text: str, api_key: str | None = None) -> str:
     import os
     import re
 
-    for key in (api_key, *(v for k, v in os.environ.items() if k.endswith(("_API_KEY", "_TOKEN")))):
-        if key and len(key) >= 8 and key in text:
-            text = text.replace(key, key[:3] + "…")
+    keys = [api_key] if api_key and len(api_key) >= 8 else []
+    keys += [v for k, v in os.environ.items() if k.endswith("_API_KEY") and len(v) >= 16]  # not "not-needed"
+    for key in keys:
+        if key in text:  # whole tokens only: a short placeholder must not eat "1234567890 tokens"
+            text = re.sub(rf"(?<![\w-]){re.escape(key)}(?![\w-])", key[:3] + "…", text)
 
     # provider key shapes: OpenAI/Anthropic sk-..., Groq gsk_..., Google AIza..., xAI xai-..., bearer tokens
     text = re.sub(r"\b((?:sk|gsk|xai|pk)[-_][A-Za-z0-9]{2})[A-Za-z0-9_\-]{8,}", r"\1…", text)

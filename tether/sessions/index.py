@@ -89,7 +89,7 @@ class SessionIndex:
         problems: dict[str, str] = {}
         for sid, st in session_files(self.store.root):
             entry = entries.get(sid)
-            if is_fresh(entry, st):
+            if is_fresh(entry, st) and entry["s"].get("id") == sid:  # an older index may list a copied file
                 fresh[sid] = entry
                 continue
             changed = True

@@ -41,13 +41,17 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]
     return records, end
 
 
+LEGACY_SUMMARY_KEY = "context_summary"  # context.summary.META_KEY (sessions imports nothing of ours)
+
+
 def check_file_id(path: Path, session_id: object) -> None:
     """A store's file is named by the id in its header: a file copied or renamed by hand
     would otherwise list under an id that opens another file (or none)."""
     name = path.name[: -len(".jsonl")] if path.name.endswith(".jsonl") else path.name
     if session_id != name:
-        raise SessionCorrupt(path, f"holds session {session_id!r}, but a session file is named by its id; "
-                                   f"rename it to {session_id}.jsonl, or import it (tether sessions import {path.name})")
+        raise SessionCorrupt(path, f"holds session {session_id!r}, but a session file is named by its id: "
+                                   f"if it was renamed, name it {session_id}.jsonl again; if it is a copy, "
+                                   "move it out of the sessions folder")
 
 
 def is_record(line: bytes) -> bool:
@@ -142,6 +146,9 @@ class Replay:
             self.dead += 1 + len(self.messages) + len(self.events) - len(kept)
             self.messages.clear()
             self.events = kept
+            meta = self.header.get("metadata")
+            if isinstance(meta, dict) and LEGACY_SUMMARY_KEY in meta:  # where older versions kept it
+                self.header["metadata"] = {k: v for k, v in meta.items() if k != LEGACY_SUMMARY_KEY}
         elif kind == "event":
             self.events.append(rec["event"])
         else:  # written by a newer tether: keep it through compaction
