@@ -379,3 +379,15 @@ def test_export_into_a_fifo_leaves_its_mode_alone(tmp_path):
     ok("sessions", "export", sid, "-o", str(fifo))
     reader.join(10)
     assert b"hello" in got[0] and stat.S_IMODE(os.stat(fifo).st_mode) == 0o644
+
+
+def test_session_table_columns_line_up_with_wide_titles():
+    from tether.render import cells
+
+    make_session("日本語のタイトル 🎉", ("user", "x"))
+    make_session("plain title", ("user", "y"))
+    lines = ok("sessions", "list").output.splitlines()
+    header = lines[0]
+    col = cells(header[: header.index("MODEL")])
+    for line in lines[1:]:
+        assert cells(line[: line.index("tether/echo")]) == col, lines  # MODEL starts in one column

@@ -62,9 +62,27 @@ def fmt_when(value: datetime | str | None, now: datetime | None = None) -> str:
     return value.astimezone().strftime("%Y-%m-%d")
 
 
+def cells(text: str) -> int:
+    """Columns a text takes in a terminal: CJK and most emoji take two, combining marks none."""
+    if text.isascii():
+        return len(text)
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
 def shorten(text: str | None, width: int) -> str:
     text = " ".join((text or "").split())
-    return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+    if cells(text) <= width:
+        return text
+    out, used = [], 0
+    for c in text:
+        used += cells(c)
+        if used > width - 1:
+            break
+        out.append(c)
+    return "".join(out) + "…"
 
 
 def fallback_note(result: Any) -> str | None:
@@ -89,16 +107,20 @@ def fallback_note(result: Any) -> str | None:
 
 # -- plain tables (no rich: listing must stay cheap) ---------------------------------
 def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
-    """Columns padded to their widest cell; `right` holds the indexes of numeric columns."""
+    """Columns padded to their widest cell, in terminal columns (a CJK title is twice as wide
+    as its length); `right` holds the indexes of numeric columns."""
     right = right or set()
-    widths = [len(h) for h in headers]
+    widths = [cells(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
+            widths[i] = max(widths[i], cells(cell))
 
-    def line(cells: list[str]) -> str:
-        parts = [c.rjust(widths[i]) if i in right else c.ljust(widths[i]) for i, c in enumerate(cells)]
-        return "  ".join(parts).rstrip()
+    def pad(text: str, width: int, numeric: bool) -> str:
+        gap = " " * max(0, width - cells(text))
+        return gap + text if numeric else text + gap
+
+    def line(row: list[str]) -> str:
+        return "  ".join(pad(c, widths[i], i in right) for i, c in enumerate(row)).rstrip()
 
     return "\n".join([line(headers), *(line(r) for r in rows)])
 
