@@ -200,3 +200,16 @@ async def test_stream_opening_is_a_coroutine_and_remembers_its_outcome():
     for _ in range(2):  # the real error each time, not "cannot reuse already awaited coroutine"
         with pytest.raises(SessionNotFound):
             await missing
+
+
+async def test_async_regeneration_cancelled_leaves_the_old_answer():
+    at = AsyncTether(config={"default_model": "tether/echo"})
+    first = await at.chat_once("question")
+    blocker = _busy_executor(asyncio.get_running_loop(), 0.2)
+    await _cancel_soon(at.retry(first.session_id, replace=True))
+    assert _tail(at, first.session_id) == [("user", "ok", "question"), ("assistant", "ok", first.text)]
+    await blocker
+    st = await at.retry_stream(first.session_id, replace=True)
+    text = "".join([p async for p in st])
+    msgs = at.sync.load_session(first.session_id).messages
+    assert [m.content for m in msgs] == ["question", text] and msgs[1].id != first.message_id

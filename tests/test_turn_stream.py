@@ -278,3 +278,31 @@ def test_the_text_shown_before_a_final_failure_is_kept_marked_interrupted(make_t
     fake_server.always.clear()
     r = t.retry(sid)  # the question is answered again, in place
     assert r.text == "main says: tell me a long story (1 messages)"
+
+
+def test_regenerating_an_answer_replaces_it_only_once_the_new_one_is_stored(make_tether, fake_server, tether_home):
+    """retry(replace=True): at every moment the session holds the old answer, the new, or both,
+    so a process killed mid-regeneration, or a failed or stopped one, leaves the old answer."""
+    from tether import Tether
+
+    t = make_tether()
+    first = t.chat_once("question")
+    sid, old_id = first.session_id, first.message_id
+    st = t.retry_stream(sid, replace=True)
+    next(iter(st))  # the new answer has begun...
+    crashed = Tether(home=tether_home)  # ...when another process looks (or this one dies)
+    assert [(m.id, m.status) for m in crashed.load_session(sid).messages][1] == (old_id, "ok")
+    st.close()  # stopped: the whole old answer stands, no partial beside it
+    msgs = t.load_session(sid).messages
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")] and msgs[1].id == old_id
+    fake_server.always.update({"main": "500", "backup": "500"})
+    with pytest.raises(AllModelsFailed):
+        t.retry(sid, replace=True)
+    msgs = t.load_session(sid).messages  # failed: still answered, by the old answer
+    assert [(m.role, m.status, m.id) for m in msgs] == [("user", "ok", msgs[0].id), ("assistant", "ok", old_id)]
+    fake_server.always.clear()
+    new = t.retry(sid, replace=True)
+    msgs = t.load_session(sid).messages
+    assert [m.id for m in msgs] == [msgs[0].id, new.message_id] and new.text == "main says: question (1 messages)"
+    with pytest.raises(ValueError, match="no unanswered message"):
+        t.retry(sid)  # without replace, an answered question is not asked again

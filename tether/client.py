@@ -240,11 +240,21 @@ class Tether:
         self.current_session_id = ts.session.id
         return Stream(self.turns, ts, params)
 
-    def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
-        """Answer the last unanswered user message in place (no duplicate)."""
+    def retry(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> ChatResult:
+        """Answer the last unanswered user message in place (no duplicate). `replace=True`:
+        answer the last question again even if answered; its old answer is removed only once
+        the new one is stored (a failure or a stop leaves it standing)."""
         _check_params(params)
-        ts = self.turns.start_retry(session_id or self._current())
+        ts = self.turns.start_retry(session_id or self._current(), replace)
         return self.turns.run(ts, params)
+
+    def retry_stream(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> Stream:
+        """`retry` as a stream (see `stream`)."""
+        from .turn_stream import Stream
+
+        _check_params(params)
+        ts = self.turns.start_retry(session_id or self._current(), replace)
+        return Stream(self.turns, ts, params)
 
     def pin_model(self, session_id: str, model: str) -> str:
         """Pin a session to a model (config name or litellm string); recorded as a pin_changed event."""
@@ -402,11 +412,25 @@ class AsyncTether:
         ts = await self._start(prompt, session_id, model)
         return AsyncStream(self.sync.turns, ts, params)
 
-    async def retry(self, session_id: str | None = None, **params: Any) -> ChatResult:
+    async def retry(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> ChatResult:
         _check_params(params)
         turns = self.sync.turns
-        ts = await settled(turns.start_retry, session_id or self.sync._current(), on_cancel=turns.abandon)
+        ts = await settled(turns.start_retry, session_id or self.sync._current(), replace, on_cancel=turns.abandon)
         return await turns.arun(ts, params)
+
+    def retry_stream(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> OpeningStream:
+        """`retry` as a stream (see `stream`)."""
+        from .turn_stream import OpeningStream
+
+        _check_params(params)
+        return OpeningStream(self._open_retry(session_id or self.sync._current(), replace, params))
+
+    async def _open_retry(self, session_id: str, replace: bool, params: dict[str, Any]) -> AsyncStream:
+        from .turn_stream import AsyncStream
+
+        turns = self.sync.turns
+        ts = await settled(turns.start_retry, session_id, replace, on_cancel=turns.abandon)
+        return AsyncStream(turns, ts, params)
 
     async def pin_model(self, session_id: str, model: str) -> str:
         return await asyncio.to_thread(self.sync.pin_model, session_id, model)

@@ -269,8 +269,9 @@ class Repl:
             return
         self.send(text[1:] if text.startswith("//") else text)
 
-    def send(self, text: str) -> None:
-        """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted."""
+    def send(self, text: str, start: Callable[[], Any] | None = None) -> None:
+        """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted.
+        `start`: what opens the stream instead of a new question (for `/retry`)."""
         from .router.streaming import Restart
 
         try:
@@ -278,7 +279,7 @@ class Repl:
 
             if not loaded():
                 self.info("(loading models…)")
-            stream = self.start_turn(text)
+            stream = start() if start is not None else self.start_turn(text)
         except KeyboardInterrupt:
             self.info("(cancelled)")
             return

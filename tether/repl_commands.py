@@ -147,29 +147,17 @@ def _last_user(r: Repl) -> tuple[int, list]:
 
 
 def _retry(r: Repl, arg: str) -> None:
-    """Ask the last question again, answered in place: a new answer replaces the old ones
-    (ok or partial). When no whole answer arrives (every model failed, or Ctrl-C) and there
-    was one, the old answer is put back (in place of any partial new one)."""
+    """Ask the last question again, answered in place. The old answer is removed only once a
+    new one is stored: when none arrives (every model failed, Ctrl-C), it stands."""
     i, msgs = _last_user(r)
     if i < 0:
         r.info("nothing to retry")
         return
-    sid, question, old = r.session_id, msgs[i], msgs[i + 1:]
-    for m in old:
-        r.client.remove_message(sid, m.id)
-    if question.status != "unanswered":  # asked again, the same words answer this message
-        r.client.update_message(sid, question.id, status="unanswered")
-    r.refresh()
-    r.send(question.content)
+    sid = r.session_id
+    r.send(msgs[i].content, start=lambda: r.client.retry_stream(sid, replace=True))
     after = r.client.get_history(sid)
-    had_answer = any(m.role == "assistant" and m.status == "ok" for m in old)
-    if had_answer and not any(m.role == "assistant" and m.status == "ok" for m in after[i + 1:]):
-        for m in after[i + 1:]:  # a partial new answer (Ctrl-C) gives way to the whole old one
-            r.client.remove_message(sid, m.id)
-        for m in old:
-            r.client.add_message(sid, m.role, m.content, **m.model_dump(exclude={"role", "content"}))
-        r.client.update_message(sid, question.id, status="ok")
-        r.refresh()
+    kept = [m.id for m in msgs[i + 1:] if m.role == "assistant" and m.status == "ok"]
+    if kept and kept[-1] in {m.id for m in after}:
         r.info("(the previous answer is kept)")
 
 

@@ -86,6 +86,12 @@ class TurnStart:
     history: list[Message]
     reused: bool = False
     started: float = field(default_factory=time.perf_counter)  # the question is on disk from here
+    replaces: list[Message] = field(default_factory=list)  # earlier answers a regeneration replaces
+
+    @property
+    def keeps_answer(self) -> bool:
+        """A regeneration of an answered question: until a new answer is stored, the old one stands."""
+        return any(m.role == "assistant" and m.status == "ok" for m in self.replaces)
 
 
 def sendable(messages: list[Message]) -> list[Message]:

@@ -174,20 +174,24 @@ class Turns:
             log.warning(self.config.notice)  # once per client: how to configure a real model
         return TurnStart(session, user, chain, history, reused)
 
-    def start_retry(self, session_id: str) -> TurnStart:
-        """The last user message with no answer after it, answered in place (for `/retry`)."""
+    def start_retry(self, session_id: str, replace: bool = False) -> TurnStart:
+        """The last user message with no answer after it, answered in place. `replace`: the
+        last user message even if answered (`/retry`); what followed it is removed once the new
+        answer is stored, so a failed or stopped regeneration leaves the old answer standing."""
         self.end_open_stream(session_id)
         session = self.cache.load(session_id)
         msgs = session.messages
         for i in range(len(msgs) - 1, -1, -1):
-            if msgs[i].role == "assistant" and msgs[i].status == "ok":
+            if msgs[i].role == "assistant" and msgs[i].status == "ok" and not replace:
                 break
             if msgs[i].role == "user":
                 if not self._claim(msgs[i].id):
                     raise ValueError(f"session {session_id}: its last question is being answered already")
                 chain = self.chain_for(session)
-                return TurnStart(session, msgs[i], chain, msgs[:i], True)
-        raise ValueError(f"session {session_id} has no unanswered message to retry")
+                return TurnStart(session, msgs[i], chain, msgs[:i], True,
+                                 replaces=list(msgs[i + 1:]) if replace else [])
+        what = "no question to answer again" if replace else "no unanswered message to retry"
+        raise ValueError(f"session {session_id} has {what}")
 
     def chain_for(self, session: Session) -> list[str]:
         """The models to try, in order. After an automatic re-pin the model it moved away from
@@ -264,6 +268,7 @@ class Turns:
         self.counted(answer, pinned)
         self.cache.append_message(s, answer)
         self.release(ts)
+        self._drop_replaced(ts)
         if ts.user.status != "ok":
             self.cache.forget(s.id)
             self.store.update_message(s.id, ts.user.id, {"status": "ok"})
@@ -319,13 +324,15 @@ class Turns:
         self.cache.forget(sid)
         if isinstance(err, AllModelsFailed):
             err.session_id = sid
-        fields: dict[str, Any] = {"status": "unanswered"}
+        fields: dict[str, Any] = {} if ts.keeps_answer else {"status": "unanswered"}
         if ts.chain and self.config.repin_after_failures:
             fields["metadata"] = {**ts.user.metadata, "pin_failures": self._streak(ts) + 1}
         try:
-            self.store.update_message(sid, ts.user.id, fields)
-            if dropped and dropped[1]:
+            if fields:
+                self.store.update_message(sid, ts.user.id, fields)
+            if dropped and dropped[1] and not ts.keeps_answer:
                 self._keep_partial(sid, dropped[1], dropped[0], None)
+                self._drop_replaced(ts)
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
         finally:
@@ -343,10 +350,22 @@ class Turns:
         """A stream the caller abandoned: store what was shown, marked interrupted."""
         self.release(ts)
         self.cache.forget(ts.session.id)
+        if ts.keeps_answer:  # a stopped regeneration: the whole old answer stands, not a partial new one
+            return None
         if not text:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             return None
-        return self._keep_partial(ts.session.id, text, model, round((time.perf_counter() - started) * 1000, 3))
+        kept = self._keep_partial(ts.session.id, text, model, round((time.perf_counter() - started) * 1000, 3))
+        self._drop_replaced(ts)  # older partial answers give way to the newest
+        return kept
+
+    def _drop_replaced(self, ts: TurnStart) -> None:
+        """Remove what a regeneration replaces, once its successor is on disk (crash-safe: at
+        every moment the session holds the old answer, the new one, or both)."""
+        for m in ts.replaces:
+            self.store.remove_message(ts.session.id, m.id)
+        if ts.replaces:
+            self.cache.forget(ts.session.id)
 
     def _keep_partial(self, sid: str, text: str, model: str | None, latency_ms: float | None) -> Message:
         """Store the part of an answer the user saw, marked interrupted (never sent in windows)."""
@@ -400,10 +419,12 @@ class Turns:
         return session
 
     def abandon(self, ts: TurnStart) -> None:
-        """The caller cancelled the turn before any answer: its question stays, unanswered."""
+        """The caller cancelled the turn before any answer: its question stays, unanswered
+        (or, for a regeneration, answered as before)."""
         self.release(ts)
         self.cache.forget(ts.session.id)
-        self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
+        if not ts.keeps_answer:
+            self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
 
     def warm(self, ts: TurnStart) -> None:
         """Import litellm and read the first model's tokenizer: seconds, once per process,
