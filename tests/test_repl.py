@@ -585,3 +585,24 @@ def test_retry_stopped_by_ctrl_c_keeps_the_whole_old_answer_not_the_partial(teth
         after = c.messages()  # one question, one answer: no partial beside it in later windows
         assert [(m.id, m.role, m.status, m.content) for m in after] == [
             (m.id, m.role, m.status, m.content) for m in before]
+
+
+def test_a_session_deleted_under_the_chat_does_not_swallow_the_next_message(tether_home):
+    with chat(tether_home) as c:
+        c.run("first\r")
+        gone = c.repl.session_id
+        Tether(home=tether_home).delete_session(gone)  # another terminal: sessions delete
+        out = c.run("second\r")
+        assert "no longer exists" in out and "echo: second" in out
+        assert c.repl.session_id != gone
+        assert [m.content for m in c.messages() if m.role == "user"] == ["second"]
+
+
+def test_resuming_shows_a_huge_paste_as_its_head_and_tail(tether_home):
+    t = Tether(home=tether_home)
+    sid = t.create_session(title="paste")
+    t.add_message(sid, "user", "HEAD " + "x" * 500_000 + " TAIL")
+    with chat(tether_home) as c:
+        c.repl.load(sid)
+        out = c.out.getvalue()
+        assert "HEAD" in out and "TAIL" in out and "characters not shown" in out and len(out) < 10_000

@@ -176,24 +176,36 @@ def notice(console: Console, text: str, style: str = "yellow") -> None:
     console.print(text, style=style, markup=False, highlight=False)
 
 
-def print_transcript(console: Console, messages: list[Any], heading: str | None = None) -> None:
-    """Messages as a chat reads: the user's lines plain, answers as Markdown."""
+def clip(text: str, limit: int | None) -> str:
+    """A long text's head and tail with how much was left out between (a resumed chat's
+    preview must not scroll a 1 MB paste past the user)."""
+    if limit is None or len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… ({len(text) - 2 * half:,} characters not shown) …\n{text[-half:]}"
+
+
+def print_transcript(console: Console, messages: list[Any], heading: str | None = None,
+                     limit: int | None = None) -> None:
+    """Messages as a chat reads: the user's lines plain, answers as Markdown; `limit`: the
+    characters shown per message (None: all, as `sessions show` prints them)."""
     if heading:
         console.print(heading, style="dim", markup=False)
     for m in messages:
+        content = clip(m.content, limit)
         if m.role == "user":
-            console.print(f"> {m.content}", style="bold cyan", markup=False)
+            console.print(f"> {content}", style="bold cyan", markup=False)
             if m.status != "ok":  # no model answered it: /retry (or asking again) does
                 console.print(f"({m.status})", style="dim", markup=False)
         elif m.role == "assistant":
             label = f"[{m.model or 'assistant'}]" + (f" ({m.status})" if m.status != "ok" else "")
             console.print(label, style="dim", markup=False)
             if console.is_terminal:
-                console.print(markdown(m.content))
+                console.print(markdown(content))
             else:
-                console.print(m.content, markup=False)
+                console.print(content, markup=False)
         else:
-            console.print(f"({m.role}) {m.content}", style="dim", markup=False)
+            console.print(f"({m.role}) {content}", style="dim", markup=False)
     if messages:
         console.print()
 

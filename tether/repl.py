@@ -17,7 +17,7 @@ from prompt_toolkit.formatted_text import HTML
 from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
-from .errors import TetherError
+from .errors import SessionNotFound, TetherError
 from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, notice, print_transcript
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 PROMPT = "› "
 RESUME_MESSAGES = 6  # the last few turns shown when a session is resumed
+PREVIEW_CHARS = 2000  # of each of them: a long paste shows its head and tail
 
 
 class Loader:
@@ -189,7 +190,7 @@ class Repl:
             more = len(messages) - len(recent)
             head = f"session {sid}" + (f" · {title}" if title else "") + (
                 f" · {more} earlier messages not shown" if more else "")
-            print_transcript(self.console, recent, heading=head)
+            print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)
 
     def refresh(self) -> None:
         if self.session_id:
@@ -279,7 +280,15 @@ class Repl:
 
             if not loaded():
                 self.info("(loading models…)")
-            stream = start() if start is not None else self.start_turn(text)
+            try:
+                stream = start() if start is not None else self.start_turn(text)
+            except SessionNotFound:
+                if start is not None or self.session_id is None:
+                    raise
+                # deleted by another process while this chat was on it: the message goes on
+                self.info(f"(session {self.session_id} no longer exists: this message starts a new one)")
+                self.new_session()
+                stream = self.start_turn(text)
         except KeyboardInterrupt:
             self.info("(cancelled)")
             return
