@@ -120,6 +120,19 @@ class SessionCache:
                 else:
                     self._drop(sid)
 
+    def save_counts(self, session: Session, counts: dict[str, dict[str, int]]) -> None:
+        """Write token counts our copy's messages already hold; the copy stays current if
+        nobody else wrote in between (as for append_message)."""
+        with self._stripes[hash(session.id) % len(self._stripes)]:
+            where = self.store.save_counts(session.id, counts)
+            with self._lock:
+                hit = self._items.get(session.id)
+                if (hit is not None and hit[0] is session and isinstance(where, tuple) and len(where) == 2
+                        and hit[1] == where[0]):
+                    self._items[session.id] = (session, where[1])
+                else:
+                    self._drop(session.id)
+
     def forget(self, session_id: str) -> None:
         with self._lock:
             self._drop(session_id)

@@ -87,6 +87,7 @@ class TurnStart:
     reused: bool = False
     started: float = field(default_factory=time.perf_counter)  # the question is on disk from here
     replaces: list[Message] = field(default_factory=list)  # earlier answers a regeneration replaces
+    uncounted: list[Message] = field(default_factory=list)  # history stored without token counts
 
     @property
     def keeps_answer(self) -> bool:

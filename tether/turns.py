@@ -172,7 +172,7 @@ class Turns:
         if self.config.notice and not self._noticed and chain[0] == self.config.default_model:
             self._noticed = True
             log.warning(self.config.notice)  # once per client: how to configure a real model
-        return TurnStart(session, user, chain, history, reused)
+        return TurnStart(session, user, chain, history, reused, uncounted=[m for m in history if not m.tokens])
 
     def start_retry(self, session_id: str, replace: bool = False) -> TurnStart:
         """The last user message with no answer after it, answered in place. `replace`: the
@@ -189,7 +189,8 @@ class Turns:
                     raise ValueError(f"session {session_id}: its last question is being answered already")
                 chain = self.chain_for(session)
                 return TurnStart(session, msgs[i], chain, msgs[:i], True,
-                                 replaces=list(msgs[i + 1:]) if replace else [])
+                                 replaces=list(msgs[i + 1:]) if replace else [],
+                                 uncounted=[m for m in msgs[:i] if not m.tokens])
         what = "no question to answer again" if replace else "no unanswered message to retry"
         raise ValueError(f"session {session_id} has {what}")
 
@@ -269,6 +270,7 @@ class Turns:
         self.cache.append_message(s, answer)
         self.release(ts)
         self._drop_replaced(ts)
+        self._save_counts(ts)
         if ts.user.status != "ok":
             self.cache.forget(s.id)
             self.store.update_message(s.id, ts.user.id, {"status": "ok"})
@@ -294,6 +296,17 @@ class Turns:
             turn_ms=round((time.perf_counter() - ts.started) * 1000, 3), window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
             litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
         )
+
+    def _save_counts(self, ts: TurnStart) -> None:
+        """Counts this turn's window made for history stored without them (added before the
+        tokenizer was read, imported, or written by an older tether): saved once, so a later
+        process does not count the whole session again. A count is a cache: never fatal."""
+        counts = {m.id: m.tokens for m in ts.uncounted if m.tokens}
+        if counts:
+            try:
+                self.cache.save_counts(ts.session, counts)
+            except Exception as e:  # noqa: BLE001
+                log.debug("could not save token counts for session %s: %s", ts.session.id, e)
 
     def counted(self, message: Message, model: str | None) -> Message:
         """Count a new message's tokens for the session's model before it is written, so the

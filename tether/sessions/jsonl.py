@@ -230,6 +230,11 @@ class JsonlStore(SessionStore):
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
         self.append(session_id, edit_record(message_id, fields))
 
+    def save_counts(self, session_id: str, counts: dict[str, dict[str, int]]) -> tuple[Signature, Signature]:
+        # one append for them all (an imported 20,000-message session: one 1.5 MB write, once)
+        return self.append(session_id, *({"type": "edit", "id": mid, "fields": {"tokens": {k: int(n) for k, n in t.items()}}}
+                                         for mid, t in counts.items()))
+
     def remove_message(self, session_id: str, message_id: str) -> None:
         self.append(session_id, {"type": "remove", "id": message_id})
 

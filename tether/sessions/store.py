@@ -35,6 +35,13 @@ class SessionStore(ABC):
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
         """Patch fields of one stored message (status, content, pinned, tokens...)."""
 
+    def save_counts(self, session_id: str, counts: dict[str, dict[str, int]]) -> object:
+        """Store token counts (message id -> Message.tokens) a turn made for messages saved
+        without them; file stores write them in one append and return where, as append_message."""
+        for message_id, tokens in counts.items():
+            self.update_message(session_id, message_id, {"tokens": tokens})
+        return None
+
     @abstractmethod
     def remove_message(self, session_id: str, message_id: str) -> None: ...
 
