@@ -187,3 +187,23 @@ def test_a_jsonl_file_with_a_hostile_id_is_refused_naming_the_file(tmp_path):
     with pytest.raises(ImportFormatError, match=r"bad\.jsonl: invalid session id"):
         c.import_session(f)
     assert c.list_sessions() == []
+
+
+def test_oblix_local_times_without_offset_are_read_as_local_time(tmp_path, monkeypatch):
+    """Read as UTC, a session written in Tokyo sat 9 hours in the future, and `chat -c`
+    continued it instead of the session just used."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        path = tmp_path / "oblix.json"
+        path.write_text(json.dumps(OBLIX_FILE))
+        c = tether.Tether()
+        s = c.load_session(c.import_session(str(path)))
+        assert s.created_at == datetime(2025, 3, 1, 1, 0, 0, 123456, tzinfo=timezone.utc)  # 10:00 in Tokyo
+        assert s.messages[0].timestamp == datetime(2025, 3, 1, 1, 0, 1, 1, tzinfo=timezone.utc)
+        assert all(m.timestamp.tzinfo is not None for m in s.messages)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

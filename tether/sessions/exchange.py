@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -139,5 +140,11 @@ def _from_document(doc: Any, source: str) -> Session:
         err = e.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ()))
         raise ImportFormatError(f"{source}: invalid value at {where}: {err.get('msg')}") from None
+    # Oblix writes local times without an offset: read as UTC, a session from east of
+    # Greenwich sat hours in the future and `chat -c` kept picking it. Read them as local.
+    for obj, name in [(session, "created_at"), (session, "updated_at"), *((m, "timestamp") for m in session.messages)]:
+        value = getattr(obj, name)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            setattr(obj, name, value.astimezone(timezone.utc))
     session.totals = Totals.of(session.messages)
     return session
