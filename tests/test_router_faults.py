@@ -343,3 +343,27 @@ def test_a_mistyped_model_name_never_becomes_a_pin(make_tether, fake_server):
         t.create_session(model="mian")
     assert t.list_sessions() == []
     assert t.load_session(t.create_session(model="backup")).pinned_model == "backup"
+
+
+def test_a_session_pinned_to_a_config_entry_that_was_removed_uses_the_default(fake_server, tether_home, caplog):
+    """The removed name was sent to litellm as a raw model string: every turn failed first
+    (or a bare 'gpt-4o-mini' that pointed at a private api_base went to OpenAI itself)."""
+    from conftest import router_config
+
+    from tether import Tether
+
+    old = Tether(home=tether_home, config=router_config(fake_server, default_model="small"))
+    sid = old.chat_once("first").session_id
+    assert old.load_session(sid).pinned_model == "small"
+    cfg = router_config(fake_server, fallbacks=[])
+    del cfg["models"]["small"]
+    new = Tether(home=tether_home, config=cfg)
+    with caplog.at_level("WARNING", logger="tether"):
+        r1 = new.chat_once("second", session_id=sid)
+        r2 = new.chat_once("third", session_id=sid)
+    assert r1.model == r2.model == "main" and [a.model for a in r1.attempts] == ["main"]
+    assert sum("no longer has" in rec.getMessage() for rec in caplog.records) == 1
+    assert new.load_session(sid).pinned_model == "small"  # kept: the entry may come back
+    assert new.preview_window(sid, "next").model == "openai/main"
+    raw = new.create_session(model="openai/backup")  # a raw string the user chose is still used
+    assert new.turns.chain_for(new.load_session(raw))[0] == "openai/backup"

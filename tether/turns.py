@@ -49,6 +49,7 @@ class Turns:
         self._streams: dict[str, weakref.ref[Any]] = {}
         self._lock = threading.Lock()
         self._answering: set[str] = set()  # ids of user messages a turn of this client is answering
+        self._gone: set[tuple[str, str]] = set()  # (session, pin) pairs already warned about
         # _lock guards _streams and _answering
 
     # -- models and pins ---------------------------------------------------------
@@ -119,7 +120,7 @@ class Turns:
     def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
         """The window the next turn would send to its first model (for `/context`)."""
         session = self.cache.load(session_id)
-        name = model or session.pinned_model or self.pick_model(prompt, None)[0]
+        name = model or self.usable_pin(session) or self.pick_model(prompt, None)[0]
         info = self.router.catalogue.info(name)
         from .context import build_window
 
@@ -197,7 +198,7 @@ class Turns:
     def chain_for(self, session: Session) -> list[str]:
         """The models to try, in order. After an automatic re-pin the model it moved away from
         stays in the chain, last: it was the session's choice, and may have recovered."""
-        chain = self.config.chain(session.pinned_model or self.config.default_model)
+        chain = self.config.chain(self.usable_pin(session) or self.config.default_model)
         if (session.pin_reason or "").startswith(AUTO_PIN):
             for e in reversed(session.events):
                 if e.type == "pin_changed":
@@ -206,6 +207,23 @@ class Turns:
                         chain.append(old)
                     break
         return chain
+
+    def usable_pin(self, session: Session) -> str | None:
+        """The session's pin, unless it names a config entry the config no longer has: sent to
+        litellm as a raw string, such a name fails every turn, or (a bare "gpt-4o-mini" that
+        pointed at a private api_base) goes to another provider. Said once per session."""
+        pin = session.pinned_model
+        if not pin or pin in self.config.models:
+            return pin
+        reason = session.pin_reason or ""
+        from_config = reason.startswith(("route ", "default (config)", "default (only configured"))
+        if plausible_model(self.config, pin) and not from_config:
+            return pin  # a raw litellm string the user chose
+        if (session.id, pin) not in self._gone:
+            self._gone.add((session.id, pin))
+            log.warning("session %s is pinned to %r, which the config no longer has: using %r "
+                        "(pin another model with /model or pin_model)", session.id, pin, self.config.default_model)
+        return None
 
     def _claim(self, message_id: str) -> bool:
         """Mark a user message as being answered by this client; False if it is already."""
