@@ -367,3 +367,29 @@ def test_a_session_pinned_to_a_config_entry_that_was_removed_uses_the_default(fa
     assert new.preview_window(sid, "next").model == "openai/main"
     raw = new.create_session(model="openai/backup")  # a raw string the user chose is still used
     assert new.turns.chain_for(new.load_session(raw))[0] == "openai/backup"
+
+
+def test_two_processes_asking_a_failed_question_again_do_not_share_it(make_tether, fake_server):
+    """Another process answering the same unanswered question: its claim is now on disk (a
+    flock), so the second asker stores its own question instead of a second answer to the first."""
+    a, b = make_tether(), make_tether()  # two clients: two processes' worth of in-memory state
+    fake_server.always.update({"main": "500", "backup": "500"})
+    with pytest.raises(AllModelsFailed) as failed:
+        a.chat_once("the question")
+    sid = failed.value.session_id
+    fake_server.always.clear()
+    ts = a.turns.start("the question", sid, None)  # process A is answering it again now
+    assert ts.reused
+    with pytest.raises(ValueError, match="being answered already"):
+        b.retry(sid)
+    rb = b.chat_once("the question", session_id=sid)  # B's own question, answered
+    ra = a.turns.run(ts, {})
+    msgs = a.load_session(sid).messages
+    assert [m.role for m in msgs].count("user") == 2 and [m.role for m in msgs].count("assistant") == 2
+    assert rb.user_message_id != ra.user_message_id == ts.user.id
+    assert all(m.status == "ok" for m in msgs)
+    fake_server.always.update({"main": "500", "backup": "500"})
+    with pytest.raises(AllModelsFailed):
+        a.chat_once("again", session_id=sid)
+    fake_server.always.clear()
+    assert b.retry(sid).text.startswith("main says: again")  # A's claim was released

@@ -88,6 +88,7 @@ class TurnStart:
     started: float = field(default_factory=time.perf_counter)  # the question is on disk from here
     replaces: list[Message] = field(default_factory=list)  # earlier answers a regeneration replaces
     uncounted: list[Message] = field(default_factory=list)  # history stored without token counts
+    unclaim: Any = None  # frees the store's cross-process claim on a question answered again
 
     @property
     def keeps_answer(self) -> bool:

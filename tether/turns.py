@@ -159,8 +159,12 @@ class Turns:
         last = msgs[-1] if msgs else None
         # asking again after a failed turn answers the same message; the same words while a turn
         # is still answering them (a double submit, another thread or process) are a new question
+        unclaim = None
         if (last is not None and last.role == "user" and last.content == prompt
                 and last.status == "unanswered" and self._claim(last.id)):
+            unclaim, session = self._claim_stored(session, last)
+            msgs = session.messages
+        if unclaim is not None:
             user, history, reused = last, msgs[:-1], True
         else:
             user = self.counted(Message(role="user", content=prompt), session.pinned_model)
@@ -173,7 +177,8 @@ class Turns:
         if self.config.notice and not self._noticed and chain[0] == self.config.default_model:
             self._noticed = True
             log.warning(self.config.notice)  # once per client: how to configure a real model
-        return TurnStart(session, user, chain, history, reused, uncounted=[m for m in history if not m.tokens])
+        return TurnStart(session, user, chain, history, reused, uncounted=[m for m in history if not m.tokens],
+                         unclaim=unclaim)
 
     def start_retry(self, session_id: str, replace: bool = False) -> TurnStart:
         """The last user message with no answer after it, answered in place. `replace`: the
@@ -188,10 +193,14 @@ class Turns:
             if msgs[i].role == "user":
                 if not self._claim(msgs[i].id):
                     raise ValueError(f"session {session_id}: its last question is being answered already")
+                unclaim, fresh = self._claim_stored(session, msgs[i], tail=len(msgs) - i)
+                if unclaim is None:
+                    raise ValueError(f"session {session_id}: its last question is being answered already")
+                session, msgs = fresh, fresh.messages
                 chain = self.chain_for(session)
                 return TurnStart(session, msgs[i], chain, msgs[:i], True,
                                  replaces=list(msgs[i + 1:]) if replace else [],
-                                 uncounted=[m for m in msgs[:i] if not m.tokens])
+                                 uncounted=[m for m in msgs[:i] if not m.tokens], unclaim=unclaim)
         what = "no question to answer again" if replace else "no unanswered message to retry"
         raise ValueError(f"session {session_id} has {what}")
 
@@ -233,10 +242,29 @@ class Turns:
             self._answering.add(message_id)
             return True
 
+    def _claim_stored(self, session: Session, question: Message, tail: int = 1) -> tuple[Any, Session]:
+        """Claim a stored question across processes (this process holds it already), then make
+        sure it is still where it was, `tail` messages from the end: another process may have
+        answered it meanwhile. (release, the session as now stored), or (None, session) with
+        this process's claim dropped."""
+        unclaim = self.store.claim(session.id, question.id)
+        if unclaim is not None:
+            fresh = self.cache.load(session.id)
+            if len(fresh.messages) == len(session.messages) and fresh.messages[-tail].id == question.id:
+                return unclaim, fresh
+            unclaim()
+            session = fresh
+        with self._lock:
+            self._answering.discard(question.id)
+        return None, session
+
     def release(self, ts: TurnStart) -> None:
         """The turn on ts ended (answered, failed, interrupted or cancelled)."""
         with self._lock:
             self._answering.discard(ts.user.id)
+            unclaim, ts.unclaim = ts.unclaim, None
+        if unclaim is not None:
+            unclaim()
 
     # -- open streams ------------------------------------------------------------------
     def track_stream(self, session_id: str, stream: Any) -> None:

@@ -10,11 +10,12 @@ import, compaction) go through a temp file, fsync and an atomic rename.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,19 @@ class JsonlStore(SessionStore):
 
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
         self.append(session_id, edit_record(message_id, fields))
+
+    def claim(self, session_id: str, message_id: str) -> Callable[[], None] | None:
+        # a flock, freed by the kernel if the process dies mid-turn; the small file stays (a lock
+        # file removed while another process waits on it would let two holders in)
+        key = hashlib.blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        path = self.locks / f"{validate_id(session_id)}.{key}.turn"  # an imported id may be any text
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return lambda: os.close(fd)
 
     def save_counts(self, session_id: str, counts: dict[str, dict[str, int]]) -> tuple[Signature, Signature]:
         # one append for them all (an imported 20,000-message session: one 1.5 MB write, once)

@@ -7,6 +7,7 @@ same however long the session grows.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from .models import Message, Session, SessionEvent, SessionSummary
@@ -34,6 +35,12 @@ class SessionStore(ABC):
     @abstractmethod
     def update_message(self, session_id: str, message_id: str, fields: dict[str, Any]) -> None:
         """Patch fields of one stored message (status, content, pinned, tokens...)."""
+
+    def claim(self, session_id: str, message_id: str) -> Callable[[], None] | None:
+        """Mark a stored question as being answered, across processes: returns the release, or
+        None if another process holds it. Only questions answered again (after a failure) need
+        this; a store without a shared lock claims nothing beyond its process (always succeeds)."""
+        return lambda: None
 
     def save_counts(self, session_id: str, counts: dict[str, dict[str, int]]) -> object:
         """Store token counts (message id -> Message.tokens) a turn made for messages saved
