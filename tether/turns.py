@@ -314,12 +314,14 @@ class Turns:
                          cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
         self.counted(answer, pinned)
         self.cache.append_message(s, answer)
-        self.release(ts)
-        self._drop_replaced(ts)
-        self._save_counts(ts)
-        if ts.user.status != "ok":
-            self.cache.forget(s.id)
-            self.store.update_message(s.id, ts.user.id, {"status": "ok"})
+        try:  # released once the question is marked answered: another process then sees it so
+            self._drop_replaced(ts)
+            self._save_counts(ts)
+            if ts.user.status != "ok":
+                self.cache.forget(s.id)
+                self.store.update_message(s.id, ts.user.id, {"status": "ok"})
+        finally:
+            self.release(ts)
         self.events.emit("message", {"session_id": s.id, "message": answer})
         if out.model != pinned:
             self.cache.forget(s.id)
