@@ -207,3 +207,19 @@ def test_redis_stores_a_lone_surrogate_as_the_file_store_does(redis_url):
     c.store.compact(sid)
     s = c.load_session(sid)
     assert s.title == "odd \udc80" and s.messages[0].content == "bad \ud83d half"
+
+
+def test_redis_a_question_answered_again_is_claimed_across_clients(redis_url):
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    a = tether.Tether(store=RedisStore(redis_url, prefix=prefix), config={"default_model": "tether/echo"})
+    b = tether.Tether(store=RedisStore(redis_url, prefix=prefix), config={"default_model": "tether/echo"})
+    sid = a.create_session(model="tether/echo")
+    a.add_message(sid, "user", "the question", status="unanswered")
+    ts = a.turns.start("the question", sid, None)  # A answers it again (another process)
+    assert ts.reused
+    with pytest.raises(ValueError, match="being answered already"):
+        b.retry(sid)
+    a.turns.run(ts, {})
+    b.add_message(sid, "user", "next", status="unanswered")
+    assert b.retry(sid).text.startswith("echo: next")  # A's claim was released
+    assert [m.role for m in b.load_session(sid).messages] == ["user", "assistant", "user", "assistant"]

@@ -10,8 +10,11 @@ each with the list length it has folded in, so listing reads only new records.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +60,14 @@ return 1
 """
 
 
+# KEYS: claim; ARGV: token (a release deletes only its own claim, not a later one after expiry)
+_UNCLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+CLAIM_SECONDS = 600  # a process that dies mid-turn holds its question this long at most
+
+
 def _score(ts: str | datetime | None) -> float:
     if isinstance(ts, datetime):
         return ts.timestamp()
@@ -79,6 +90,7 @@ class RedisStore(SessionStore):
         self._append = self.r.register_script(_APPEND)
         self._write = self.r.register_script(_WRITE)
         self._compact = self.r.register_script(_COMPACT)
+        self._unclaim = self.r.register_script(_UNCLAIM)
         self.problems: dict[str, str] = {}
 
     def _log(self, sid: str) -> str:
@@ -132,6 +144,14 @@ class RedisStore(SessionStore):
                           args=[sid, "" if score is None else score, record_json(record)])
         if not ok:
             raise SessionNotFound(sid)
+
+    def claim(self, session_id: str, message_id: str) -> Callable[[], None] | None:
+        digest = hashlib.blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+        key = f"{self.prefix}:claim:{validate_id(session_id)}:{digest}"
+        token = os.urandom(8).hex()
+        if not self.r.set(key, token, nx=True, ex=CLAIM_SECONDS):
+            return None
+        return lambda: self._unclaim(keys=[key], args=[token])
 
     def append_message(self, session_id: str, message: Message) -> None:
         self._push(session_id, message_record(message), message.timestamp.timestamp())
