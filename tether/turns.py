@@ -264,7 +264,10 @@ class Turns:
             self._answering.discard(ts.user.id)
             unclaim, ts.unclaim = ts.unclaim, None
         if unclaim is not None:
-            unclaim()
+            try:
+                unclaim()
+            except Exception as e:  # noqa: BLE001 - a claim the store cannot free expires (Redis) or dies with us
+                log.warning("could not release the claim on message %s: %s", ts.user.id, e)
 
     # -- open streams ------------------------------------------------------------------
     def track_stream(self, session_id: str, stream: Any) -> None:
