@@ -282,7 +282,7 @@ def _stream_to_stdout(stream: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def models(as_json: bool) -> None:
     """Configured models: context window, price per token, circuit-breaker state."""
-    from .render import fmt_per_million, table
+    from .render import fmt_circuit, fmt_per_million, table
 
     rows = client().models()
     if as_json:
@@ -290,11 +290,9 @@ def models(as_json: bool) -> None:
         return
     out = []
     for m in rows:
-        circuit = m["circuit"]
         out.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
                     str(m["max_output_tokens"] or "-"), fmt_per_million(m["input_cost_per_token"]),
-                    fmt_per_million(m["output_cost_per_token"]),
-                    circuit["state"] + (f" ({circuit['failures']} failure{'s' if circuit['failures'] != 1 else ''})" if circuit["failures"] else "")])
+                    fmt_per_million(m["output_cost_per_token"]), fmt_circuit(m["circuit"])])
     click.echo(table(["NAME", "LITELLM MODEL", "WINDOW", "MAX OUT", "INPUT", "OUTPUT", "CIRCUIT"], out, {2, 3, 4, 5}))
     click.echo("* default model · prices per million tokens ('-' where unknown)")
 

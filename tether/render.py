@@ -32,6 +32,16 @@ def fmt_tokens(n: int | None) -> str:
     return f"{n / 1000:.1f}k" if n >= 10_000 else str(n)
 
 
+def plural(n: int, word: str) -> str:
+    """'1 answer', '2 answers'."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def fmt_circuit(circuit: dict[str, Any]) -> str:
+    """A model's circuit-breaker state as `tether models` and `/models` show it."""
+    return circuit["state"] + (f" ({plural(circuit['failures'], 'failure')})" if circuit["failures"] else "")
+
+
 def fmt_per_million(cost_per_token: float | None) -> str:
     """Prices read better per million tokens; '-' when litellm does not know them."""
     if cost_per_token is None:

@@ -213,12 +213,17 @@ class Repl:
             self.refresh()  # the pinned model and title the client chose
         return stream
 
+    @property
+    def notes(self) -> Console:
+        """Where notes and errors go: stderr in a piped chat, else beside the answers."""
+        return self._notes or self.console
+
     def error(self, text: str) -> None:
         self.errors += 1
-        (self._notes or self.console).print(f"error: {text}", style="bold red", markup=False, highlight=False)
+        self.notes.print(f"error: {text}", style="bold red", markup=False, highlight=False)
 
     def info(self, text: str) -> None:
-        (self._notes or self.console).print(text, style="dim", markup=False, highlight=False)
+        self.notes.print(text, style="dim", markup=False, highlight=False)
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> int:
@@ -307,7 +312,7 @@ class Repl:
             view.stop()
             stream.close()
             what = "the partial answer is saved" if view.text.strip() else "no answer yet; your message is saved"
-            notice(self._notes or self.console, f"(interrupted: {what}; /retry asks again)")
+            notice(self.notes, f"(interrupted: {what}; /retry asks again)")
             self.refresh()
             return
         except Exception as e:  # noqa: BLE001 - AllModelsFailed, or a bug in a provider
@@ -322,11 +327,10 @@ class Repl:
         if result is None:
             return
         note = fallback_note(result)
-        notes = self._notes or self.console
         if note:
-            notice(notes, f"! {note}")
+            notice(self.notes, f"! {note}")
         if self.pinned and result.pinned_model != self.pinned:
-            notice(notes, f"! session now pinned to {result.pinned_model} (was {self.pinned})")
+            notice(self.notes, f"! session now pinned to {result.pinned_model} (was {self.pinned})")
         self.pinned = result.pinned_model
         self.tokens += int(result.usage.get("total_tokens", 0) or 0)
         self.cost += result.cost_usd or 0.0

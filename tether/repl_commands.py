@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .cli_util import resolve_session_id
-from .render import fmt_cost, fmt_per_million, sessions_table, shorten, table
+from .render import fmt_circuit, fmt_cost, fmt_per_million, plural, sessions_table, shorten, table
 
 if TYPE_CHECKING:
     from .repl import Repl
@@ -69,9 +69,9 @@ def _model(r: Repl, arg: str) -> None:
 def _models(r: Repl, arg: str) -> None:
     rows = []
     for m in r.client.models():
-        circuit = m["circuit"]["state"] + (f" ({m['circuit']['failures']} failure{'s' if m['circuit']['failures'] != 1 else ''})" if m["circuit"]["failures"] else "")
         rows.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
-                     fmt_per_million(m["input_cost_per_token"]), fmt_per_million(m["output_cost_per_token"]), circuit])
+                     fmt_per_million(m["input_cost_per_token"]), fmt_per_million(m["output_cost_per_token"]),
+                     fmt_circuit(m["circuit"])])
     r.console.print(table(["NAME", "LITELLM MODEL", "WINDOW", "INPUT", "OUTPUT", "CIRCUIT"], rows, {2, 3, 4}),
                     markup=False, highlight=False)
     r.info("* default model; /model NAME pins this session")
@@ -125,7 +125,7 @@ def _context(r: Repl, arg: str) -> None:
         r.info(f"shortened to fit: {', '.join(w.truncated_ids)}")
     waiting = sum(m.status == "unanswered" for m in r.client.get_history(r.session_id))
     if waiting:  # kept in the session but never sent: they would read as asked again
-        r.info(f"not sent: {waiting} unanswered question{'s' if waiting > 1 else ''} (/retry answers the last)")
+        r.info(f"not sent: {plural(waiting, 'unanswered question')} (/retry answers the last)")
 
 
 def _tokens(r: Repl, arg: str) -> None:
@@ -133,7 +133,7 @@ def _tokens(r: Repl, arg: str) -> None:
         r.info("no messages yet")
         return
     t = r.client.load_session(r.session_id).totals
-    r.console.print(f"{t.messages} message{'s' if t.messages != 1 else ''}, {t.turns} answer{'s' if t.turns != 1 else ''} · prompt {t.prompt_tokens} + completion "
+    r.console.print(f"{plural(t.messages, 'message')}, {plural(t.turns, 'answer')} · prompt {t.prompt_tokens} + completion "
                     f"{t.completion_tokens} = {t.total_tokens} tokens · cost {fmt_cost(t.cost_usd)}",
                     markup=False, highlight=False)
 
