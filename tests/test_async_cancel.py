@@ -45,7 +45,7 @@ async def test_a_stream_cancelled_after_its_whole_answer_arrived_still_stores_it
     await _cancel_soon(st.__anext__())  # what `async for` does next, under a wait_for timeout
     # settled when the cancel arrives: not after the blocker, not never
     assert _tail(at, sid) == [("user", "ok", "the question"), ("assistant", "ok", st.text)]
-    assert not at.sync.turns._answering
+    assert not at.sync.turns.claims._answering
     with pytest.raises(ValueError, match="no unanswered message"):
         await at.retry(sid)
     await blocker
@@ -69,7 +69,7 @@ async def test_a_failed_turn_cancelled_before_its_failure_is_recorded_is_still_m
     with pytest.raises((asyncio.CancelledError, Exception)):
         await task
     assert _tail(at, sid) == [("user", "unanswered", "doomed")]
-    assert not at.sync.turns._answering
+    assert not at.sync.turns.claims._answering
     assert (await at.retry(sid)).text == "main says: doomed (1 messages)"
     await blocker
 

@@ -36,7 +36,7 @@ try:
     main(sys.argv[1:], prog_name="tether")
 except SystemExit as e:
     code = e.code
-print("LOADED", "litellm" in sys.modules, "pydantic" in sys.modules, "tether.turns" in sys.modules, file=sys.stderr)
+print("LOADED", "litellm" in sys.modules, "pydantic" in sys.modules, "tether.turn.core" in sys.modules, file=sys.stderr)
 """
 
 

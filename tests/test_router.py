@@ -172,7 +172,7 @@ def test_ctrl_c_mid_call_keeps_question_unanswered_and_retry_answers_it(flaky):
 
 
 def test_session_cache_bounds_sessions_and_messages(tmp_path):
-    from tether.session_cache import SessionCache
+    from tether.turn.cache import SessionCache
     from tether.sessions import Message, Session
     from tether.sessions.jsonl import JsonlStore
 
@@ -199,7 +199,7 @@ def test_session_cache_bounds_sessions_and_messages(tmp_path):
 def test_session_cache_concurrent_appends_to_one_session_lose_nothing(tmp_path):
     import threading
 
-    from tether.session_cache import SessionCache
+    from tether.turn.cache import SessionCache
     from tether.sessions import Message, Session
     from tether.sessions.jsonl import JsonlStore
 

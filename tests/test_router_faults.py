@@ -366,7 +366,7 @@ def test_a_session_pinned_to_a_config_entry_that_was_removed_uses_the_default(fa
     assert new.load_session(sid).pinned_model == "small"  # kept: the entry may come back
     assert new.preview_window(sid, "next").model == "openai/main"
     raw = new.create_session(model="openai/backup")  # a raw string the user chose is still used
-    assert new.turns.chain_for(new.load_session(raw))[0] == "openai/backup"
+    assert new.turns.pins.chain_for(new.load_session(raw))[0] == "openai/backup"
 
 
 def test_two_processes_asking_a_failed_question_again_do_not_share_it(make_tether, fake_server):

@@ -1,7 +1,7 @@
 """The in-memory session cache never serves history that another writer changed."""
 from __future__ import annotations
 
-from tether.session_cache import SessionCache
+from tether.turn.cache import SessionCache
 from tether.sessions import Message, Session
 from tether.sessions.jsonl import JsonlStore
 

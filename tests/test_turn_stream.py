@@ -209,7 +209,7 @@ def test_a_collected_stream_leaves_no_entry_behind(make_tether, fake_server):
     t = make_tether()
     sid = t.stream("done soon").read().session_id
     gc.collect()
-    assert sid not in t.turns._streams
+    assert sid not in t.turns.claims._streams
 
 
 @pytest.mark.parametrize("fault", ["short", "malformed"])

@@ -27,19 +27,20 @@ from .errors import (  # noqa: E402
 )
 
 if TYPE_CHECKING:
-    from .client import AsyncTether, Tether
+    from .aclient import AsyncTether
+    from .client import Tether
     from .sessions import Message, Session, SessionEvent, SessionSummary, Totals, Usage
-    from .turn_stream import AsyncStream, Restart, Stream
-    from .turn_types import ChatResult
+    from .turn.stream import AsyncStream, Restart, Stream
+    from .turn.types import ChatResult
 
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it, imported on first access
 _LAZY = {
-    "AsyncTether": "client", "Tether": "client",
+    "AsyncTether": "aclient", "Tether": "client",
     "Message": "sessions", "Session": "sessions", "SessionEvent": "sessions",
     "SessionSummary": "sessions", "Totals": "sessions", "Usage": "sessions",
-    "AsyncStream": "turn_stream", "Restart": "turn_stream", "Stream": "turn_stream", "ChatResult": "turn_types",
+    "AsyncStream": "turn.stream", "Restart": "turn.stream", "Stream": "turn.stream", "ChatResult": "turn.types",
 }
 
 __all__ = [

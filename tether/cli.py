@@ -118,7 +118,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
     """Interactive chat. Enter sends, Alt-Enter adds a line, /help lists commands."""
     from .home import ensure_dir, resolve_home
     from .router.config import load_config
-    from .turn_context import check_config
+    from .turn.settings import check_config
 
     if session_id and cont:
         raise click.UsageError("use either --session or --continue, not both")
@@ -145,7 +145,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
 
         loader = Loader(factory=factory)
     if model and model not in cfg.models:
-        model = loader.client().turns.check_model(model)
+        model = loader.client().turns.pins.check_model(model)
     hint = cfg.notice  # load_config has put the real config path in
     if cfg.notice:
         _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
@@ -202,10 +202,10 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     if cont and sid is None:
         click.echo("tether: no session to continue yet: starting a new one", err=True)
     if model:
-        model = c.turns.check_model(model)  # before anything is written
+        model = c.turns.pins.check_model(model)  # before anything is written
     if system is not None:
         if sid is None:
-            from .turns import title_from
+            from .turn.core import title_from
 
             sid = c.create_session(system=system, model=model, title=title_from(text))
         else:
@@ -303,7 +303,7 @@ def config(as_json: bool) -> None:
     """Where the config is, whether it validates, and the effective default model."""
     from .home import resolve_home
     from .router.config import inspect_config
-    from .turn_context import check_config
+    from .turn.settings import check_config
 
     home = resolve_home()
     rep = inspect_config(home, None, check_config)

@@ -1,19 +1,16 @@
 """The client: tether's public entry point for apps.
 
-`Tether` is synchronous; `AsyncTether` offers the same names as coroutines, running
-the file I/O in a worker thread so an event loop never blocks on disk. Session
+`Tether` is synchronous (`AsyncTether`, in aclient.py, wraps it for event loops). Session
 operations never import litellm.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _env
-from ._aio import settled
 from .home import ensure_dir, resolve_home
 from .sessions import Message, Session, SessionEvent, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
@@ -24,9 +21,9 @@ log = logging.getLogger("tether")
 
 if TYPE_CHECKING:
     from .router.config import ConfigReport, RouterConfig
-    from .turn_stream import AsyncStream, OpeningStream, Stream
-    from .turn_types import ChatResult, TurnStart
-    from .turns import Turns
+    from .turn.core import Turns
+    from .turn.stream import Stream
+    from .turn.types import ChatResult
 
 _ROLES = ("system", "user", "assistant", "tool")
 
@@ -78,7 +75,7 @@ class Tether:
         }
         if model is not None:
             # a typo of a configured name must not pin every turn to a failing call
-            model = self.turns.check_model(model, ask_litellm=False)
+            model = self.turns.pins.check_model(model, ask_litellm=False)
             fields["pinned_model"] = model
             fields["pin_reason"] = "explicit"
         if session_id is not None:
@@ -180,14 +177,14 @@ class Tether:
     def session_exists(self, session_id: str) -> bool:
         return self.store.exists(session_id)
 
-    # -- routing and turns (tether/turns.py does the work) ------------------------------
+    # -- routing and turns (tether/turn/ does the work) ------------------------------
     @property
     def turns(self) -> Turns:
         """Loaded on first use, so a bad config does not stop session management."""
         if self._turns is None:
             from .router.config import load_config
-            from .turn_context import check_config
-            from .turns import Turns
+            from .turn.settings import check_config
+            from .turn.core import Turns
 
             cfg = load_config(self.home, self._config_source, check_config)
             self._turns = Turns(self.store, cfg)
@@ -201,7 +198,7 @@ class Tether:
     def config_report(self) -> ConfigReport:
         """Where the config is, whether it validates, the effective default model; never raises."""
         from .router.config import inspect_config
-        from .turn_context import check_config
+        from .turn.settings import check_config
 
         return inspect_config(self.home, self._config_source, check_config)
 
@@ -232,8 +229,8 @@ class Tether:
         return self.chat_once(prompt, session_id=self.current_session_id, **params)
 
     def stream(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> Stream:
-        """Like chat_once but yields text pieces; see tether.turn_stream for restarts and close()."""
-        from .turn_stream import Stream
+        """Like chat_once but yields text pieces; see tether.turn.stream for restarts and close()."""
+        from .turn.stream import Stream
 
         _check_params(params)
         ts = self.turns.start(prompt, session_id, model)
@@ -250,7 +247,7 @@ class Tether:
 
     def retry_stream(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> Stream:
         """`retry` as a stream (see `stream`)."""
-        from .turn_stream import Stream
+        from .turn.stream import Stream
 
         _check_params(params)
         ts = self.turns.start_retry(session_id or self._current(), replace)
@@ -258,7 +255,7 @@ class Tether:
 
     def pin_model(self, session_id: str, model: str) -> str:
         """Pin a session to a model (config name or litellm string); recorded as a pin_changed event."""
-        return self.turns.pin_model(session_id, model)
+        return self.turns.pins.pin_model(session_id, model)
 
     def models(self) -> list[dict[str, Any]]:
         """Configured models with context window, price per token and circuit-breaker state."""
@@ -272,174 +269,6 @@ class Tether:
         if self.current_session_id is None:
             raise ValueError("no current session: pass session_id")
         return self.current_session_id
-
-
-class AsyncTether:
-    """The same API as `Tether`, awaitable; disk work runs in a thread."""
-
-    def __init__(
-        self,
-        home: str | os.PathLike[str] | None = None,
-        config: dict[str, Any] | str | os.PathLike[str] | None = None,
-        store: SessionStore | str | None = None,
-    ) -> None:
-        self.sync = Tether(home=home, config=config, store=store)
-
-    @property
-    def home(self) -> Path:
-        return self.sync.home
-
-    @property
-    def store(self) -> SessionStore:
-        return self.sync.store
-
-    @property
-    def current_session_id(self) -> str | None:
-        return self.sync.current_session_id
-
-    @current_session_id.setter
-    def current_session_id(self, value: str | None) -> None:
-        self.sync.current_session_id = value
-
-    async def create_session(
-        self,
-        title: str | None = None,
-        context: dict[str, Any] | None = None,
-        model: str | None = None,
-        system: str | None = None,
-        user_id: str | None = None,
-        metadata: dict[str, Any] | None = None,
-        session_id: str | None = None,
-    ) -> str:
-        return await asyncio.to_thread(self.sync.create_session, title, context, model, system, user_id,
-                                       metadata, session_id)
-
-    async def load_session(self, session_id: str) -> Session:
-        return await asyncio.to_thread(self.sync.load_session, session_id)
-
-    async def list_sessions(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
-        return await asyncio.to_thread(self.sync.list_sessions, limit, user_id, status)
-
-    async def delete_session(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.sync.delete_session, session_id)
-
-    async def rename_session(self, session_id: str, title: str) -> None:
-        await asyncio.to_thread(self.sync.rename_session, session_id, title)
-
-    async def update_session(self, session_id: str, **fields: Any) -> None:
-        await asyncio.to_thread(self.sync.update_session, session_id, **fields)
-
-    async def add_message(self, session_id: str, role: str, content: str, **fields: Any) -> Message:
-        return await asyncio.to_thread(self.sync.add_message, session_id, role, content, **fields)
-
-    async def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:
-        await asyncio.to_thread(self.sync.update_message, session_id, message_id, **fields)
-
-    async def remove_message(self, session_id: str, message_id: str) -> None:
-        await asyncio.to_thread(self.sync.remove_message, session_id, message_id)
-
-    async def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
-        return await asyncio.to_thread(self.sync.get_history, session_id, limit)
-
-    async def clear_history(self, session_id: str) -> None:
-        await asyncio.to_thread(self.sync.clear_history, session_id)
-
-    async def export_session(self, session_id: str, format: Literal["json", "markdown", "md"] = "json") -> str:
-        return await asyncio.to_thread(self.sync.export_session, session_id, format)
-
-    async def import_session(self, data_or_path: str | bytes | Path | dict[str, Any], *, overwrite: bool = False) -> str:
-        return await asyncio.to_thread(self.sync.import_session, data_or_path, overwrite=overwrite)
-
-    async def search_sessions(self, text: str, limit: int | None = None) -> list[tuple[SessionSummary, list[Message]]]:
-        return await asyncio.to_thread(self.sync.search_sessions, text, limit)
-
-    async def session_exists(self, session_id: str) -> bool:
-        return await asyncio.to_thread(self.sync.session_exists, session_id)
-
-    # -- routing and turns -----------------------------------------------------------
-    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> Callable[[], None]:
-        return self.sync.on(event, callback)
-
-    @property
-    def config(self) -> RouterConfig:
-        return self.sync.config
-
-    def config_report(self) -> ConfigReport:
-        """As Tether.config_report(): reads one small file, never raises."""
-        return self.sync.config_report()
-
-    def preload(self) -> None:
-        """Start importing litellm in a background thread (returns at once)."""
-        self.sync.preload()
-
-    async def _start(self, prompt: str, session_id: str | None, model: str | None) -> TurnStart:
-        """Put the prompt on disk: inline when that is one small append to a cached session,
-        else in a thread (a load, a create, or a model check that may import litellm)."""
-        turns = self.sync.turns
-        loaded = turns.cheap_start(session_id, model)
-        if loaded is not None:
-            ts = turns.start(prompt, session_id, model, loaded)
-        else:  # a cancel meanwhile leaves the prompt saved, unanswered, its session current
-            ts = await settled(turns.start, prompt, session_id, model, on_cancel=self._abandon)
-        self.sync.current_session_id = ts.session.id
-        return ts
-
-    def _abandon(self, ts: TurnStart) -> None:
-        self.sync.current_session_id = ts.session.id
-        self.sync.turns.abandon(ts)
-
-    async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
-        _check_params(params)
-        ts = await self._start(prompt, session_id, model)
-        return await self.sync.turns.arun(ts, params)
-
-    async def execute(self, prompt: str, **params: Any) -> ChatResult:
-        return await self.chat_once(prompt, session_id=self.sync.current_session_id, **params)
-
-    def stream(self, prompt: str, session_id: str | None = None, model: str | None = None,
-               **params: Any) -> OpeningStream:
-        """`st = await t.stream(...)` (the prompt is on disk when the await returns), or
-        straight `async with t.stream(...) as st:` / `async for piece in t.stream(...)`."""
-        from .turn_stream import OpeningStream
-
-        _check_params(params)
-        return OpeningStream(self._open_stream(prompt, session_id, model, params))
-
-    async def _open_stream(self, prompt: str, session_id: str | None, model: str | None,
-                           params: dict[str, Any]) -> AsyncStream:
-        from .turn_stream import AsyncStream
-
-        ts = await self._start(prompt, session_id, model)
-        return AsyncStream(self.sync.turns, ts, params)
-
-    async def retry(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> ChatResult:
-        _check_params(params)
-        turns = self.sync.turns
-        ts = await settled(turns.start_retry, session_id or self.sync._current(), replace, on_cancel=turns.abandon)
-        return await turns.arun(ts, params)
-
-    def retry_stream(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> OpeningStream:
-        """`retry` as a stream (see `stream`)."""
-        from .turn_stream import OpeningStream
-
-        _check_params(params)
-        return OpeningStream(self._open_retry(session_id or self.sync._current(), replace, params))
-
-    async def _open_retry(self, session_id: str, replace: bool, params: dict[str, Any]) -> AsyncStream:
-        from .turn_stream import AsyncStream
-
-        turns = self.sync.turns
-        ts = await settled(turns.start_retry, session_id, replace, on_cancel=turns.abandon)
-        return AsyncStream(turns, ts, params)
-
-    async def pin_model(self, session_id: str, model: str) -> str:
-        return await asyncio.to_thread(self.sync.pin_model, session_id, model)
-
-    async def models(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.sync.models)
-
-    async def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
-        return await asyncio.to_thread(self.sync.preview_window, session_id, prompt, model)
 
 
 def _check_limit(limit: object) -> None:

@@ -58,7 +58,7 @@ def _model(r: Repl, arg: str) -> None:
         r.info(f"model: {current}")
         return
     if r.session_id is None:
-        r.model = r.client.turns.check_model(arg)
+        r.model = r.client.turns.pins.check_model(arg)
         r.info(f"model for this new session: {r.model}")
         return
     old = r.pinned

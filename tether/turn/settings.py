@@ -17,11 +17,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # `tether config` checks [context] without loading the session models
-    from .router.config import RouterConfig
-    from .sessions import Session, SessionStore
+    from ..router.config import RouterConfig
+    from ..sessions import Session, SessionStore
 
 log = logging.getLogger("tether")
 
@@ -41,7 +41,7 @@ class ContextSettings:
             return cls()
         if not isinstance(section, dict):
             raise ConfigError(f"context: expected a table, got {type(section).__name__}")
-        from .context.select import Policy
+        from ..context.select import Policy
 
         types = {f.name: type(f.default) for f in dataclasses.fields(Policy) if f.name != "summary_text"}
         types.update(_SUMMARY)
@@ -69,7 +69,7 @@ class ContextSettings:
         """Policy options for this session's window, with its cached summary when enabled."""
         if not self.summary:
             return self.policy
-        from .context.summary import cached_summary
+        from ..context.summary import cached_summary
 
         text = cached_summary(session)
         return {**self.policy, "summary_text": text} if text else self.policy
@@ -89,7 +89,7 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
     """
     if not settings.summary or window is None:
         return False
-    from .context.summary import pending, summary_event, summary_prompt
+    from ..context.summary import pending, summary_event, summary_prompt
 
     todo = pending(session, window)
     if len(todo) < settings.summary_every:

@@ -12,8 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from .sessions import Message, Session, SessionStore
-from .sessions.jsonl import signature
+from ..sessions import Message, Session, SessionStore
+from ..sessions.jsonl import signature
 
 
 class SessionCache:

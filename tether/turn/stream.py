@@ -20,11 +20,11 @@ import asyncio
 from collections.abc import AsyncGenerator, Coroutine, Generator
 from typing import Any
 
-from ._aio import settled
-from .router.engine import Outcome
-from .router.streaming import Restart, StreamState, astream_turn, stream_turn
-from .turn_types import ChatResult, TurnStart
-from .turns import Turns
+from .._aio import settled
+from ..router.engine import Outcome
+from ..router.streaming import Restart, StreamState, astream_turn, stream_turn
+from .types import ChatResult, TurnStart
+from .core import Turns
 
 __all__ = ["AsyncStream", "OpeningStream", "Restart", "Stream"]
 
@@ -39,7 +39,7 @@ class _Base:
         self.error: BaseException | None = None
         self._done = False
         self._announced = False
-        turns.track_stream(ts.session.id, self)
+        turns.claims.track_stream(ts.session.id, self)
 
     @property
     def session_id(self) -> str:

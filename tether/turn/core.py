@@ -1,7 +1,8 @@
 """The chat turn: session in, routed call, answer stored, pin kept.
 
 Glue between the session store, `tether.context.build_window` and the router.
-`client.py` holds thin methods over a `Turns` object so the pieces merge easily.
+`client.py` and `aclient.py` hold thin methods over a `Turns` object; model pins are in
+`pins.py`, who answers what in `claims.py`.
 Order matters and is the point of tether: the user's message is on disk before
 any model is called; the answer is stored with the model that produced it; a
 turn no model answers leaves the message marked unanswered, and asking again
@@ -10,23 +11,22 @@ answers that same message instead of adding a copy.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
-from .context.tokens import content_tokens, encoding_for, encoding_loaded
-from .errors import AllModelsFailed, UnknownModel
-from .router.config import RouterConfig, plausible_model
-from .router.engine import Outcome, Prepared, Router
-from .session_cache import SessionCache
-from .sessions import Message, Session, SessionEvent, SessionStore, Usage
-from .turn_context import ContextSettings, summarise
-from .turn_types import ChatResult, Events, TurnStart, sendable
+from ..context.tokens import content_tokens, encoding_for, encoding_loaded
+from ..errors import AllModelsFailed
+from ..router.config import RouterConfig
+from ..router.engine import Outcome, Prepared, Router
+from .cache import SessionCache
+from .claims import Claims
+from .pins import AUTO_PIN, Pins, model_rows
+from ..sessions import Message, Session, SessionEvent, SessionStore, Usage
+from .settings import ContextSettings, summarise
+from .types import ChatResult, Events, TurnStart, sendable
 
 log = logging.getLogger("tether")
-AUTO_PIN = "auto: "  # how an automatic re-pin's reason starts
 
 
 def title_from(prompt: str) -> str:
@@ -45,64 +45,9 @@ class Turns:
         self.events = Events()
         self.cache = SessionCache(store)
         self.context = ContextSettings.from_config(config.sections.get("context"))
+        self.pins = Pins(config, store, self.cache, self.events)
+        self.claims = Claims(store, self.cache)
         self._noticed = False
-        self._streams: dict[str, weakref.ref[Any]] = {}
-        self._lock = threading.Lock()
-        self._answering: set[str] = set()  # ids of user messages a turn of this client is answering
-        self._gone: set[tuple[str, str]] = set()  # (session, pin) pairs already warned about
-        # _lock guards _streams and _answering
-
-    # -- models and pins ---------------------------------------------------------
-    def check_model(self, name: str, *, ask_litellm: bool = True) -> str:
-        """A configured name, or a raw litellm model string litellm can route. Without
-        `ask_litellm` (session operations must not import it) a raw string only has to look
-        routable, as the config's own names must."""
-        if not isinstance(name, str) or not name.strip():
-            raise UnknownModel(f"invalid model name {name!r}")
-        if name in self.config.models:
-            return name
-        if ask_litellm:
-            from .router._lite import litellm
-
-            try:
-                litellm().get_llm_provider(name)
-                return name
-            except Exception:
-                pass
-        elif plausible_model(self.config, name):
-            return name
-        known = ", ".join(self.config.models) or "none configured"
-        raise UnknownModel(f"unknown model {name!r}: not in config (configured: {known}) "
-                           "and not a litellm model string like 'openai/gpt-4o-mini'")
-
-    def pick_model(self, prompt: str, explicit: str | None) -> tuple[str, str]:
-        """A new session's model: the explicit argument, else the first matching route, else the default."""
-        if explicit is not None:
-            return self.check_model(explicit), "explicit"
-        if self.config.routes:
-            tokens = 0
-            if any(r.min_prompt_tokens is not None or r.max_prompt_tokens is not None for r in self.config.routes):
-                from .context import count_tokens
-
-                tokens = count_tokens(prompt, self.config.spec(self.config.default_model).model)
-            hit = self.config.pick_route(prompt, tokens)
-            if hit:
-                return hit[0], f"route {hit[1]}"
-        return self.config.default_model, f"default ({self.config.default_reason})"
-
-    def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
-        self.cache.forget(session_id)
-        self.store.update_header(session_id, {"pinned_model": model, "pin_reason": reason})
-        event = SessionEvent.pin_changed(old, model, reason)
-        self.store.add_event(session_id, event)
-        self.events.emit("pin_changed", {"session_id": session_id, **event.data})
-
-    def pin_model(self, session_id: str, model: str, reason: str = "user") -> str:
-        name = self.check_model(model)
-        old = self.cache.load(session_id).pinned_model
-        if old != name:
-            self.set_pin(session_id, name, reason, old)
-        return name
 
     # -- windows -------------------------------------------------------------------
     def builder(self, session: Session, history: list[Message], query: str) -> Callable[[Any, int | None], Prepared]:
@@ -120,9 +65,9 @@ class Turns:
     def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
         """The window the next turn would send to its first model (for `/context`)."""
         session = self.cache.load(session_id)
-        name = model or self.usable_pin(session) or self.pick_model(prompt, None)[0]
+        name = model or self.pins.usable_pin(session) or self.pins.pick_model(prompt, None)[0]
         info = self.router.catalogue.info(name)
-        from .context import build_window
+        from ..context import build_window
 
         return build_window(sendable(session.messages), prompt, model=info.model, system=session.system,
                             context=session.context or None, context_window=info.context_window,
@@ -135,10 +80,10 @@ class Turns:
         `loaded`: the session as cheap_start() just loaded it."""
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
-        if session_id is not None and self.end_open_stream(session_id):
+        if session_id is not None and self.claims.end_open_stream(session_id):
             loaded = None  # the stream's partial answer was just stored: read the session again
         if session_id is None:
-            name, reason = self.pick_model(prompt, model)
+            name, reason = self.pins.pick_model(prompt, model)
             # created with its pin event: one write, not a create and then an append
             session = Session(pinned_model=name, pin_reason=reason, title=title_from(prompt),
                               events=[SessionEvent.pin_changed(None, name, reason)])
@@ -146,34 +91,26 @@ class Turns:
             self.events.emit("pin_changed", {"session_id": session.id, **session.events[0].data})
         else:
             session = loaded if loaded is not None else self.cache.load(session_id)
-            if model is not None:  # an explicit model for an existing session is a user pin change
-                name = self.check_model(model)
-                if session.pinned_model != name:
-                    self.set_pin(session.id, name, "user", session.pinned_model)
-                    session.pinned_model, session.pin_reason = name, "user"
-            elif not session.pinned_model:
-                name, reason = self.pick_model(prompt, None)
-                self.set_pin(session.id, name, reason, None)
-                session.pinned_model, session.pin_reason = name, reason
+            self.pins.pin_for_turn(session, prompt, model)
         msgs = session.messages
         last = msgs[-1] if msgs else None
         # asking again after a failed turn answers the same message; the same words while a turn
         # is still answering them (a double submit, another thread or process) are a new question
         unclaim = None
         if (last is not None and last.role == "user" and last.content == prompt
-                and last.status == "unanswered" and self._claim(last.id)):
-            unclaim, session = self._claim_stored(session, last)
+                and last.status == "unanswered" and self.claims.claim(last.id)):
+            unclaim, session = self.claims.claim_stored(session, last)
             msgs = session.messages
         if unclaim is not None:
             user, history, reused = last, msgs[:-1], True
         else:
             user = self.counted(Message(role="user", content=prompt), session.pinned_model)
             history = list(msgs)
-            self._claim(user.id)
+            self.claims.claim(user.id)
             self.cache.append_message(session, user)
             self.events.emit("message", {"session_id": session.id, "message": user})
             reused = False
-        chain = self.chain_for(session)
+        chain = self.pins.chain_for(session)
         if self.config.notice and not self._noticed and chain[0] == self.config.default_model:
             self._noticed = True
             log.warning(self.config.notice)  # once per client: how to configure a real model
@@ -184,113 +121,25 @@ class Turns:
         """The last user message with no answer after it, answered in place. `replace`: the
         last user message even if answered (`/retry`); what followed it is removed once the new
         answer is stored, so a failed or stopped regeneration leaves the old answer standing."""
-        self.end_open_stream(session_id)
+        self.claims.end_open_stream(session_id)
         session = self.cache.load(session_id)
         msgs = session.messages
         for i in range(len(msgs) - 1, -1, -1):
             if msgs[i].role == "assistant" and msgs[i].status == "ok" and not replace:
                 break
             if msgs[i].role == "user":
-                if not self._claim(msgs[i].id):
+                if not self.claims.claim(msgs[i].id):
                     raise ValueError(f"session {session_id}: its last question is being answered already")
-                unclaim, fresh = self._claim_stored(session, msgs[i], tail=len(msgs) - i)
+                unclaim, fresh = self.claims.claim_stored(session, msgs[i], tail=len(msgs) - i)
                 if unclaim is None:
                     raise ValueError(f"session {session_id}: its last question is being answered already")
                 session, msgs = fresh, fresh.messages
-                chain = self.chain_for(session)
+                chain = self.pins.chain_for(session)
                 return TurnStart(session, msgs[i], chain, msgs[:i], True,
                                  replaces=list(msgs[i + 1:]) if replace else [],
                                  uncounted=[m for m in msgs[:i] if not m.tokens], unclaim=unclaim)
         what = "no question to answer again" if replace else "no unanswered message to retry"
         raise ValueError(f"session {session_id} has {what}")
-
-    def chain_for(self, session: Session) -> list[str]:
-        """The models to try, in order. After an automatic re-pin the model it moved away from
-        stays in the chain, last: it was the session's choice, and may have recovered."""
-        chain = self.config.chain(self.usable_pin(session) or self.config.default_model)
-        if (session.pin_reason or "").startswith(AUTO_PIN):
-            for e in reversed(session.events):
-                if e.type == "pin_changed":
-                    old = e.data.get("from")
-                    if isinstance(old, str) and old and old not in chain:
-                        chain.append(old)
-                    break
-        return chain
-
-    def usable_pin(self, session: Session) -> str | None:
-        """The session's pin, unless it names a config entry the config no longer has: sent to
-        litellm as a raw string, such a name fails every turn, or (a bare "gpt-4o-mini" that
-        pointed at a private api_base) goes to another provider. Said once per session."""
-        pin = session.pinned_model
-        if not pin or pin in self.config.models:
-            return pin
-        reason = session.pin_reason or ""
-        from_config = reason.startswith(("route ", "default (config)", "default (only configured"))
-        if plausible_model(self.config, pin) and not from_config:
-            return pin  # a raw litellm string the user chose
-        if (session.id, pin) not in self._gone:
-            self._gone.add((session.id, pin))
-            log.warning("session %s is pinned to %r, which the config no longer has: using %r "
-                        "(pin another model with /model or pin_model)", session.id, pin, self.config.default_model)
-        return None
-
-    def _claim(self, message_id: str) -> bool:
-        """Mark a user message as being answered by this client; False if it is already."""
-        with self._lock:
-            if message_id in self._answering:
-                return False
-            self._answering.add(message_id)
-            return True
-
-    def _claim_stored(self, session: Session, question: Message, tail: int = 1) -> tuple[Any, Session]:
-        """Claim a stored question across processes (this process holds it already), then make
-        sure it is still where it was, `tail` messages from the end: another process may have
-        answered it meanwhile. (release, the session as now stored), or (None, session) with
-        this process's claim dropped."""
-        unclaim = self.store.claim(session.id, question.id)
-        if unclaim is not None:
-            fresh = self.cache.load(session.id)
-            if len(fresh.messages) == len(session.messages) and fresh.messages[-tail].id == question.id:
-                return unclaim, fresh
-            unclaim()
-            session = fresh
-        with self._lock:
-            self._answering.discard(question.id)
-        return None, session
-
-    def release(self, ts: TurnStart) -> None:
-        """The turn on ts ended (answered, failed, interrupted or cancelled)."""
-        with self._lock:
-            self._answering.discard(ts.user.id)
-            unclaim, ts.unclaim = ts.unclaim, None
-        if unclaim is not None:
-            try:
-                unclaim()
-            except Exception as e:  # noqa: BLE001 - a claim the store cannot free expires (Redis) or dies with us
-                log.warning("could not release the claim on message %s: %s", ts.user.id, e)
-
-    # -- open streams ------------------------------------------------------------------
-    def track_stream(self, session_id: str, stream: Any) -> None:
-        """Remember the session's stream until a later turn on the session (see end_open_stream)."""
-        def gone(ref: weakref.ref[Any], sid: str = session_id) -> None:  # no lock: may run inside GC
-            if self._streams.get(sid) is ref:
-                self._streams.pop(sid, None)
-
-        with self._lock:
-            self._streams[session_id] = weakref.ref(stream, gone)
-
-    def end_open_stream(self, session_id: str) -> bool:
-        """A new turn on a session ends a stream still open on it (the caller broke out of the
-        loop, or moved on while it ran): its text so far is stored, marked interrupted, before
-        the new question, instead of after it whenever the stream object is collected.
-        True if there was one."""
-        with self._lock:
-            ref = self._streams.pop(session_id, None)
-        stream = ref() if ref is not None else None
-        if stream is None or stream.done:
-            return False
-        stream.supersede()
-        return True
 
     # -- turn end ----------------------------------------------------------------------
     def _streak(self, ts: TurnStart) -> int:
@@ -324,7 +173,7 @@ class Turns:
                 self.cache.forget(s.id)
                 self.store.update_message(s.id, ts.user.id, {"status": "ok"})
         finally:
-            self.release(ts)
+            self.claims.release(ts)
         self.events.emit("message", {"session_id": s.id, "message": answer})
         if out.model != pinned:
             self.cache.forget(s.id)
@@ -335,7 +184,7 @@ class Turns:
                 self.events.emit("fallback", {"session_id": s.id, "from_model": pinned, "to_model": out.model, **data})
         n = self.config.repin_after_failures
         if n and streak >= n and out.model != pinned:
-            self.set_pin(s.id, out.model, f"{AUTO_PIN}{pinned} failed {streak} turns in a row", pinned)
+            self.pins.set_pin(s.id, out.model, f"{AUTO_PIN}{pinned} failed {streak} turns in a row", pinned)
             pinned = out.model
         w = out.prepared.window
         if self.context.summary:
@@ -375,7 +224,7 @@ class Turns:
 
     def _complete_text(self, model: str, messages: list[dict[str, Any]]) -> str:
         """One plain call to `model` (for the rolling summary): no window, no fallback, no record."""
-        from .router._lite import litellm
+        from ..router._lite import litellm
 
         kwargs = self.router.call_kwargs(self.config.spec(model), messages, {})
         return litellm().completion(**kwargs).choices[0].message.content or ""
@@ -400,7 +249,7 @@ class Turns:
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
         finally:
-            self.release(ts)
+            self.claims.release(ts)
             self.events.emit("error", {"session_id": sid, "error": err, "message_id": ts.user.id})
 
     def announce_fallback(self, ts: TurnStart, to_model: str, mid_stream: bool, attempts: list[Any]) -> None:
@@ -412,7 +261,7 @@ class Turns:
 
     def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
         """A stream the caller abandoned: store what was shown, marked interrupted."""
-        self.release(ts)
+        self.claims.release(ts)
         self.cache.forget(ts.session.id)
         if ts.keeps_answer:  # a stopped regeneration: the whole old answer stands, not a partial new one
             return None
@@ -452,7 +301,7 @@ class Turns:
             self.failed(ts, e)
             raise
         except BaseException:  # Ctrl-C mid-call: the question stays, marked unanswered
-            self.release(ts)
+            self.claims.release(ts)
             self.cache.forget(ts.session.id)
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             raise
@@ -485,7 +334,7 @@ class Turns:
     def abandon(self, ts: TurnStart) -> None:
         """The caller cancelled the turn before any answer: its question stays, unanswered
         (or, for a regeneration, answered as before)."""
-        self.release(ts)
+        self.claims.release(ts)
         self.cache.forget(ts.session.id)
         if not ts.keeps_answer:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
@@ -493,22 +342,22 @@ class Turns:
     def warm(self, ts: TurnStart) -> None:
         """Import litellm and read the first model's tokenizer: seconds, once per process,
         that an async turn spends in a thread instead of stalling its event loop."""
-        from .context.tokens import get_encoding
-        from .router._lite import litellm
+        from ..context.tokens import get_encoding
+        from ..router._lite import litellm
 
         litellm()
         get_encoding(encoding_for(self.config.spec(ts.chain[0]).model))
 
     def cold(self, ts: TurnStart) -> bool:
         """Whether warm() has work to do for this turn."""
-        from .router._lite import loaded
+        from ..router._lite import loaded
 
         return not (loaded() and encoding_loaded(encoding_for(self.config.spec(ts.chain[0]).model)))
 
     async def arun(self, ts: TurnStart, params: dict[str, Any]) -> ChatResult:
         import asyncio
 
-        from ._aio import settled
+        from .._aio import settled
 
         build = self.builder(ts.session, ts.history, ts.user.content)
         try:
@@ -532,24 +381,8 @@ class Turns:
             return self.finish(ts, out)
         return await settled(self.finish, ts, out)
 
-    # -- what the CLI shows --------------------------------------------------------------
     def models(self) -> list[dict[str, Any]]:
-        """Configured models (plus the default) with window, prices and circuit state."""
-        names = list(self.config.models)
-        for n in (self.config.default_model, *self.config.fallbacks):
-            if n not in names:
-                names.append(n)
-        rows = []
-        for n in names:
-            info = self.router.catalogue.info(n)
-            spec = self.config.spec(n)
-            rows.append({
-                **spec.public(), "context_window": info.context_window, "max_output_tokens": info.max_output_tokens,
-                "input_cost_per_token": info.input_cost_per_token, "output_cost_per_token": info.output_cost_per_token,
-                "known_to_litellm": info.known, "default": n == self.config.default_model,
-                "circuit": self.router.breaker.state(n), "configured": spec.configured,
-            })
-        return rows
+        return model_rows(self.config, self.router)
 
 
 class _Builder:
@@ -564,7 +397,7 @@ class _Builder:
         self.turns, self.session, self.hist, self.query, self.options = turns, session, hist, query, options
 
     def __call__(self, info: Any, budget: int | None) -> Prepared:
-        from .context import build_window
+        from ..context import build_window
 
         s = self.session
         w = build_window(self.hist, self.query, budget_tokens=budget, model=info.model, system=s.system,

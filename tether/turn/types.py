@@ -1,6 +1,6 @@
 """What a turn passes around: its result, its start, and the app's event callbacks.
 
-Kept apart from `turns.py` (the turn's logic) so the data a caller sees reads in one place.
+Kept apart from `core.py` (the turn's logic) so the data a caller sees reads in one place.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .router.engine import Attempt
-from .sessions import Message, Session
+from ..router.engine import Attempt
+from ..sessions import Message, Session
 
 log = logging.getLogger("tether")
 EVENTS = ("message", "fallback", "pin_changed", "error")
