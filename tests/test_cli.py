@@ -212,7 +212,7 @@ def test_ask_without_a_prompt_is_a_usage_error():
 def test_continue_means_the_most_recently_used_session_not_the_newest():
     t = Tether()
     first = ok("ask", "-c", "nothing to continue")  # says so, as `chat -c` does, and starts one
-    assert "no session to continue yet" in first.stderr and len(t.list_sessions()) == 1
+    assert "no active session to continue" in first.stderr and len(t.list_sessions()) == 1
     t.delete_session(t.list_sessions()[0].id)
     older = t.chat_once("older").session_id
     t.chat_once("newer")

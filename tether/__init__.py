@@ -20,6 +20,7 @@ from .errors import (  # noqa: E402
     ContextOverflow,
     InvalidSessionId,
     PromptTooLarge,
+    SessionClosed,
     SessionCorrupt,
     SessionNotFound,
     TetherError,
@@ -45,7 +46,7 @@ _LAZY = {
 
 __all__ = [
     "AllModelsFailed", "AsyncTether", "ConfigError", "ContextOverflow", "InvalidSessionId", "Message",
-    "PromptTooLarge", "Session", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
+    "PromptTooLarge", "Session", "SessionClosed", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
     "TetherError", "Totals", "UnknownModel", "Usage", "errors",
     "AsyncStream", "ChatResult", "Restart", "Stream",
 ]

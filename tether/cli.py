@@ -94,9 +94,10 @@ def main(debug: bool) -> None:
 
     \b
     tether chat                 interactive chat (new session)
-    tether chat -c              continue the most recently used session
+    tether chat -c              continue the most recently used (active) session
     tether ask "question"       one answer from the shell (stdin works too)
-    tether sessions list        your sessions; also show, rename, delete, export, import, search
+    tether sessions list        your sessions; also show, rename, archive, close, reopen,
+                                delete, export, import, search
     tether models / config      what is configured and where
     """
     _setup_logging(debug)
@@ -110,7 +111,7 @@ def main(debug: bool) -> None:
 # -- chat ----------------------------------------------------------------------------
 @main.command()
 @click.option("--session", "session_id", metavar="ID", help="Continue this session (id or unique prefix).")
-@click.option("-c", "--continue", "cont", is_flag=True, help="Continue the most recently used session.")
+@click.option("-c", "--continue", "cont", is_flag=True, help="Continue the most recently used active session.")
 @click.option("-m", "--model", help="Model for this session (config name or litellm string).")
 @click.option("-s", "--system", help="System prompt for this session.")
 @click.option("-t", "--title", help="Title for this session.")
@@ -159,7 +160,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
         c = loader.client()
         sid = resolve_session_id(c, session_id) if session_id else most_recent_session(c)
         if sid is None:
-            click.echo("tether: no session to continue yet: starting a new one", err=True)
+            click.echo("tether: no active session to continue: starting a new one", err=True)
         else:
             if model:
                 c.pin_model(sid, model)
@@ -178,7 +179,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
 @main.command()
 @click.argument("prompt", nargs=-1)
 @click.option("--session", "session_id", metavar="ID", help="Ask within this session (id or unique prefix).")
-@click.option("-c", "--continue", "cont", is_flag=True, help="Ask within the most recently used session.")
+@click.option("-c", "--continue", "cont", is_flag=True, help="Ask within the most recently used active session.")
 @click.option("-m", "--model", help="Model (config name or litellm string); pins the session.")
 @click.option("-s", "--system", help="System prompt (sets the session's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
@@ -200,7 +201,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     c = client()
     sid = resolve_session_id(c, session_id) if session_id else (most_recent_session(c) if cont else None)
     if cont and sid is None:
-        click.echo("tether: no session to continue yet: starting a new one", err=True)
+        click.echo("tether: no active session to continue: starting a new one", err=True)
     if model:
         model = c.turns.pins.check_model(model)  # before anything is written
     if system is not None:

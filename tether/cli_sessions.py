@@ -1,4 +1,4 @@
-"""`tether sessions ...`: list, show, rename, delete, export, import, search.
+"""`tether sessions ...`: list, show, rename, archive/close/reopen, delete, export, import, search.
 
 Imported by `tether --help`, so only click at the top; the client comes in per command.
 """
@@ -12,6 +12,8 @@ from typing import Any
 import click
 
 from .cli_util import client
+
+STATUSES = ("active", "archived", "closed")  # a session's lifecycle (sessions.models.SessionStatus)
 
 
 def _resolve(c: Any, session_id: str) -> str:
@@ -34,33 +36,36 @@ def sessions() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("-n", "--limit", type=click.IntRange(min=1), default=None, help="At most N sessions.")
 @click.option("--user", "user_id", metavar="U", help="Only sessions of this user id.")
-def list_(as_json: bool, limit: int | None, user_id: str | None) -> None:
-    """Sessions, most recently used first."""
+@click.option("--status", type=click.Choice(STATUSES), default=None, help="Only sessions with this status.")
+def list_(as_json: bool, limit: int | None, user_id: str | None, status: str | None) -> None:
+    """Sessions, most recently used first (archived and closed ones marked)."""
     from .render import sessions_table
 
+    none = f"no {status} sessions" if status else "no sessions yet: `tether chat` starts one"
     if not as_json:
-        fast = fast_summaries(limit, user_id)
+        fast = fast_summaries(limit, user_id, status)
         if fast is not None:
-            click.echo(sessions_table(fast) if fast else "no sessions yet: `tether chat` starts one")
+            click.echo(sessions_table(fast) if fast else none)
             return
     c = client()
-    rows = c.list_sessions(limit=limit, user_id=user_id)
+    rows = c.list_sessions(limit=limit, user_id=user_id, status=status)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     if not rows:
-        click.echo("no sessions yet: `tether chat` starts one")
+        click.echo(none)
         return
     click.echo(sessions_table(rows))  # skipped corrupt files were logged (to stderr) by the store
 
 
-def fast_summaries(limit: int | None, user_id: str | None) -> list[dict[str, Any]] | None:
+def fast_summaries(limit: int | None, user_id: str | None, status: str | None = None,
+                   ) -> list[dict[str, Any]] | None:
     """The listing straight from a current index (no pydantic, no session models), else None."""
     from .home import resolve_home
     from .sessions.indexfile import fresh_rows, select_rows
 
     rows = fresh_rows(resolve_home() / "sessions")
-    return None if rows is None else select_rows(rows, limit, user_id)
+    return None if rows is None else select_rows(rows, limit, user_id, status)
 
 
 @sessions.command()
@@ -77,7 +82,7 @@ def show(session_id: str, as_json: bool) -> None:
 
     s = c.load_session(sid)
     t = s.totals
-    lines = [f"id:       {s.id}", f"title:    {s.title or '(untitled)'}",
+    lines = [f"id:       {s.id}", f"title:    {s.title or '(untitled)'}", f"status:   {s.status}",
              f"model:    {s.pinned_model or '-'}" + (f" · pinned by {s.pin_reason}" if s.pin_reason else ""),
              f"created:  {s.created_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
              f"used:     {s.updated_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
@@ -97,6 +102,34 @@ def rename(session_id: str, title: tuple[str, ...]) -> None:
     sid = _resolve(c, session_id)
     c.rename_session(sid, " ".join(title))
     click.echo(f"renamed {sid}: {' '.join(title)}")
+
+
+def _set_status(session_id: str, status: str, done: str) -> None:
+    c = client()
+    sid = _resolve(c, session_id)
+    c.update_session(sid, status=status)
+    click.echo(f"{done} {sid}")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+def archive(session_id: str) -> None:
+    """Put a session away: left out of `chat -c`, still open to `chat --session ID`."""
+    _set_status(session_id, "archived", "archived")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+def close(session_id: str) -> None:
+    """Close a session: it can be read and exported, but takes no new turns."""
+    _set_status(session_id, "closed", "closed")
+
+
+@sessions.command()
+@click.argument("session_id", metavar="ID")
+def reopen(session_id: str) -> None:
+    """Make an archived or closed session active again."""
+    _set_status(session_id, "active", "reopened")
 
 
 @sessions.command()

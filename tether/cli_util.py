@@ -65,8 +65,9 @@ def resolve_session_id(client: Tether, text: str) -> str:
 
 
 def most_recent_session(client: Tether) -> str | None:
-    """The most recently USED session (last message or change), which `-c` continues."""
-    rows = client.list_sessions(limit=1)
+    """The most recently USED active session (last message or change), which `-c` continues:
+    an archived or closed session is one its owner put away."""
+    rows = client.list_sessions(limit=1, status="active")
     return rows[0].id if rows else None
 
 
@@ -85,7 +86,10 @@ def quick_resume(home: Path, session_id: str | None, cont: bool) -> tuple[str, A
         rows = fresh_rows(root)
         if not rows:
             return None
-        sid = select_rows(rows, limit=1)[0]["id"]
+        active = select_rows(rows, limit=1, status="active")
+        if not active:
+            return None
+        sid = active[0]["id"]
     else:
         sid = session_id or ""
     path = root / f"{sid}{SUFFIX}"

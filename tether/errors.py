@@ -25,6 +25,15 @@ class SessionExists(TetherError, ValueError):
     """create_session with an id that is already taken."""
 
 
+class SessionClosed(TetherError, ValueError):
+    """A turn on a session whose status is "closed": nothing is written. Reopen it first."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"session {session_id} is closed: reopen it with "
+                         f"update_session({session_id!r}, status=\"active\") or `tether sessions reopen {session_id}`")
+        self.session_id = session_id
+
+
 class SessionCorrupt(TetherError):
     """A session file that cannot be read; the message names the file."""
 

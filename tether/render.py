@@ -144,10 +144,16 @@ def session_row(s: Any, title_width: int = 40) -> list[str]:
     totals = get("totals") or {}
     tget = (lambda k: totals.get(k)) if isinstance(totals, dict) else (lambda k: getattr(totals, k, None))
     return [
-        str(get("id")), shorten(get("title") or "(untitled)", title_width), get("pinned_model") or "-",
+        str(get("id")), shorten(_marked(get("title") or "(untitled)", get("status")), title_width),
+        get("pinned_model") or "-",
         str(get("message_count") or 0), fmt_tokens(tget("total_tokens")), fmt_cost(tget("cost_usd") or 0.0),
         fmt_when(get("updated_at")),
     ]
+
+
+def _marked(title: str, status: Any) -> str:
+    """A listing's title, with the status of a session put away in front of it."""
+    return f"[{status}] {title}" if status in ("archived", "closed") else title
 
 
 def sessions_table(summaries: list[Any]) -> str:

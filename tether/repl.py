@@ -167,7 +167,7 @@ class Repl:
         """Make `session_id` current and show its last few messages."""
         s = self.client.load_session(session_id)
         self._enter(s.id, s.pinned_model, s.title, s.system, s.totals.total_tokens, s.totals.cost_usd,
-                    s.messages, show)
+                    s.messages, show, s.status)
 
     def load_replay(self, session_id: str, replay: Any, show: int = RESUME_MESSAGES) -> None:
         """As load(), from a pydantic-free replay of the session file: a resumed chat draws
@@ -178,10 +178,11 @@ class Repl:
         msgs = [SimpleNamespace(**{"model": None, "status": "ok", **m}) for m in replay.messages.values()]
         tokens = sum((m.get("usage") or {}).get("total_tokens", 0) or 0 for m in replay.messages.values())
         cost = sum(m.get("cost_usd") or 0.0 for m in replay.messages.values())
-        self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show)
+        self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show,
+                    h.get("status"))
 
     def _enter(self, sid: str, pinned: str | None, title: str | None, system: str | None,
-               tokens: int, cost: float, messages: list[Any], show: int) -> None:
+               tokens: int, cost: float, messages: list[Any], show: int, status: str | None = None) -> None:
         self.session_id, self.pinned, self.model = sid, pinned, None
         self.title, self.system = title, system
         self.tokens, self.cost = tokens, cost
@@ -191,6 +192,9 @@ class Repl:
             head = f"session {sid}" + (f" · {title}" if title else "") + (
                 f" · {more} earlier messages not shown" if more else "")
             print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)
+        if status == "closed":
+            notice(self.console, f"session {sid} is closed: it can be read, not continued "
+                                 f"(`tether sessions reopen {sid}` opens it again)")
 
     def refresh(self) -> None:
         if self.session_id:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..context.tokens import content_tokens, encoding_for, encoding_loaded
-from ..errors import AllModelsFailed
+from ..errors import AllModelsFailed, SessionClosed
 from ..router.config import RouterConfig
 from ..router.engine import Outcome, Prepared, Router
 from .cache import SessionCache
@@ -91,6 +91,8 @@ class Turns:
             self.events.emit("pin_changed", {"session_id": session.id, **session.events[0].data})
         else:
             session = loaded if loaded is not None else self.cache.load(session_id)
+            if session.status == "closed":
+                raise SessionClosed(session.id)
             self.pins.pin_for_turn(session, prompt, model)
         msgs = session.messages
         last = msgs[-1] if msgs else None
@@ -123,6 +125,8 @@ class Turns:
         answer is stored, so a failed or stopped regeneration leaves the old answer standing."""
         self.claims.end_open_stream(session_id)
         session = self.cache.load(session_id)
+        if session.status == "closed":
+            raise SessionClosed(session.id)
         msgs = session.messages
         for i in range(len(msgs) - 1, -1, -1):
             if msgs[i].role == "assistant" and msgs[i].status == "ok" and not replace:
