@@ -135,3 +135,23 @@ def test_the_chat_says_a_resumed_session_is_closed(tether_home):
         out = c.run("more?\r")
         assert "is closed" in out and "reopen" in out
     assert len(t.get_history(sid)) == 2
+
+
+def test_bad_field_values_name_the_field_and_write_nothing(tether_home):
+    from tether import InvalidField
+
+    t = Tether(home=tether_home)
+    sid = t.create_session(title="x")
+    before = session_bytes(t, sid)
+    for fields, says in ((dict(status="bogus"), "status: input should be 'active', 'archived' or 'closed'"),
+                         (dict(metadata="str"), "metadata: input should be a valid dictionary"),
+                         (dict(title=5), "title: input should be a valid string")):
+        with pytest.raises(InvalidField) as e:
+            t.update_session(sid, **fields)
+        assert says in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InvalidField, match="latency_ms"):
+        t.update_message(sid, t.add_message(sid, "user", "hi").id, latency_ms="slow")
+    with pytest.raises(InvalidField, match="invalid status 'bogus'"):
+        t.list_sessions(status="bogus")
+    assert t.load_session(sid).title == "x" and t.load_session(sid).status == "active"
+    assert session_bytes(t, sid).startswith(before)

@@ -253,3 +253,25 @@ def test_error_texts_keep_words_that_merely_equal_a_short_env_value(monkeypatch)
     text = "maximum context length is 1234567890 tokens for model openai/not-needed-model"
     assert _scrub(text) == text
     assert "0123456789abcdef" not in _scrub("bad key zz_live_0123456789abcdef given")
+
+
+def test_a_session_begun_offline_moves_to_the_model_configured_later(tether_home, make_tether, fake_server):
+    """Day one, no key: the session runs on the offline echo, which nobody chose. Day two, a
+    provider is configured: the session's next turn goes to it, and says so in a pin event."""
+    from tether import Tether
+
+    day_one = Tether(home=tether_home)
+    sid = day_one.chat_once("hello").session_id
+    chosen = day_one.create_session(model="tether/echo")  # an explicit choice stays
+    day_one.chat_once("hi", session_id=chosen)
+    s = day_one.load_session(sid)
+    assert (s.pinned_model, s.pin_reason) == ("tether/echo", "default (offline)")
+
+    day_two = make_tether()
+    assert day_two.preview_window(sid, "again").budget > 0
+    r = day_two.chat_once("again", session_id=sid)
+    assert r.model == "main" and r.pinned_model == "main" and r.fallback_from is None
+    s = day_two.load_session(sid)
+    assert (s.pinned_model, s.pin_reason) == ("main", "default (config)")
+    assert [(e.data["from"], e.data["to"]) for e in s.events if e.type == "pin_changed"][-1] == ("tether/echo", "main")
+    assert day_two.chat_once("still echo?", session_id=chosen).model == "tether/echo"

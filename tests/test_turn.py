@@ -448,8 +448,10 @@ async def test_an_async_callback_is_refused_rather_than_never_run(tether_home, c
     assert len(seen) == 2 and "returned a coroutine, which never runs" in caplog.text
 
 
-@pytest.mark.parametrize("key", ["stream", "messages", "fallbacks"])
+@pytest.mark.parametrize("key", ["stream", "messages", "fallbacks", "system", "user_id", "title", "context"])
 def test_parameters_the_turn_decides_are_refused_before_anything_is_saved(tether_home, key):
+    """Passed through, a session field (chat_once(user_id=...)) would reach the provider, fail
+    every model with a 400 and leave the session without it."""
     t = Tether()
     with pytest.raises(TypeError, match=f"{key}= cannot be passed"):
         t.chat_once("hello", **{key: True})

@@ -18,10 +18,13 @@ from .errors import (  # noqa: E402
     AllModelsFailed,
     ConfigError,
     ContextOverflow,
+    ImportFormatError,
+    InvalidField,
     InvalidSessionId,
     PromptTooLarge,
     SessionClosed,
     SessionCorrupt,
+    SessionExists,
     SessionNotFound,
     TetherError,
     UnknownModel,
@@ -30,25 +33,28 @@ from .errors import (  # noqa: E402
 if TYPE_CHECKING:
     from .aclient import AsyncTether
     from .client import Tether
+    from .context import Window
     from .sessions import Message, Session, SessionEvent, SessionSummary, Totals, Usage
-    from .turn.stream import AsyncStream, Restart, Stream
+    from .turn.stream import AsyncStream, OpeningStream, Restart, Stream
     from .turn.types import ChatResult
 
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it, imported on first access
 _LAZY = {
-    "AsyncTether": "aclient", "Tether": "client",
+    "AsyncTether": "aclient", "Tether": "client", "Window": "context",
     "Message": "sessions", "Session": "sessions", "SessionEvent": "sessions",
     "SessionSummary": "sessions", "Totals": "sessions", "Usage": "sessions",
-    "AsyncStream": "turn.stream", "Restart": "turn.stream", "Stream": "turn.stream", "ChatResult": "turn.types",
+    "AsyncStream": "turn.stream", "OpeningStream": "turn.stream", "Restart": "turn.stream", "Stream": "turn.stream",
+    "ChatResult": "turn.types",
 }
 
 __all__ = [
-    "AllModelsFailed", "AsyncTether", "ConfigError", "ContextOverflow", "InvalidSessionId", "Message",
-    "PromptTooLarge", "Session", "SessionClosed", "SessionCorrupt", "SessionEvent", "SessionNotFound", "SessionSummary", "Tether",
-    "TetherError", "Totals", "UnknownModel", "Usage", "errors",
-    "AsyncStream", "ChatResult", "Restart", "Stream",
+    "Tether", "AsyncTether", "ChatResult", "Stream", "AsyncStream", "OpeningStream", "Restart", "Window",
+    "Session", "SessionSummary", "SessionEvent", "Message", "Totals", "Usage", "errors",
+    "TetherError", "AllModelsFailed", "ConfigError", "ContextOverflow", "ImportFormatError", "InvalidField",
+    "InvalidSessionId", "PromptTooLarge", "SessionClosed", "SessionCorrupt", "SessionExists", "SessionNotFound",
+    "UnknownModel",
 ]
 
 __getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._aio import settled
 from .client import Tether, _check_params
 from .sessions import Message, Session, SessionStore, SessionSummary
+from .sessions.models import SessionStatus
 
 if TYPE_CHECKING:
+    from .context import Window
     from .router.config import ConfigReport, RouterConfig
     from .turn.stream import AsyncStream, OpeningStream
     from .turn.types import ChatResult, TurnStart
@@ -66,7 +68,7 @@ class AsyncTether:
     async def load_session(self, session_id: str) -> Session:
         return await asyncio.to_thread(self.sync.load_session, session_id)
 
-    async def list_sessions(self, limit: int | None = None, user_id: str | None = None, status: str | None = None) -> list[SessionSummary]:
+    async def list_sessions(self, limit: int | None = None, user_id: str | None = None, status: SessionStatus | None = None) -> list[SessionSummary]:
         return await asyncio.to_thread(self.sync.list_sessions, limit, user_id, status)
 
     async def delete_session(self, session_id: str) -> bool:
@@ -187,5 +189,5 @@ class AsyncTether:
     async def models(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.sync.models)
 
-    async def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
+    async def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Window:
         return await asyncio.to_thread(self.sync.preview_window, session_id, prompt, model)

@@ -13,7 +13,7 @@ import click
 
 from .cli_util import client
 
-STATUSES = ("active", "archived", "closed")  # a session's lifecycle (sessions.models.SessionStatus)
+STATUSES = ("active", "archived", "closed")  # sessions.models.STATUSES, without importing pydantic for --help
 
 
 def _resolve(c: Any, session_id: str) -> str:

@@ -11,15 +11,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _env
+from .errors import InvalidField
 from .home import ensure_dir, resolve_home
 from .sessions import Message, Session, SessionEvent, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
 from .sessions.jsonl import JsonlStore
-from .sessions.models import HEADER_FIELDS
+from .sessions.models import HEADER_FIELDS, STATUSES, SessionStatus
 
 log = logging.getLogger("tether")
 
 if TYPE_CHECKING:
+    from .context import Window
     from .router.config import ConfigReport, RouterConfig
     from .turn.core import Turns
     from .turn.stream import Stream
@@ -93,10 +95,12 @@ class Tether:
         return self.store.load(session_id)
 
     def list_sessions(
-        self, limit: int | None = None, user_id: str | None = None, status: str | None = None
+        self, limit: int | None = None, user_id: str | None = None, status: SessionStatus | None = None
     ) -> list[SessionSummary]:
         """Most recently used first."""
         _check_limit(limit)
+        if status is not None and status not in STATUSES:
+            raise InvalidField(f"invalid status {status!r}: expected one of {', '.join(STATUSES)}")
         return self.store.list(limit=limit, user_id=user_id, status=status)
 
     def delete_session(self, session_id: str) -> bool:
@@ -261,7 +265,7 @@ class Tether:
         """Configured models with context window, price per token and circuit-breaker state."""
         return self.turns.models()
 
-    def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
+    def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Window:
         """The context window (tether.context.Window) the next turn would send."""
         return self.turns.preview_window(session_id, prompt, model)
 
@@ -279,7 +283,9 @@ def _check_limit(limit: object) -> None:
 
 # what a turn decides itself: passed through to litellm they would break the turn
 _RESERVED = {"messages": "the window is built from the session", "stream": "use stream() for pieces",
-             "model": "pass model= (or pin_model) to choose the model", "fallbacks": "set fallbacks in the config"}
+             "model": "pass model= (or pin_model) to choose the model", "fallbacks": "set fallbacks in the config",
+             **dict.fromkeys(("system", "title", "user_id", "context"),
+                             "it is a session field: set it with create_session(...) or update_session(...)")}
 
 
 def _check_params(params: dict[str, Any]) -> None:

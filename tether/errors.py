@@ -21,6 +21,10 @@ class SessionNotFound(TetherError, LookupError):
         return self.args[0]
 
 
+class InvalidField(TetherError, ValueError):
+    """A session or message field given a value of the wrong kind (nothing was written)."""
+
+
 class SessionExists(TetherError, ValueError):
     """create_session with an id that is already taken."""
 

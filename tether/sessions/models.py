@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timezone
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -120,6 +120,7 @@ class Totals(Record):
 
 
 SessionStatus = Literal["active", "archived", "closed"]
+STATUSES: tuple[str, ...] = get_args(SessionStatus)
 
 # Header fields a change record may set (everything but id, messages, events, totals).
 HEADER_FIELDS = frozenset(

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..errors import SessionCorrupt
+from ..errors import InvalidField, SessionCorrupt
 from .models import HEADER_FIELDS, Message, Session, SessionSummary, Totals, utcnow
 from .replay import Replay, check_record, time_key
 
@@ -164,7 +164,8 @@ SUMMARY_HEADER = ("title", "user_id", "status", "pinned_model", "updated_at")
 def edit_record(message_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     if "id" in fields:
         raise ValueError("a message's id cannot be changed")
-    clean = Message.model_validate({"role": "user", "content": "", **fields}).model_dump(mode="json")
+    with _fields_checked("message"):
+        clean = Message.model_validate({"role": "user", "content": "", **fields}).model_dump(mode="json")
     return {"type": "edit", "id": message_id, "fields": {k: clean.get(k, fields[k]) for k in fields}}
 
 
@@ -173,5 +174,18 @@ def update_record(fields: dict[str, Any]) -> dict[str, Any]:
     if bad:
         raise ValueError(f"cannot update session field(s): {', '.join(sorted(bad))}")
     fields = {"updated_at": utcnow(), **fields}
-    probe = Session.model_validate({"id": "x", **fields}).model_dump(mode="json")
+    with _fields_checked("session"):
+        probe = Session.model_validate({"id": "x", **fields}).model_dump(mode="json")
     return {"type": "update", "fields": {k: probe[k] for k in fields}}
+
+
+@contextmanager
+def _fields_checked(what: str) -> Iterator[None]:
+    """A bad field value as InvalidField naming the field, what it must be and what it got
+    (pydantic's own report is a multi-line dump about a model the caller never saw)."""
+    try:
+        yield
+    except ValidationError as e:
+        parts = [f"{'.'.join(map(str, err['loc'])) or what}: {err['msg'].lower()} (got {err.get('input')!r:.60})"
+                 for err in e.errors()]
+        raise InvalidField(f"invalid {what} field " + "; ".join(parts)) from None

@@ -10,7 +10,7 @@ import logging
 from typing import Any
 
 from ..errors import UnknownModel
-from ..router.config import RouterConfig, plausible_model
+from ..router.config import ECHO_MODEL, RouterConfig, plausible_model
 from ..router.engine import Router
 from ..sessions import Session, SessionEvent, SessionStore
 from .cache import SessionCache
@@ -18,6 +18,7 @@ from .types import Events
 
 log = logging.getLogger("tether")
 AUTO_PIN = "auto: "  # how an automatic re-pin's reason starts
+OFFLINE_PIN = "default (offline)"  # the reason of a pin made while no model was configured
 
 
 class Pins:
@@ -89,10 +90,16 @@ class Pins:
             if session.pinned_model != name:
                 self.set_pin(session.id, name, "user", session.pinned_model)
                 session.pinned_model, session.pin_reason = name, "user"
-        elif not session.pinned_model:
+        elif not session.pinned_model or self.stood_in(session):
             name, reason = self.pick_model(prompt, None)
-            self.set_pin(session.id, name, reason, None)
+            self.set_pin(session.id, name, reason, session.pinned_model)
             session.pinned_model, session.pin_reason = name, reason
+
+    def stood_in(self, session: Session) -> bool:
+        """Whether the session is on the offline model only because nothing was configured when
+        it began: once a provider is, its next turn goes there (nobody chose the echo)."""
+        return (session.pinned_model == ECHO_MODEL and session.pin_reason == OFFLINE_PIN
+                and self.config.default_model != ECHO_MODEL)
 
     def chain_for(self, session: Session) -> list[str]:
         """The models to try, in order. After an automatic re-pin the model it moved away from
@@ -112,6 +119,8 @@ class Pins:
         litellm as a raw string, such a name fails every turn, or (a bare "gpt-4o-mini" that
         pointed at a private api_base) goes to another provider. Said once per session."""
         pin = session.pinned_model
+        if self.stood_in(session):
+            return None
         if not pin or pin in self.config.models:
             return pin
         reason = session.pin_reason or ""
