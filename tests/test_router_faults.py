@@ -369,6 +369,43 @@ def test_a_session_pinned_to_a_config_entry_that_was_removed_uses_the_default(fa
     assert new.turns.pins.chain_for(new.load_session(raw))[0] == "openai/backup"
 
 
+def test_a_raw_model_string_from_a_route_or_the_default_is_a_pin_like_any_other(fake_server, tether_home, caplog):
+    """Only a name that WAS a config entry can go stale: a route's or the default's raw litellm
+    string is the session's model (it was taken for the config's own and replaced by the default)."""
+    from conftest import router_config
+
+    from tether import Tether
+
+    route = {"when": {"contains": "code"}, "model": "openai/coder"}
+    t = Tether(home=tether_home, config=router_config(fake_server, fallbacks=[], routes=[route]))
+    with caplog.at_level("WARNING", logger="tether"):
+        r = t.chat_once("write code", api_base=fake_server.base, api_key="sk-x")
+        r2 = t.chat_once("more", session_id=r.session_id, api_base=fake_server.base, api_key="sk-x")
+    assert r.model == r2.model == r.pinned_model == "openai/coder"
+    assert fake_server.calls()[-1]["model"] == "coder"
+    echo = Tether(home=tether_home, config={"default_model": "tether/echo"})
+    with caplog.at_level("WARNING", logger="tether"):
+        e1 = echo.chat_once("hi")
+        echo.chat_once("again", session_id=e1.session_id)
+    assert not [rec for rec in caplog.records if "no longer has" in rec.getMessage()]
+
+
+def test_a_removed_config_entry_named_like_a_model_is_not_sent_to_the_public_provider(fake_server, tether_home):
+    """[models."gpt-4o-mini"] on a private api_base, pinned by the user, then removed: the raw
+    "gpt-4o-mini" would go to OpenAI itself with the environment's key."""
+    from conftest import router_config
+
+    from tether import Tether
+
+    cfg = router_config(fake_server)
+    cfg["models"]["gpt-4o-mini"] = dict(cfg["models"]["backup"])
+    old = Tether(home=tether_home, config=cfg)
+    sid = old.chat_once("hi").session_id
+    old.pin_model(sid, "gpt-4o-mini")
+    r = Tether(home=tether_home, config=router_config(fake_server)).chat_once("q", session_id=sid)
+    assert [a.litellm_model for a in r.attempts] == ["openai/main"]
+
+
 def test_two_processes_asking_a_failed_question_again_do_not_share_it(make_tether, fake_server):
     """Another process answering the same unanswered question: its claim is now on disk (a
     flock), so the second asker stores its own question instead of a second answer to the first."""

@@ -84,7 +84,7 @@ class Tether:
             fields["id"] = session_id
         session = Session(**fields)
         if model is not None:  # the first pin is recorded like every later change
-            session.events.append(SessionEvent.pin_changed(None, model, "explicit"))
+            session.events.append(SessionEvent.pin_changed(None, model, "explicit", model in self.turns.config.models))
         self.store.create(session)
         if model:
             self.turns.events.emit("pin_changed", {"session_id": session.id, **session.events[-1].data})

@@ -73,9 +73,13 @@ class SessionEvent(Record):
     data: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def pin_changed(cls, old: str | None, new: str, reason: str) -> "SessionEvent":
-        """The record of every pin, the first one included."""
-        return cls(type="pin_changed", data={"from": old, "to": new, "reason": reason})
+    def pin_changed(cls, old: str | None, new: str, reason: str, configured: bool | None = None) -> "SessionEvent":
+        """The record of every pin, the first one included. `configured`: whether `new` named
+        a config entry (not a raw litellm string), so a later config without it is noticed."""
+        data: dict[str, Any] = {"from": old, "to": new, "reason": reason}
+        if configured is not None:
+            data["configured"] = configured
+        return cls(type="pin_changed", data=data)
 
 
 class Totals(Record):

@@ -86,7 +86,7 @@ class Turns:
             name, reason = self.pins.pick_model(prompt, model)
             # created with its pin event: one write, not a create and then an append
             session = Session(pinned_model=name, pin_reason=reason, title=title_from(prompt),
-                              events=[SessionEvent.pin_changed(None, name, reason)])
+                              events=[SessionEvent.pin_changed(None, name, reason, name in self.config.models)])
             self.store.create(session)
             self.events.emit("pin_changed", {"session_id": session.id, **session.events[0].data})
         else:

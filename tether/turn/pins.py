@@ -71,7 +71,7 @@ class Pins:
     def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
         self.cache.forget(session_id)
         self.store.update_header(session_id, {"pinned_model": model, "pin_reason": reason})
-        event = SessionEvent.pin_changed(old, model, reason)
+        event = SessionEvent.pin_changed(old, model, reason, model in self.config.models)
         self.store.add_event(session_id, event)
         self.events.emit("pin_changed", {"session_id": session_id, **event.data})
 
@@ -117,16 +117,19 @@ class Pins:
     def usable_pin(self, session: Session) -> str | None:
         """The session's pin, unless it names a config entry the config no longer has: sent to
         litellm as a raw string, such a name fails every turn, or (a bare "gpt-4o-mini" that
-        pointed at a private api_base) goes to another provider. Said once per session."""
+        pointed at a private api_base) goes to another provider. Said once per session. The pin
+        event records whether the name was a config entry; a raw litellm string stays usable."""
         pin = session.pinned_model
         if self.stood_in(session):
             return None
         if not pin or pin in self.config.models:
             return pin
-        reason = session.pin_reason or ""
-        from_config = reason.startswith(("route ", "default (config)", "default (only configured"))
-        if plausible_model(self.config, pin) and not from_config:
-            return pin  # a raw litellm string the user chose
+        configured = next((e.data.get("configured") for e in reversed(session.events)
+                           if e.type == "pin_changed" and e.data.get("to") == pin), None)
+        if configured is None:  # pinned by a tether that did not record it: judge by the name
+            configured = not plausible_model(self.config, pin)
+        if not configured:
+            return pin  # a raw litellm string (chosen, or a route's or the default's)
         if (session.id, pin) not in self._gone:
             self._gone.add((session.id, pin))
             log.warning("session %s is pinned to %r, which the config no longer has: using %r "
