@@ -33,6 +33,7 @@ class FakeServer:
         self.always: dict[str, str] = {}
         self.fixed: dict[str, str] = {}  # model -> a fixed answer instead of the echo
         self.requests: list[dict[str, Any]] = []
+        self.keys: list[str | None] = []  # each request's Authorization header
         self.timeout_sleep = timeout_sleep
         self.max_prompt_chars: dict[str, int] = {}  # model -> reject bigger prompts with a context error
         self._stop = threading.Event()
@@ -82,6 +83,7 @@ class FakeServer:
             self.always.clear()
             self.fixed.clear()
             self.requests.clear()
+            self.keys.clear()
             self.max_prompt_chars.clear()
 
     def calls(self, model: str | None = None) -> list[dict[str, Any]]:
@@ -100,6 +102,7 @@ class FakeServer:
         messages = body.get("messages", [])
         with self._lock:
             self.requests.append(body)
+            self.keys.append(h.headers.get("Authorization"))
         fault = self._next_fault(model)
         limit = self.max_prompt_chars.get(model)
         if limit is not None and sum(len(str(m.get("content", ""))) for m in messages) > limit:

@@ -57,11 +57,52 @@ def test_issue_example_parses_with_chains_and_routes(tether_home):
     ({"routes": [{"model": "gpt-4o", "when": {"contains": ["code", 2]}}]}, "routes[0].when.contains[1]"),
     ({"models": {"a": {"model": "gpt-4o"}, "b": {"model": "gpt-4o-mini"}}}, "default_model"),
     ({"store": {"url": "redis://x"}}, "store"),  # no such section: it was silently ignored
+    # values Python accepts as numbers but a reader does not mean as one, or that cannot work
+    ({"timeout": True}, "timeout"),
+    ({"backoff": float("nan")}, "backoff"),
+    ({"retry_after_cap": float("inf")}, "retry_after_cap"),
+    ({"timeout": 0}, "timeout"),
+    ({"models": {"a": {"model": "gpt-4o", "timeout": 0}}}, "models.a.timeout"),
+    ({"models": {"a": {"model": "gpt-4o", "context_window": 1000, "max_output_tokens": 2000}}},
+     "models.a.max_output_tokens"),
+    ({"routes": [{"model": "gpt-4o", "when": {"min_prompt_tokens": 500, "max_prompt_tokens": 100}}]}, "routes[0].when"),
+    # params that would override what the turn decides (the window, the model, streaming)
+    ({"models": {"a": {"model": "gpt-4o", "params": {"model": "openai/other"}}}}, "models.a.params.model"),
+    ({"models": {"a": {"model": "gpt-4o", "params": {"messages": []}}}}, "models.a.params.messages"),
+    ({"models": {"a": {"model": "gpt-4o", "params": {"stream": True}}}}, "models.a.params.stream"),
+    ({"models": {"a": {"model": "gpt-4o", "params": {"max_retries": 5}}}}, "models.a.params.max_retries"),
+    # a key that would be sent as written
+    ({"models": {"a": {"model": "gpt-4o", "api_key": "os.environ/LOCAL_KEY"}}}, "models.a.api_key"),
+    ({"models": {"a": {"model": "gpt-4o", "api_key": "${LOCAL_KEY}"}}}, "models.a.api_key"),
+    ({"models": {"a": {"model": "gpt-4o", "api_key": "sk-abc\r"}}}, "models.a.api_key"),
 ])
 def test_validation_errors_name_the_bad_key(raw, key):
     with pytest.raises(ConfigError) as e:
         parse_config(raw)
     assert str(e.value).startswith(key)
+
+
+def test_an_env_reference_as_a_key_says_what_to_write():
+    with pytest.raises(ConfigError, match='write api_key_env = "LOCAL_KEY"'):
+        parse_config({"models": {"a": {"model": "gpt-4o", "api_key": "$LOCAL_KEY"}}})
+
+
+def test_a_missing_api_key_env_is_not_replaced_by_the_providers_usual_key(tether_home, fake_server, monkeypatch):
+    """litellm sends OPENAI_API_KEY to any openai/ model's api_base when no key is given: a
+    model whose own key variable is unset would hand the user's OpenAI key to that host."""
+    from tether import AllModelsFailed, Tether
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-the-users-real-openai-key-0123456789")
+    monkeypatch.delenv("LOCAL_KEY", raising=False)
+    cfg = {"default_model": "local", "models": {"local": {"model": "openai/llama3", "api_base": fake_server.base,
+                                                          "api_key_env": "LOCAL_KEY"}}}
+    t = Tether(home=tether_home, config=cfg)
+    with pytest.raises(AllModelsFailed, match="LOCAL_KEY is not set"):
+        t.chat_once("hi")
+    assert fake_server.calls() == []
+    monkeypatch.setenv("LOCAL_KEY", "sk-local-key-with-a-crlf-line-end\r")
+    assert t.chat_once("hi again").model == "local"
+    assert fake_server.keys[-1] == "Bearer sk-local-key-with-a-crlf-line-end"
 
 
 def test_bad_file_reported_not_raised_and_sessions_still_work(tether_home):

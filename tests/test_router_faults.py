@@ -328,7 +328,7 @@ def test_an_auth_failure_says_which_variable_to_set(make_tether, fake_server, mo
     with pytest.raises(AllModelsFailed) as e:
         t.chat_once("hi")
     msg = str(e.value)
-    assert "envkey: auth (401): LOCAL_KEY is not set" in msg
+    assert "envkey: auth: LOCAL_KEY is not set" in msg  # not called at all: no 401
     assert "nokey: auth (401): set OPENAI_API_KEY" in msg
     assert "given: auth (401): the configured key was refused" in msg and "abcdefgh" not in msg
 

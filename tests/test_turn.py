@@ -129,7 +129,7 @@ def test_pin_model_records_change_and_rejects_unknown(make_tether, fake_server):
     assert t.pin_model(sid, "backup") == "backup"
     s = t.load_session(sid)
     assert s.pinned_model == "backup" and s.pin_reason == "user"
-    assert changes[-1] == {"session_id": sid, "from": "main", "to": "backup", "reason": "user"}
+    assert changes[-1] == {"session_id": sid, "from": "main", "to": "backup", "reason": "user", "configured": True}
     assert changes[0]["from"] is None and changes[0]["to"] == "main"  # the first pin is announced too
     other = t.create_session(model="backup")
     assert changes[-1] == {"session_id": other, "from": None, "to": "backup", "reason": "explicit"}
@@ -159,6 +159,26 @@ def test_repin_after_consecutive_failed_turns(make_tether, fake_server):
     fake_server.always["backup"] = "503"
     r = t.chat_once("d", session_id=sid)
     assert r.model == "main" and r.pinned_model == "backup" and r.fallback_from == "backup"
+
+
+def test_the_failure_streak_survives_a_kept_partial_answer_and_an_app_note(make_tether, fake_server):
+    """Every model cut mid-answer: the partial answer is kept after the question. The next
+    turn's streak must still count the failure, or a streamed chat never re-pins."""
+    from tether import AllModelsFailed
+
+    t = make_tether(retries=0, repin_after_failures=2)
+    fake_server.always.update(main="cut", backup="cut")
+    with pytest.raises(AllModelsFailed) as e:
+        with t.stream("first q") as st:
+            list(st)
+    sid = e.value.session_id
+    assert t.get_history(sid)[-1].status == "interrupted"
+    t.add_message(sid, "system", "a note from the app")
+    del fake_server.always["backup"]
+    with t.stream("second q", session_id=sid) as st:
+        list(st)
+    s = t.load_session(sid)
+    assert s.pinned_model == "backup" and s.pin_reason.startswith("auto: main failed 2 turns")
 
 
 def test_repin_is_off_by_default(make_tether, fake_server):

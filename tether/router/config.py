@@ -5,7 +5,9 @@ because a typo in a config file otherwise shows up much later as a wrong model.
 """
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +44,15 @@ _TOP_KEYS = {
     "repin_after_failures": int, "breaker_failures": int, "breaker_cooldown": (int, float),
 }
 _WHEN_KEYS = {"min_prompt_tokens": int, "max_prompt_tokens": int, "contains": (str, list)}
+# what a turn decides itself (as chat_once refuses them); a model's params must not override it
+_PARAMS_RESERVED = {
+    "model": "the model is the table's `model`", "messages": "the window is built from the session",
+    "stream": "the caller chooses streaming", "fallbacks": "use `fallbacks`", "api_key": "use `api_key` or `api_key_env`",
+    "api_base": "use `api_base`", "timeout": "use `timeout`", "max_retries": "use `retries`",
+    "num_retries": "use `retries`",
+}
+# "os.environ/KEY" (litellm proxy configs), "$KEY", "${KEY}": meant as a reference, sent as the key
+_ENV_REF = re.compile(r"(?:os\.environ/|\$\{?)([A-Za-z_][A-Za-z0-9_]*)\}?")
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ class ModelSpec:
         if self.api_key:
             return self.api_key
         if self.api_key_env:
-            return os.environ.get(self.api_key_env)
+            return os.environ.get(self.api_key_env, "").strip() or None  # a CRLF .env leaves "\r"
         return None
 
     def public(self) -> dict[str, Any]:
@@ -153,8 +164,10 @@ class RouterConfig:
 
 
 def _check(where: str, value: Any, typ: Any) -> Any:
-    if typ is int and isinstance(value, bool):
-        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if typ in (int, (int, float)) and isinstance(value, bool):  # True is an int to Python, not to a reader
+        raise ConfigError(f"{where}: expected {'an integer' if typ is int else 'a number'}, got {value!r}")
+    if typ == (int, float) and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
     if not isinstance(value, typ):
         names = {str: "a string", int: "an integer", list: "a list", dict: "a table", (int, float): "a number",
                  (str, list): "a string or a list"}
@@ -182,9 +195,23 @@ def _model(name: str, raw: Any) -> ModelSpec:
         _check(f"{where}.{k}", v, _MODEL_KEYS[k])
     if "model" not in raw or not raw["model"]:
         raise ConfigError(f"{where}.model: required (a litellm model string such as 'gpt-4o-mini')")
-    for k in ("context_window", "max_output_tokens"):
+    for k in ("context_window", "max_output_tokens", "timeout"):
         if k in raw and raw[k] <= 0:
             raise ConfigError(f"{where}.{k}: must be positive, got {raw[k]!r}")
+    if raw.get("max_output_tokens", 0) >= raw.get("context_window", math.inf):
+        raise ConfigError(f"{where}.max_output_tokens: {raw['max_output_tokens']} leaves no room for the "
+                          f"prompt in context_window {raw['context_window']}")
+    for k, why in _PARAMS_RESERVED.items():
+        if k in raw.get("params", {}):
+            raise ConfigError(f"{where}.params.{k}: not allowed here ({why})")
+    key = raw.get("api_key")
+    if key is not None:
+        if key != key.strip() or any(c.isspace() for c in key):
+            raise ConfigError(f"{where}.api_key: has whitespace in it (a line end copied with it?)")
+        ref = _ENV_REF.fullmatch(key)
+        if ref:
+            raise ConfigError(f"{where}.api_key: {key!r} is not read from the environment; "
+                              f'write api_key_env = "{ref.group(1)}" instead')
     kw = dict(raw)
     if "fallbacks" in kw:
         kw["fallbacks"] = _names(f"{where}.fallbacks", kw["fallbacks"])
@@ -213,6 +240,9 @@ def _route(i: int, raw: Any) -> Route:
     for j, c in enumerate(contains):
         if not isinstance(c, str):
             raise ConfigError(f"{where}.when.contains[{j}]: expected a string, got {type(c).__name__}")
+    if when.get("min_prompt_tokens", 0) > when.get("max_prompt_tokens", math.inf):
+        raise ConfigError(f"{where}.when: min_prompt_tokens {when['min_prompt_tokens']} is above "
+                          f"max_prompt_tokens {when['max_prompt_tokens']}: the route could never match")
     return Route(model=raw["model"], min_prompt_tokens=when.get("min_prompt_tokens"),
                  max_prompt_tokens=when.get("max_prompt_tokens"), contains=tuple(contains))
 
@@ -241,6 +271,8 @@ def parse_config(raw: dict[str, Any], *, path: Path | None = None, source: str =
     if "fallbacks" in raw:
         cfg.fallbacks = _names("fallbacks", raw["fallbacks"])
     cfg.routes = tuple(_route(i, r) for i, r in enumerate(raw.get("routes", [])))
+    if raw.get("timeout", 1) <= 0:
+        raise ConfigError(f"timeout: must be positive, got {raw['timeout']!r}")
     for k in ("retries", "repin_after_failures", "breaker_failures"):
         if k in raw:
             setattr(cfg, k, int(raw[k]))

@@ -181,6 +181,11 @@ class Router:
         """One model: retries of transient errors, smaller windows after a context-length error.
         The Outcome if it answered, else None (its last attempt says why). `more`: whether other
         models are queued after this one (a long Retry-After sends the turn to them)."""
+        if spec.api_key_env and not spec.resolved_api_key():
+            # not called: without the key litellm would send the provider's usual one (your
+            # OPENAI_API_KEY) to this model's api_base
+            attempts.append(Attempt(name, "auth", error="not called: its key is missing", litellm_model=spec.model))
+            return None
         budget: int | None = None
         shrinks = tries = 0
         limit = spec.retries if spec.retries is not None else self.config.retries

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import islice
 from collections.abc import Callable
 from typing import Any
 
@@ -147,8 +148,12 @@ class Turns:
 
     # -- turn end ----------------------------------------------------------------------
     def _streak(self, ts: TurnStart) -> int:
-        """Consecutive earlier turns the pinned model failed (kept in message metadata)."""
-        prev = ts.history[-1] if ts.history else None
+        """Consecutive earlier turns the pinned model failed, kept in the metadata of the last
+        turn's outcome: its answer, or its question left unanswered. A partial answer kept
+        after a failure, or a note the app added since, carries none and is passed over."""
+        prev = next((m for m in islice(reversed(ts.history), 64)  # a few notes at most, not a whole session
+                     if (m.role == "assistant" and m.status == "ok") or (m.role == "user" and m.status == "unanswered")),
+                    None)
         before = int(prev.metadata.get("pin_failures", 0)) if prev is not None else 0
         # a retried question carries the count of the turn that failed on it
         return max(before, int(ts.user.metadata.get("pin_failures", 0)) - 1) if ts.reused else before
