@@ -132,7 +132,7 @@ def test_pin_model_records_change_and_rejects_unknown(make_tether, fake_server):
     assert changes[-1] == {"session_id": sid, "from": "main", "to": "backup", "reason": "user", "configured": True}
     assert changes[0]["from"] is None and changes[0]["to"] == "main"  # the first pin is announced too
     other = t.create_session(model="backup")
-    assert changes[-1] == {"session_id": other, "from": None, "to": "backup", "reason": "explicit"}
+    assert changes[-1] == {"session_id": other, "from": None, "to": "backup", "reason": "explicit", "configured": True}
     assert len(changes) == 3 == sum(e.type == "pin_changed" for x in (sid, other) for e in t.load_session(x).events)
     assert t.chat_once("next", session_id=sid).model == "backup"
     with pytest.raises(UnknownModel, match="nosuchthing"):
