@@ -129,6 +129,9 @@ class FakeServer:
         name, _, arg = fault.partition(":")
         if name in ("cut", "short"):
             return False
+        if name == "slow":  # answers normally after `arg` seconds
+            self._stop.wait(float(arg or 0.3))
+            return False
         if name == "429":
             self._json(h, 429, {"error": {"message": "rate limited", "type": "rate_limit_error"}},
                        {"Retry-After": arg or "0"})

@@ -141,8 +141,9 @@ class AsyncTether:
 
     async def chat_once(self, prompt: str, session_id: str | None = None, model: str | None = None, **params: Any) -> ChatResult:
         _check_params(params)
-        ts = await self._start(prompt, session_id, model)
-        return await self.sync.turns.arun(ts, params)
+        async with self.sync.turns.claims.aturn(session_id):  # after the session's turn in progress
+            ts = await self._start(prompt, session_id, model)
+            return await self.sync.turns.arun(ts, params)
 
     async def execute(self, prompt: str, **params: Any) -> ChatResult:
         return await self.chat_once(prompt, session_id=self.sync.current_session_id, **params)
@@ -160,14 +161,17 @@ class AsyncTether:
                            params: dict[str, Any]) -> AsyncStream:
         from .turn.stream import AsyncStream
 
-        ts = await self._start(prompt, session_id, model)
+        async with self.sync.turns.claims.aturn(session_id):
+            ts = await self._start(prompt, session_id, model)
         return AsyncStream(self.sync.turns, ts, params)
 
     async def retry(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> ChatResult:
         _check_params(params)
         turns = self.sync.turns
-        ts = await settled(turns.start_retry, session_id or self.sync._current(), replace, on_cancel=turns.abandon)
-        return await turns.arun(ts, params)
+        sid = session_id or self.sync._current()
+        async with turns.claims.aturn(sid):
+            ts = await settled(turns.start_retry, sid, replace, on_cancel=turns.abandon)
+            return await turns.arun(ts, params)
 
     def retry_stream(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> OpeningStream:
         """`retry` as a stream (see `stream`)."""
@@ -180,7 +184,8 @@ class AsyncTether:
         from .turn.stream import AsyncStream
 
         turns = self.sync.turns
-        ts = await settled(turns.start_retry, session_id, replace, on_cancel=turns.abandon)
+        async with turns.claims.aturn(session_id):
+            ts = await settled(turns.start_retry, session_id, replace, on_cancel=turns.abandon)
         return AsyncStream(turns, ts, params)
 
     async def pin_model(self, session_id: str, model: str) -> str:

@@ -224,9 +224,10 @@ class Tether:
         other keyword arguments (temperature, max_tokens...) go to litellm.
         """
         _check_params(params)
-        ts = self.turns.start(prompt, session_id, model)
-        self.current_session_id = ts.session.id
-        return self.turns.run(ts, params)
+        with self.turns.claims.turn(session_id):  # after the session's turn in progress, if any
+            ts = self.turns.start(prompt, session_id, model)
+            self.current_session_id = ts.session.id
+            return self.turns.run(ts, params)
 
     def execute(self, prompt: str, **params: Any) -> ChatResult:
         """A turn on the current session (created on first use), as in Oblix."""
@@ -237,7 +238,8 @@ class Tether:
         from .turn.stream import Stream
 
         _check_params(params)
-        ts = self.turns.start(prompt, session_id, model)
+        with self.turns.claims.turn(session_id):
+            ts = self.turns.start(prompt, session_id, model)
         self.current_session_id = ts.session.id
         return Stream(self.turns, ts, params)
 
@@ -246,15 +248,19 @@ class Tether:
         answer the last question again even if answered; its old answer is removed only once
         the new one is stored (a failure or a stop leaves it standing)."""
         _check_params(params)
-        ts = self.turns.start_retry(session_id or self._current(), replace)
-        return self.turns.run(ts, params)
+        sid = session_id or self._current()
+        with self.turns.claims.turn(sid):
+            ts = self.turns.start_retry(sid, replace)
+            return self.turns.run(ts, params)
 
     def retry_stream(self, session_id: str | None = None, *, replace: bool = False, **params: Any) -> Stream:
         """`retry` as a stream (see `stream`)."""
         from .turn.stream import Stream
 
         _check_params(params)
-        ts = self.turns.start_retry(session_id or self._current(), replace)
+        sid = session_id or self._current()
+        with self.turns.claims.turn(sid):
+            ts = self.turns.start_retry(sid, replace)
         return Stream(self.turns, ts, params)
 
     def pin_model(self, session_id: str, model: str) -> str:

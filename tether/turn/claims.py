@@ -5,13 +5,20 @@ second process retrying the same session must not store two answers. This client
 claim in memory; across processes the store claims (a lock file, or a Redis key). A new
 turn on a session also ends a stream the caller left open on it, so its partial answer is
 stored before the new question rather than whenever the stream is collected.
+
+Turns of one client on one session also take turns: a second question sent while the first
+is being answered (a double submit, two tasks) waits for that answer, so it is stored after
+it and the model sees it. Only the start of a stream is inside that wait: a stream left open
+is superseded by the next turn, as above, never waited for.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ..sessions import Message, Session, SessionStore
@@ -28,6 +35,50 @@ class Claims:
         self._lock = threading.Lock()  # guards _answering and _streams
         self._answering: set[str] = set()  # ids of user messages a turn of this client is answering
         self._streams: dict[str, weakref.ref[Any]] = {}
+        # session id -> [lock, holders and waiters]: an entry lives only while a turn needs it
+        self._turn_locks: dict[str, list[Any]] = {}
+        self._aturn_locks: dict[str, list[Any]] = {}
+
+    @contextmanager
+    def turn(self, session_id: str | None) -> Iterator[None]:
+        """Hold the session's turn (sync). Re-entrant: an event callback may start a turn on
+        the session inside one. A new session (None) has no one to wait for."""
+        if session_id is None:
+            yield
+            return
+        entry = self._enter(self._turn_locks, session_id, threading.RLock)
+        try:
+            with entry[0]:
+                yield
+        finally:
+            self._leave(self._turn_locks, session_id, entry)
+
+    @asynccontextmanager
+    async def aturn(self, session_id: str | None) -> AsyncIterator[None]:
+        """Hold the session's turn (async): waiting never blocks the event loop."""
+        if session_id is None:
+            yield
+            return
+        entry = self._enter(self._aturn_locks, session_id, asyncio.Lock)
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            self._leave(self._aturn_locks, session_id, entry)
+
+    def _enter(self, table: dict[str, list[Any]], sid: str, make: Callable[[], Any]) -> list[Any]:
+        with self._lock:
+            entry = table.get(sid)
+            if entry is None:
+                entry = table[sid] = [make(), 0]
+            entry[1] += 1
+            return entry
+
+    def _leave(self, table: dict[str, list[Any]], sid: str, entry: list[Any]) -> None:
+        with self._lock:
+            entry[1] -= 1
+            if entry[1] == 0 and table.get(sid) is entry:
+                del table[sid]
 
     def claim(self, message_id: str) -> bool:
         """Mark a user message as being answered by this client; False if it is already."""
