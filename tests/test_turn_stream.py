@@ -306,3 +306,56 @@ def test_regenerating_an_answer_replaces_it_only_once_the_new_one_is_stored(make
     assert [m.id for m in msgs] == [msgs[0].id, new.message_id] and new.text == "main says: question (1 messages)"
     with pytest.raises(ValueError, match="no unanswered message"):
         t.retry(sid)  # without replace, an answered question is not asked again
+
+
+PRICED = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+
+
+def test_an_answer_cut_mid_stream_is_paid_for_and_counted_in_the_turns_cost(make_tether, fake_server):
+    """The provider bills the window and the text it sent before the cut; the usage never
+    arrives, so the turn used to report only the answer that replaced it."""
+    from tether.context import count_tokens
+
+    t = make_tether(retries=0, models={"main": PRICED, "backup": PRICED})
+    fake_server.fail("main", "cut")
+    st = t.stream("tell me something long")
+    shown = []
+    for piece in st:
+        shown.append(piece)
+    cut = st.restarts[0].discarded
+    r = st.result
+    first = r.attempts[0]
+    assert first.model == "main" and first.completion_tokens == count_tokens(cut, "openai/main") > 0
+    assert first.cost_usd == pytest.approx(first.window_tokens * 1e-6 + first.completion_tokens * 2e-6)
+    answer = r.usage["prompt_tokens"] * 1e-6 + r.usage["completion_tokens"] * 2e-6
+    assert r.cost_usd == pytest.approx(answer + first.cost_usd)
+    stored = t.get_history(r.session_id)[-1]
+    assert stored.cost_usd == pytest.approx(r.cost_usd) and stored.metadata["cut_cost_usd"] == pytest.approx(first.cost_usd)
+    assert t.load_session(r.session_id).totals.cost_usd == pytest.approx(r.cost_usd)
+
+
+def test_a_stream_stopped_by_the_caller_keeps_what_it_cost(make_tether, fake_server):
+    t = make_tether(models={"main": PRICED})
+    st = t.stream("tell me something long")
+    it = iter(st)
+    text = next(it) + next(it)
+    st.close()
+    kept = t.get_history(st.session_id)[-1]
+    assert kept.status == "interrupted" and kept.content == text
+    assert kept.usage.prompt_tokens > 0 and kept.usage.completion_tokens > 0 and kept.metadata["estimated_usage"]
+    assert kept.cost_usd == pytest.approx(kept.usage.prompt_tokens * 1e-6 + kept.usage.completion_tokens * 2e-6)
+    assert t.load_session(st.session_id).totals.cost_usd == pytest.approx(kept.cost_usd)
+
+
+def test_when_every_model_is_cut_the_kept_partial_carries_every_cut_answers_cost(make_tether, fake_server):
+    from tether import AllModelsFailed
+
+    t = make_tether(retries=0, models={"main": PRICED, "backup": PRICED})
+    fake_server.always.update(main="cut", backup="cut")
+    with pytest.raises(AllModelsFailed) as e:
+        with t.stream("tell me something long") as st:
+            list(st)
+    paid = [a.cost_usd for a in e.value.attempts]
+    assert len(paid) == 2 and all(c and c > 0 for c in paid)
+    kept = t.get_history(e.value.session_id)[-1]
+    assert kept.status == "interrupted" and kept.cost_usd == pytest.approx(sum(paid))

@@ -22,7 +22,7 @@ from ..errors import AllModelsFailed, ContextOverflow, PromptTooLarge
 from .breaker import CircuitBreaker
 from .catalogue import Catalogue, ModelInfo
 from .config import ModelSpec, RouterConfig
-from .errors import TRANSIENT, TURN_FAULTS, Classified, classify, describe
+from .errors import TRANSIENT, TURN_FAULTS, Classified, MidStreamError, classify, describe
 
 SHRINK = 0.7  # after a provider's context-length error, rebuild at 70% of what was sent
 
@@ -38,6 +38,10 @@ class Attempt:
     error: str | None = None
     litellm_model: str | None = None
     window_tokens: int | None = None
+    # an answer cut short mid-stream was paid for: the tokens of the text that arrived, and
+    # the price of those and of the window, estimated (the provider never sent its usage)
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -206,6 +210,9 @@ class Router:
                 return Outcome(name, spec, info, text, usage, cost, secs * 1000, attempts, prepared, response, [])
             c = classify(value, kwargs.get("api_key"))
             attempts.append(Attempt(name, c.kind, c.status, secs, c.message, spec.model, prepared.tokens))
+            if isinstance(value, MidStreamError) and value.partial:
+                attempts[-1].completion_tokens, attempts[-1].cost_usd = self.spent(
+                    spec, info, prepared.tokens, value.partial)
             if c.kind == "context_overflow":
                 # the model's real window is smaller than we think: less history, then none
                 if prepared.history_tokens > 0 and shrinks < 2:
@@ -259,6 +266,18 @@ class Router:
                  "completion_tokens": int(getattr(u, "completion_tokens", 0) or 0),
                  "total_tokens": int(getattr(u, "total_tokens", 0) or 0)}
         return text, usage, self._cost(spec, info, response, usage), response
+
+    def spent(self, spec: ModelSpec, info: ModelInfo, prompt_tokens: int, text: str) -> tuple[int, float | None]:
+        """(completion tokens, cost) of an answer stopped part-way, estimated from its text:
+        the provider billed the window and what it sent, but its usage never arrived."""
+        from ..context import count_tokens
+
+        completion = count_tokens(text, spec.model)
+        price_in = spec.input_cost_per_token if spec.input_cost_per_token is not None else info.input_cost_per_token
+        price_out = spec.output_cost_per_token if spec.output_cost_per_token is not None else info.output_cost_per_token
+        if price_in is None and price_out is None:
+            return completion, None
+        return completion, prompt_tokens * (price_in or 0.0) + completion * (price_out or 0.0)
 
     def _cost(self, spec: ModelSpec, info: ModelInfo, response: Any, usage: dict[str, int]) -> float | None:
         """litellm's cost (already computed on the response, else completion_cost); config prices win."""

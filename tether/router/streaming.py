@@ -52,6 +52,7 @@ class StreamState:
     dropped: tuple[str, str] | None = None  # (model, text) of the last answer cut short mid-stream
     started_at: float = field(default_factory=time.perf_counter)
     retry_at: float | None = None  # time.monotonic() of the next try, during a back-off
+    prompt_tokens: int | None = None  # the window sent to the model now streaming
 
     @property
     def text(self) -> str:
@@ -165,6 +166,7 @@ def stream_turn(router: Router, chain: list[str], build: Any, params: dict[str, 
                 state.retry_at = None
                 continue
             state.model, state.litellm_model = step.spec.name, step.spec.model
+            state.prompt_tokens = step.prepared.tokens
             chunks: list[Any] = []
             finished = False
             resp: Any = None
@@ -212,6 +214,7 @@ async def astream_turn(router: Router, chain: list[str], build: Any, params: dic
                 state.retry_at = None
                 continue
             state.model, state.litellm_model = step.spec.name, step.spec.model
+            state.prompt_tokens = step.prepared.tokens
             chunks: list[Any] = []
             finished = False
             resp: Any = None

@@ -171,8 +171,12 @@ class Turns:
         if restarts:
             meta["restarts"] = restarts
         usage = Usage(**out.usage)
+        cut = _cut_cost(out.attempts)
+        if cut:
+            meta["cut_cost_usd"] = cut
+        cost = out.cost_usd + cut if out.cost_usd is not None else (cut or None)  # the turn's, cut answers too
         answer = Message(role="assistant", content=out.text, model=out.model, usage=usage,
-                         cost_usd=out.cost_usd, latency_ms=round(out.latency_ms, 3), metadata=meta)
+                         cost_usd=cost, latency_ms=round(out.latency_ms, 3), metadata=meta)
         self.counted(answer, pinned)
         self.cache.append_message(s, answer)
         try:  # released once the question is marked answered: another process then sees it so
@@ -201,7 +205,7 @@ class Turns:
         return ChatResult(
             text=out.text, session_id=s.id, model=out.model, pinned_model=pinned,
             fallback_from=ts.chain[0] if out.model != ts.chain[0] else None, attempts=out.attempts,
-            usage=dict(out.usage), cost_usd=out.cost_usd, latency_ms=out.latency_ms,
+            usage=dict(out.usage), cost_usd=cost, latency_ms=out.latency_ms,
             turn_ms=round((time.perf_counter() - ts.started) * 1000, 3), window_tokens=out.prepared.tokens, window_dropped=getattr(w, "dropped", 0) or 0,
             litellm_model=out.spec.model, message_id=answer.id, user_message_id=ts.user.id, restarts=restarts,
         )
@@ -253,7 +257,9 @@ class Turns:
             if fields:
                 self.store.update_message(sid, ts.user.id, fields)
             if dropped and dropped[1] and not ts.keeps_answer:
-                self._keep_partial(sid, dropped[1], dropped[0], None)
+                cuts = [a for a in getattr(err, "attempts", []) if a.completion_tokens is not None]
+                paid = _usage(cuts[-1].window_tokens or 0, cuts[-1].completion_tokens or 0) if cuts else None
+                self._keep_partial(sid, dropped[1], dropped[0], None, paid, _cut_cost(cuts) or None)
                 self._drop_replaced(ts)
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
@@ -268,8 +274,11 @@ class Turns:
                                       "from": ts.chain[0], "to": to_model, "attempts": [a.to_dict() for a in attempts],
                                       "mid_stream": mid_stream})
 
-    def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float) -> Message | None:
-        """A stream the caller abandoned: store what was shown, marked interrupted."""
+    def interrupted(self, ts: TurnStart, text: str, model: str | None, started: float,
+                    prompt_tokens: int | None = None, earlier: list[Any] | None = None) -> Message | None:
+        """A stream the caller abandoned: store what was shown, marked interrupted, with what it
+        cost as far as it went (`prompt_tokens`: its window; `earlier`: the attempts so far,
+        answers cut short among them)."""
         self.claims.release(ts)
         self.cache.forget(ts.session.id)
         if ts.keeps_answer:  # a stopped regeneration: the whole old answer stands, not a partial new one
@@ -277,7 +286,17 @@ class Turns:
         if not text:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             return None
-        kept = self._keep_partial(ts.session.id, text, model, round((time.perf_counter() - started) * 1000, 3))
+        paid, cost = None, _cut_cost(earlier or []) or None
+        if model and prompt_tokens is not None:
+            try:
+                completion, price = self.router.spent(self.config.spec(model), self.router.catalogue.info(model),
+                                                      prompt_tokens, text)
+                paid = _usage(prompt_tokens, completion)
+                cost = (cost or 0.0) + price if price is not None else cost
+            except Exception as e:  # noqa: BLE001 - a cost estimate never stops the text being kept
+                log.debug("could not price the interrupted answer: %s", e)
+        kept = self._keep_partial(ts.session.id, text, model, round((time.perf_counter() - started) * 1000, 3),
+                                  paid, cost)
         self._drop_replaced(ts)  # older partial answers give way to the newest
         return kept
 
@@ -289,9 +308,13 @@ class Turns:
         if ts.replaces:
             self.cache.forget(ts.session.id)
 
-    def _keep_partial(self, sid: str, text: str, model: str | None, latency_ms: float | None) -> Message:
-        """Store the part of an answer the user saw, marked interrupted (never sent in windows)."""
-        m = Message(role="assistant", content=text, model=model, status="interrupted", latency_ms=latency_ms)
+    def _keep_partial(self, sid: str, text: str, model: str | None, latency_ms: float | None,
+                      usage: Usage | None = None, cost_usd: float | None = None) -> Message:
+        """Store the part of an answer the user saw, marked interrupted (never sent in windows),
+        with its estimated usage and cost: it was paid for."""
+        meta = {"estimated_usage": True} if usage is not None else {}
+        m = Message(role="assistant", content=text, model=model, status="interrupted", latency_ms=latency_ms,
+                    usage=usage, cost_usd=cost_usd, metadata=meta)
         self.store.append_message(sid, m)
         self.events.emit("message", {"session_id": sid, "message": m})
         return m
@@ -392,6 +415,15 @@ class Turns:
 
     def models(self) -> list[dict[str, Any]]:
         return model_rows(self.config, self.router)
+
+
+def _cut_cost(attempts: list[Any]) -> float:
+    """What the answers cut short mid-stream among `attempts` cost (estimated)."""
+    return sum(a.cost_usd for a in attempts if a.kind != "ok" and a.cost_usd)
+
+
+def _usage(prompt: int, completion: int) -> Usage:
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
 class _Builder:

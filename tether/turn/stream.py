@@ -90,10 +90,11 @@ class _Base:
         if self._done:
             return
         self._done = True
-        text, model = self._state.text, self._state.model
-        if not text and self._state.dropped:  # closed while waiting to retry an answer cut short
-            model, text = self._state.dropped
-        self._turns.interrupted(self._ts, text, model, self._state.started_at)
+        st = self._state
+        text, model, window = st.text, st.model, st.prompt_tokens
+        if not text and st.dropped:  # closed while waiting to retry an answer cut short
+            (model, text), window = st.dropped, None  # priced already, as that failed attempt
+        self._turns.interrupted(self._ts, text, model, st.started_at, window, st.attempts)
 
     def supersede(self) -> None:
         """A new turn started on this session: store the text so far as interrupted; the loop
