@@ -124,7 +124,7 @@ def test_quick_resume_of_continue_skips_archived_and_closed(tether_home):
 
 
 def test_the_chat_says_a_resumed_session_is_closed(tether_home):
-    from test_repl import chat
+    from replkit import chat
 
     t = Tether(home=tether_home)
     sid = t.chat_once("first").session_id

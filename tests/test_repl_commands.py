@@ -1,0 +1,179 @@
+"""The chat's slash commands and their completion (see replkit.py)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tether import Tether
+
+from replkit import chat
+
+
+# -- slash commands ------------------------------------------------------------------------------
+def test_help_lists_every_command(tether_home):
+    from tether.repl_commands import COMMANDS
+
+    with chat(tether_home) as c:
+        out = c.run("/help\r")
+        for name in COMMANDS:
+            assert name in out
+
+
+def test_unknown_command_and_literal_slash(tether_home):
+    with chat(tether_home) as c:
+        out = c.run("/frobnicate\r//etc/hosts is a path\r")
+        assert "unknown command /frobnicate" in out
+        assert c.messages()[0].content == "/etc/hosts is a path"
+
+
+def test_new_sessions_and_switch(tether_home):
+    with chat(tether_home) as c:
+        c.run("in the first\r")
+        first = c.repl.session_id
+        out = c.run("/new\rin the second\r/sessions\r")
+        second = c.repl.session_id
+        assert second != first and first in out and second in out
+        out = c.run("/sessions 1\r")
+        assert second in out and first not in out  # the most recently used one
+        for bad in ("x", "-3", "0"):
+            assert "a positive number" in c.run(f"/sessions {bad}\r")
+        out = c.run(f"/switch {first[:-3]}\r")  # a unique prefix
+        assert c.repl.session_id == first and "echo: in the first" in out
+        out = c.run("/switch nosuchsession\r")
+        assert "no session with id 'nosuchsession'" in out and c.repl.session_id == first
+
+
+def test_model_shows_and_pins_models_lists(tether_home):
+    with chat(tether_home) as c:
+        assert "tether/echo (the default" in c.run("/model\r")
+        c.run("hi\r")
+        out = c.run("/model no-such-model\r")
+        assert "unknown model 'no-such-model'" in out
+        c.run("/model openai/gpt-4o-mini\r")
+        s = c.client.load_session(c.repl.session_id)
+        assert s.pinned_model == "openai/gpt-4o-mini" and c.repl.pinned == "openai/gpt-4o-mini"
+        assert any(e.type == "pin_changed" and e.data["to"] == "openai/gpt-4o-mini" for e in s.events)
+        out = c.run("/models\r")
+        assert "tether/echo *" in out and "128,000" in out and "closed" in out
+
+
+def test_title_and_system(tether_home):
+    with chat(tether_home) as c:
+        c.run("/title Before the session exists\rhello\r")
+        sid = c.repl.session_id
+        assert c.client.load_session(sid).title == "Before the session exists"
+        c.run("/title Renamed\r/system You are terse.\r")
+        s = c.client.load_session(sid)
+        assert (s.title, s.system) == ("Renamed", "You are terse.")
+        assert "You are terse." in c.run("/system\r")
+        c.run("/system off\r")
+        assert c.client.load_session(sid).system is None
+
+
+def test_context_shows_the_window_and_what_was_dropped(tether_home):
+    cfg = {"models": {"tiny": {"model": "tether/echo", "context_window": 6000, "max_output_tokens": 100}}}
+    with chat(tether_home, config=cfg) as c:
+        assert "no messages yet" in c.run("/context\r")
+        for i in range(6):
+            # varied words: litellm aborts a stream that repeats one chunk 100 times (echo streams per word)
+            c.run(f"message number {i} " + " ".join(f"w{i}x{j}" for j in range(300)) + "\r")
+        out = c.run("/context\r")
+        assert "window for tiny (tether/echo)" in out and "history budget" in out
+        assert "ROLE" in out and "TOKENS" in out
+        assert "dropped:" in out and "nothing" not in out.split("dropped:")[1].split("\n")[0]
+        # a question too big for the window stays in the session, unanswered, and /context says it is not sent
+        out = c.run(" ".join(f"big{j}" for j in range(7000)) + "\r")
+        assert c.messages()[-1].status == "unanswered"
+        assert "not sent: 1 unanswered question" in c.run("/context\r")
+
+
+def test_tokens_reports_the_session_totals(tether_home):
+    with chat(tether_home) as c:
+        c.run("count me\r")
+        total = c.client.load_session(c.repl.session_id).totals.total_tokens
+        assert f"= {total} tokens" in c.run("/tokens\r")
+
+
+def test_retry_answers_the_last_question_again_in_place(tether_home):
+    with chat(tether_home) as c:
+        c.run("one\rtwo\r")
+        c.run("/retry\r")
+        msgs = c.messages()
+        assert [m.content for m in msgs if m.role == "user"] == ["one", "two"]
+        assert len(msgs) == 4 and msgs[-1].role == "assistant" and "echo: two" in msgs[-1].content
+
+
+def test_undo_removes_the_last_exchange_and_puts_it_back_in_the_prompt(tether_home):
+    with chat(tether_home) as c:
+        c.run("keep\rdrop this\r")
+        out = c.run("/undo\r\x03")  # Ctrl-C clears the pre-filled line so Ctrl-D can leave
+        assert "removed the last exchange" in out
+        assert [m.content.split(" [")[0] for m in c.messages()] == ["keep", "echo: keep"]
+        c.run("/undo\r edited\r")  # the prompt was pre-filled with "keep"
+        assert [m.content for m in c.messages() if m.role == "user"] == ["keep edited"]
+
+
+def test_export_prints_or_writes(tether_home, tmp_path):
+    with chat(tether_home) as c:
+        c.run("export me\r")
+        assert "## user" in c.run("/export\r")
+        target = tmp_path / "s.json"
+        c.run(f"/export json {target}\r")
+        doc = json.loads(target.read_text())
+        assert doc["id"] == c.repl.session_id and doc["messages"][0]["content"] == "export me"
+        # a bad path is an error line, and the chat goes on
+        out = c.run(f"/export md {tmp_path / 'missing' / 'x.md'}\rstill here\r")
+        assert "error:" in out and "missing" in out
+        assert c.messages()[-2].content == "still here"
+        # the format follows the file's suffix; an unknown one, or an existing file, is refused
+        c.run(f"/export {tmp_path / 'by_suffix.json'}\r")
+        assert json.loads((tmp_path / "by_suffix.json").read_text())["id"] == c.repl.session_id
+        assert oct((tmp_path / "by_suffix.json").stat().st_mode & 0o777) == oct(0o600)
+        out = c.run("/export yaml\r")
+        assert "cannot tell the format of 'yaml'" in out and not (Path.cwd() / "yaml").exists()
+        out = c.run(f"/export md {target}\r")
+        assert "exists" in out and json.loads(target.read_text())["id"] == c.repl.session_id
+
+
+def test_clear_history_empties_the_session(tether_home):
+    with chat(tether_home) as c:
+        c.run("forget me\r/clear\r")
+        assert len(c.messages()) == 2  # /clear alone only clears the screen
+        c.run("/clear history\r")
+        assert c.messages() == []
+
+
+def test_exit_command_leaves(tether_home):
+    with chat(tether_home) as c:
+        c.pipe.send_text("/exit\r")
+        assert c.repl.run() == 0 and c.repl.running is False
+
+
+# -- completion ----------------------------------------------------------------------------------
+def test_completion_of_commands_session_ids_and_models(tether_home):
+    from prompt_toolkit.completion import CompleteEvent
+    from prompt_toolkit.document import Document
+
+    with chat(tether_home) as c:
+        c.run("hi\r")
+        sid = c.repl.session_id
+        comp = c.repl.session.completer
+
+        def complete(text: str) -> list[str]:
+            return [x.text for x in comp.get_completions(Document(text), CompleteEvent())]
+
+        assert complete("/sw") == ["/switch"]
+        assert set(complete("/mo")) == {"/model", "/models"}
+        assert complete(f"/switch {sid[:3]}") == [sid]
+        assert complete("/model tether") == ["tether/echo"]
+        assert complete("/export j") == ["json"]
+        assert complete("plain text") == []
+
+
+def test_new_after_switch_does_not_inherit_the_switched_sessions_system_prompt(tether_home):
+    french = Tether(home=tether_home).create_session(title="fr", system="Reply only in French.")
+    with chat(tether_home, system="Be brief.") as c:
+        c.run(f"/switch {french}\r")
+        c.run("/new\rwhat is 2+2\r")
+        s = c.client.load_session(c.repl.session_id)
+        assert s.id != french and s.system == "Be brief."  # the chat's own -s, not the French one
