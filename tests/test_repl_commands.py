@@ -71,18 +71,18 @@ def test_title_and_system(tether_home):
 
 
 def test_context_shows_the_window_and_what_was_dropped(tether_home):
-    cfg = {"models": {"tiny": {"model": "tether/echo", "context_window": 6000, "max_output_tokens": 100}}}
+    cfg = {"models": {"tiny": {"model": "tether/echo", "context_window": 1500, "max_output_tokens": 100}}}
     with chat(tether_home, config=cfg) as c:
         assert "no messages yet" in c.run("/context\r")
         for i in range(6):
             # varied words: litellm aborts a stream that repeats one chunk 100 times (echo streams per word)
-            c.run(f"message number {i} " + " ".join(f"w{i}x{j}" for j in range(300)) + "\r")
+            c.run(f"message number {i} " + " ".join(f"w{i}x{j}" for j in range(80)) + "\r")
         out = c.run("/context\r")
         assert "window for tiny (tether/echo)" in out and "history budget" in out
         assert "ROLE" in out and "TOKENS" in out
         assert "dropped:" in out and "nothing" not in out.split("dropped:")[1].split("\n")[0]
         # a question too big for the window stays in the session, unanswered, and /context says it is not sent
-        out = c.run(" ".join(f"big{j}" for j in range(7000)) + "\r")
+        out = c.run(" ".join(f"big{j}" for j in range(1500)) + "\r")
         assert c.messages()[-1].status == "unanswered"
         assert "not sent: 1 unanswered question" in c.run("/context\r")
 
