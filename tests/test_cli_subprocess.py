@@ -257,3 +257,24 @@ def test_a_piped_chat_writes_only_answers_to_stdout_even_after_a_restart(tether_
         assert "main was cut off mid-answer; backup answered instead" in p.stderr
     finally:
         srv.stop()
+
+
+def test_chat_into_a_pipe_keeps_the_prompt_on_the_terminal(tether_home, tmp_path):
+    """`tether chat | tee log`: the line editor drew its prompt and toolbar into the pipe, so
+    the terminal showed nothing to type at and the log filled with screen drawing."""
+    pexpect = pytest.importorskip("pexpect")
+    import shlex
+
+    out = tmp_path / "answers.txt"
+    child = pexpect.spawn("bash", ["-c", f"{shlex.quote(TETHER)} chat | cat > {shlex.quote(str(out))}"],
+                          env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")  # drawn on the terminal (stderr)
+        child.send("hello there\r")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert out.read_text().startswith("echo: hello there")
+    assert "›" not in out.read_text() and "\x1b" not in out.read_text()

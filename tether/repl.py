@@ -231,8 +231,17 @@ class Repl:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> int:
+        import sys
+
+        if (self._output is None and self._session is None and self.console.file is sys.stdout
+                and not sys.stdout.isatty() and sys.stderr.isatty()):
+            # `tether chat | tee log`: the prompt and notes go to the terminal, not into the pipe
+            from prompt_toolkit.output import create_output
+
+            self._output = create_output(stdout=sys.stderr)
+            self._notes = make_console(file=sys.stderr)
         if self.hint:
-            notice(self.console, self.hint, style="dim")
+            notice(self.notes, self.hint, style="dim")
         while self.running:
             try:
                 default, self.next_default = self.next_default, ""
