@@ -1,6 +1,8 @@
 """The config's [context] section: policy options reach the window; the rolling summary is made, stored and sent."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tether.errors import ConfigError
@@ -57,6 +59,16 @@ def test_policy_option_changes_the_window(make_tether):
     assert newest and newest == [m.id for m in t.load_session(sid).messages[-len(newest):]]
 
 
+def wait_for(done, timeout: float = 10.0) -> None:
+    """The summary is made in a thread after the turn returns."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
 def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
     t = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
                     models={"mid": {"context_window": 1500}})
@@ -65,9 +77,12 @@ def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
         t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
     fake_server.reset()
     fake_server.fixed["mid"] = "Facts 0-9 were filler."
-    t.chat_once("first new question", session_id=sid)
+    r = t.chat_once("first new question", session_id=sid)
+    wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))  # made after the turn
     calls = fake_server.calls("mid")
     assert len(calls) == 2  # the answer, then the summary of what the window left out
+    assert calls[1]["max_tokens"] == 20 * 2 + 64  # the summary's length is capped, not only asked for
+    assert r.turn_ms < 1000
     assert "Summarise the earlier part" in calls[1]["messages"][0]["content"]
     [event] = [e for e in t.load_session(sid).events if e.type == "summary"]
     meta = event.data
@@ -90,8 +105,8 @@ def test_storing_a_summary_keeps_metadata_an_app_set_during_the_turn(make_tether
 
     t.on("message", upgrade)
     t.chat_once("one more turn", session_id=sid)
+    wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))  # a summary was made
     s = t.load_session(sid)
-    assert any(e.type == "summary" for e in s.events)  # a summary was made this turn
     assert s.metadata == {"plan": "pro"}
 
 
@@ -113,3 +128,67 @@ def test_summary_off_by_default_makes_no_extra_call(make_tether, fake_server):
     t.chat_once("question", session_id=sid)
     assert len(fake_server.calls("small")) == 1
     assert not any(e.type == "summary" for e in t.load_session(sid).events)
+
+
+def _long_session(t, sid, n=24, words=30):
+    for i in range(n):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * words)
+
+
+def test_the_summary_request_fits_the_models_window(make_tether, fake_server):
+    """It read up to 24,000 characters whatever the model: a 1,500-token model got a 4,000-token
+    request, the provider refused it, and no summary was ever made."""
+    from tether.context import count_tokens
+
+    t = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 40},
+                    models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid")
+    _long_session(t, sid, n=60, words=30)
+    fake_server.fixed["mid"] = "a summary"
+    t.chat_once("next question", session_id=sid)
+    wait_for(lambda: len(fake_server.calls("mid")) == 2)
+    request = fake_server.calls("mid")[1]
+    assert count_tokens(request["messages"], "openai/mid") + request["max_tokens"] <= 1500
+    wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))
+
+
+def test_editing_a_covered_message_retires_its_summary(make_tether, fake_server):
+    """A redacted message kept being sent in its old words, inside the summary of it."""
+    t = make_tether(context={"summary": True, "summary_every": 4}, models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid")
+    secret = t.add_message(sid, "user", "my API key is sk-LEAKED-0123")
+    t.add_message(sid, "assistant", "noted")
+    _long_session(t, sid)
+    fake_server.fixed["mid"] = "The user's API key is sk-LEAKED-0123."
+    t.chat_once("q", session_id=sid)
+    wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))
+    t.update_message(sid, secret.id, content="my API key is [redacted]")
+    fake_server.fixed["mid"] = "nothing secret"
+    t.chat_once("q2", session_id=sid)
+    system = [m["content"] for m in fake_server.calls("mid")[2]["messages"] if m["role"] == "system"]
+    assert "sk-LEAKED" not in json.dumps(system)  # the summary goes in the system message
+
+
+def test_the_summary_leaves_out_questions_no_model_answered(make_tether, fake_server):
+    from tether import AllModelsFailed
+
+    t = make_tether(retries=0, fallbacks=[], context={"summary": True, "summary_every": 4},
+                    models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid")
+    fake_server.fail("mid", "500")
+    with pytest.raises(AllModelsFailed):
+        t.chat_once("UNANSWERED my password is hunter2", session_id=sid)
+    _long_session(t, sid)
+    t.chat_once("q", session_id=sid)
+    wait_for(lambda: len(fake_server.calls("mid")) == 3)
+    assert "hunter2" not in json.dumps(fake_server.calls("mid")[2]["messages"])
+
+
+def test_a_slow_summary_does_not_hold_up_the_answer(make_tether, fake_server):
+    t = make_tether(timeout=3, context={"summary": True, "summary_every": 4}, models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid")
+    _long_session(t, sid)
+    fake_server.fail("mid", "slow:0", "slow:2")  # the answer at once, the summary after 2 s
+    r = t.chat_once("q", session_id=sid)
+    assert r.turn_ms < 1500
+    wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))

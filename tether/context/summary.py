@@ -9,9 +9,11 @@ supplies the completion function: model calls belong to the router.
 """
 from __future__ import annotations
 
+import hashlib
+import threading
 from typing import Awaitable, Callable
 
-from tether.sessions.models import Session, SessionEvent
+from tether.sessions.models import Message, Session, SessionEvent
 
 from .window import Window
 
@@ -25,6 +27,36 @@ PROMPT = (
 )
 
 
+# (id of the last covered Message object, count) -> (that object, digest): a session is
+# loaded again (new objects) after any edit, so a hit is the same unedited history
+_DIGESTS: dict[tuple[int, int], tuple[Message, str]] = {}
+_DIGEST_LOCK = threading.Lock()
+
+
+def digest(messages: list[Message]) -> str:
+    """A fingerprint of the covered messages' ids and texts: an edit (a redaction) makes the
+    summary of them stale, as a removal does."""
+    if not messages:
+        return ""
+    key = (id(messages[-1]), len(messages))
+    with _DIGEST_LOCK:
+        hit = _DIGESTS.get(key)
+    if hit is not None and hit[0] is messages[-1]:
+        return hit[1]
+    h = hashlib.blake2b(digest_size=12)
+    for m in messages:
+        h.update(m.id.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+        h.update(m.content.encode("utf-8", "surrogatepass"))
+        h.update(b"\1")
+    value = h.hexdigest()
+    with _DIGEST_LOCK:
+        if len(_DIGESTS) > 512:
+            _DIGESTS.clear()
+        _DIGESTS[key] = (messages[-1], value)
+    return value
+
+
 def _covered(session: Session) -> tuple[int, str | None]:
     """How many leading messages the stored summary covers (0 if none or no longer valid), and its text."""
     entry = next((e.data for e in reversed(session.events) if e.type == EVENT), None)
@@ -36,6 +68,9 @@ def _covered(session: Session) -> tuple[int, str | None]:
     msgs = session.messages
     if not isinstance(count, int) or not 0 < count <= len(msgs) or msgs[count - 1].id != upto:
         return 0, None  # history was edited or truncated: the summary no longer matches
+    fingerprint = entry.get("digest")  # absent in summaries made before it was kept
+    if isinstance(fingerprint, str) and fingerprint != digest(msgs[:count]):
+        return 0, None  # a covered message was edited since: its old text must not be sent
     return count, text if isinstance(text, str) else None
 
 
@@ -51,23 +86,37 @@ def pending(session: Session, window: Window) -> list[int]:
     return [i for i, m in enumerate(session.messages) if i >= count and m.id in dropped]
 
 
-def summary_prompt(session: Session, upto: int, words: int = 150) -> tuple[list[dict[str, str]], int]:
+def summary_prompt(session: Session, upto: int, words: int = 150, max_tokens: int | None = None,
+                   model: str | None = None) -> tuple[list[dict[str, str]], int]:
     """Messages asking the model to extend the summary towards messages[:upto], and the index
-    it really reaches: oldest first, as many as fit MAX_SOURCE_CHARS (at least one), so the
-    summary never claims turns it was not shown; the rest wait for the next update."""
+    it really reaches: oldest first, as many as fit MAX_SOURCE_CHARS and `max_tokens` (the
+    model's window less the reply and the instructions; at least one message, cut to fit), so
+    the summary never claims turns it was not shown; the rest wait for the next update.
+    Questions no model answered and answers cut short are passed over, as windows do."""
+    from .tokens import count_tokens
+
     count, previous = _covered(session)
+    system = PROMPT.format(words=words, previous=previous or "(none)")
+    room = None if max_tokens is None else max_tokens - count_tokens(system, model) - 16
     lines: list[str] = []
-    size = 0
+    size = tokens = 0
     end = count
     for m in session.messages[count:upto]:
+        end += 1
+        if m.status != "ok":
+            continue
         line = f"{m.name or m.role}: {m.content}"
-        if lines and size + len(line) > MAX_SOURCE_CHARS:
+        cost = count_tokens(line, model) + 1 if room is not None else 0
+        if lines and (size + len(line) > MAX_SOURCE_CHARS or (room is not None and tokens + cost > room)):
+            end -= 1
             break
+        if not lines and room is not None and cost > room:  # one message bigger than the window
+            line = line[: max(0, room) * len(line) // cost]
         lines.append(line[:MAX_SOURCE_CHARS])
         size += len(line)
-        end += 1
+        tokens += cost
     return [
-        {"role": "system", "content": PROMPT.format(words=words, previous=previous or "(none)")},
+        {"role": "system", "content": system},
         {"role": "user", "content": "\n".join(lines)},
     ], end
 
@@ -88,4 +137,6 @@ async def update_summary(
 
 def summary_event(session: Session, upto: int, text: str) -> SessionEvent:
     """The record of a summary of session.messages[:upto] (store it with the store's add_event)."""
-    return SessionEvent(type=EVENT, data={"count": upto, "upto": session.messages[upto - 1].id, "text": text})
+    covered = session.messages[:upto]
+    return SessionEvent(type=EVENT, data={"count": upto, "upto": covered[-1].id, "text": text,
+                                          "digest": digest(covered)})

@@ -11,6 +11,7 @@ answers that same message instead of adding a copy.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from itertools import islice
 from collections.abc import Callable
@@ -48,6 +49,8 @@ class Turns:
         self.context = ContextSettings.from_config(config.sections.get("context"))
         self.pins = Pins(config, store, self.cache, self.events)
         self.claims = Claims(store, self.cache)
+        self._summary_lock = threading.Lock()
+        self._summarising: set[str] = set()  # sessions whose summary is being extended now
         self._noticed = False
 
     # -- windows -------------------------------------------------------------------
@@ -201,7 +204,7 @@ class Turns:
             pinned = out.model
         w = out.prepared.window
         if self.context.summary:
-            summarise(self.store, lambda msgs: self._complete_text(out.model, msgs), s, w, self.context)
+            self._summarise_later(out, s, w)
         return ChatResult(
             text=out.text, session_id=s.id, model=out.model, pinned_model=pinned,
             fallback_from=ts.chain[0] if out.model != ts.chain[0] else None, attempts=out.attempts,
@@ -235,11 +238,34 @@ class Turns:
             log.debug("could not count the tokens of message %s: %s", message.id, e)
         return message
 
-    def _complete_text(self, model: str, messages: list[dict[str, Any]]) -> str:
+    def _summarise_later(self, out: Outcome, session: Session, window: Any) -> None:
+        """Extend the session's rolling summary in a thread of its own: the answer is stored and
+        returned now, not after a second model call (up to the model's timeout when it hangs).
+        One at a time per session; a process exiting waits for it (the thread is not a daemon)."""
+        with self._summary_lock:
+            if session.id in self._summarising:
+                return
+            self._summarising.add(session.id)
+        window_size = out.info.context_window
+        reply = min(self.context.summary_words * 2 + 64, window_size // 4)  # the words asked for, and slack
+        room = window_size - reply - 64
+        model = out.spec.model
+
+        def job() -> None:
+            try:
+                summarise(self.store, lambda msgs: self._complete_text(out.model, msgs, reply), session, window,
+                          self.context, room, model)
+            finally:
+                with self._summary_lock:
+                    self._summarising.discard(session.id)
+
+        threading.Thread(target=job, name=f"tether-summary-{session.id}").start()
+
+    def _complete_text(self, model: str, messages: list[dict[str, Any]], max_tokens: int) -> str:
         """One plain call to `model` (for the rolling summary): no window, no fallback, no record."""
         from ..router._lite import litellm
 
-        kwargs = self.router.call_kwargs(self.config.spec(model), messages, {})
+        kwargs = self.router.call_kwargs(self.config.spec(model), messages, {"max_tokens": max_tokens})
         return litellm().completion(**kwargs).choices[0].message.content or ""
 
     def failed(self, ts: TurnStart, err: BaseException, dropped: tuple[str, str] | None = None) -> None:

@@ -82,10 +82,12 @@ def check_config(cfg: "RouterConfig") -> None:
         ContextSettings.from_config(cfg.sections["context"])
 
 
-def summarise(store: SessionStore, complete: Any, session: Session, window: Any, settings: ContextSettings) -> bool:
+def summarise(store: SessionStore, complete: Any, session: Session, window: Any, settings: ContextSettings,
+              max_tokens: int | None = None, model: str | None = None) -> bool:
     """Extend the session's rolling summary if enough left-out messages are uncovered.
 
-    `complete(messages) -> str` calls the model. Returns True when a new summary was stored.
+    `complete(messages) -> str` calls the model; `max_tokens`: what its request may hold (the
+    window less the summary's reply). Returns True when a new summary was stored.
     """
     if not settings.summary or window is None:
         return False
@@ -96,7 +98,7 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
         return False
     upto = todo[-1] + 1
     try:
-        request, upto = summary_prompt(session, upto, settings.summary_words)
+        request, upto = summary_prompt(session, upto, settings.summary_words, max_tokens, model)
         text = complete(request).strip()
     except Exception as e:  # noqa: BLE001 - the answer is stored; a summary can wait for the next turn
         log.warning("could not update the summary of session %s: %s", session.id, e)
