@@ -308,3 +308,23 @@ def test_threads_growing_one_session_see_what_a_fresh_process_would() -> None:
             t.join()
         sys.setswitchinterval(old)
     assert errors == []
+
+
+
+def test_a_pinned_tool_call_comes_with_its_results() -> None:
+    """Found by audit: the pinned call was taken alone, recency filled the budget, its result
+    no longer fitted, and the call was then dropped as incomplete although the pair fitted."""
+    lookup = [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]
+    h: list[dict[str, Any]] = [
+        {"id": "u0", "role": "user", "content": "look it up"},
+        {"id": "a1", "role": "assistant", "content": "", "tool_calls": lookup, "pinned": True},
+        {"id": "t2", "role": "tool", "tool_call_id": "call_1", "content": "fact " * 300},
+        {"id": "a3", "role": "assistant", "content": "done"}]
+    h += [{"id": f"m{k}", "role": "user" if k % 2 == 0 else "assistant", "content": "chat " * 40} for k in range(4, 40)]
+    w = build_window(h, "and then?", budget_tokens=1000, model="gpt-4o")
+    assert {"a1", "t2"} <= set(ids(w)) and "m39" in ids(w), ids(w)
+    assert w.tokens <= 1000
+    assert_tool_calls_whole([m for m in w.to_messages() if m["role"] not in ("system",)])
+    # a pinned result brings its call too
+    h[1]["pinned"], h[2]["pinned"] = False, True
+    assert {"a1", "t2"} <= set(ids(build_window(h, "and then?", budget_tokens=1000, model="gpt-4o")))

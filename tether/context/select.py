@@ -170,10 +170,14 @@ def select(
     p = _Picker(h, budget, policy)
     if not len(h) or budget <= 0:
         return Selection([], {}, {})
-    # 1. pinned messages, whatever their age (cut if oversized)
+    # 1. pinned messages, whatever their age (cut if oversized); a pinned tool call or result
+    # with the rest of its unit, as it can only be sent whole (taken alone, recency would fill
+    # the room its other half needs and the pin would be dropped at the end)
     for i, pin in enumerate(h.pinned):
-        if pin:
-            p.add([i])
+        if pin and i not in p.chosen:
+            unit = h.atom(i) if h.has_atoms else [i]
+            if not p.add(unit) and len(unit) > 1:
+                p.add_cut(unit)
     # 2. the newest turn: whole if it fits, else its newest messages that fit
     ngroups = len(h.groups)
     last = ngroups - 1
