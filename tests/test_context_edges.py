@@ -328,3 +328,18 @@ def test_a_pinned_tool_call_comes_with_its_results() -> None:
     # a pinned result brings its call too
     h[1]["pinned"], h[2]["pinned"] = False, True
     assert {"a1", "t2"} <= set(ids(build_window(h, "and then?", budget_tokens=1000, model="gpt-4o")))
+
+
+
+@pytest.mark.parametrize("question_words", [65, 5000])
+def test_a_turn_whose_answer_cannot_come_keeps_its_question_alone(question_words: int) -> None:
+    """Found by audit: when the newest turn's tool call and result fit but their question did
+    not fit with them, the fallback re-added the question with the call (too big) and the
+    window came back empty; an oversized question is cut to fit instead."""
+    search = [{"id": "call_1", "type": "function", "function": {"name": "search", "arguments": json.dumps({"q": "word " * 43})}}]
+    h = [{"id": "u0", "role": "user", "content": "find " * question_words},
+         {"id": "a1", "role": "assistant", "content": "", "tool_calls": search},
+         {"id": "t2", "role": "tool", "tool_call_id": "call_1", "content": "hit " * 34}]
+    w = build_window(h, "and then?", budget_tokens=127, model="gpt-4o")
+    assert ids(w) == ["u0"] and w.tokens <= 127
+    assert w.truncated_ids == ([] if question_words == 65 else ["u0"])

@@ -330,7 +330,9 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
     """A window must not open on a reply (or a system note) whose question was left out.
 
     When that leaves nothing (a tiny budget: the question and a useful cut of its answer
-    do not fit together), the question alone is kept rather than an empty window.
+    do not fit together), the question alone is kept (cut if it must be) rather than an
+    empty window. What is dropped here goes a whole tool unit at a time (`chosen` holds
+    whole units), so no call is left without its results or the other way round.
     """
     while chosen:
         first = chosen[0]
@@ -338,12 +340,17 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
         if h.roles[first] == "user" or start == first:
             break  # a question, or a turn's own start (the history's first message, a system
             # message between turns, a reply after a silence); not a system note inside a turn
-        if p.add(list(range(start, first))):
+        if p.add(list(range(start, first))):  # whole units: those before `first` are not chosen
             return sorted(p.chosen)
-        if h.pinned[first]:
+        unit = h.atom(first) if h.has_atoms else [first]
+        if any(h.pinned[j] for j in unit):
             break
-        _drop(p, first)
-        chosen = chosen[1:]
-        if not chosen and p.add(list(range(start, first))):
-            return sorted(p.chosen)
+        for j in unit:
+            if j in p.chosen:
+                _drop(p, j)
+        chosen = [j for j in chosen if j not in unit]
+        if not chosen:
+            head = h.atom(start) if h.has_atoms else [start]  # the question (a unit if it is a call)
+            if p.add(head) or p.add_cut(head):
+                return sorted(p.chosen)
     return chosen
