@@ -343,3 +343,29 @@ def test_a_turn_whose_answer_cannot_come_keeps_its_question_alone(question_words
     w = build_window(h, "and then?", budget_tokens=127, model="gpt-4o")
     assert ids(w) == ["u0"] and w.tokens <= 127
     assert w.truncated_ids == ([] if question_words == 65 else ["u0"])
+
+
+
+def test_moving_only_timestamps_is_seen_by_the_relevance_index() -> None:
+    """Found by audit: the cached BM25 index checked ids and texts only, so after the times
+    alone were edited a date in the query still pointed to the messages of the old dates."""
+    from datetime import datetime, timedelta, timezone
+
+    from tether.context import items, relevance
+
+    day0 = datetime(2023, 3, 1, tzinfo=timezone.utc)
+    h = []
+    for k in range(40):
+        h.append({"id": f"u{k}", "role": "user", "content": f"we talked about topic {k} and the plan",
+                  "timestamp": day0 + timedelta(days=k)})
+        h.append({"id": f"a{k}", "role": "assistant", "content": f"noted, topic {k} it is",
+                  "timestamp": day0 + timedelta(days=k)})
+    q = "what did we decide on 5 March 2023?"
+    assert "u4" in ids(build_window(h, q, budget_tokens=150, model="gpt-4o"))
+    for k, m in enumerate(h):  # same ids and texts; 5 March is now topic 23's day
+        m["timestamp"] = datetime(2023, 2, 10, tzinfo=timezone.utc) + timedelta(days=k // 2)
+    warm = build_window(h, q, budget_tokens=150, model="gpt-4o")
+    assert "u23" in ids(warm), ids(warm)
+    items._CACHE.clear()
+    relevance._INDEXES.clear()
+    assert ids(build_window(h, q, budget_tokens=150, model="gpt-4o")) == ids(warm)
