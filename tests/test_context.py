@@ -252,3 +252,35 @@ def test_tool_calls_count_towards_the_budget() -> None:
     msg = Message(role="assistant", content="", tool_calls=calls)  # a session's own message: the same count
     assert build_window([hist[0], msg], "x", budget_tokens=100_000).tokens == full.tokens - (
         build_window(hist[2:], "x", budget_tokens=100_000).tokens)
+
+
+
+def test_a_question_that_leaves_no_room_for_the_reply_overflows() -> None:
+    """Found by audit: the check left the reply reserve out, so a question that fitted the
+    window only without its reply was accepted. The router relies on this error to move to
+    a model with a larger window."""
+    hist = [{"id": "u0", "role": "user", "content": "hi"}, {"id": "a0", "role": "assistant", "content": "hello"}]
+    with pytest.raises(ContextOverflow) as e:
+        build_window(hist, "word " * 15900, model="gpt-3.5-turbo", max_output_tokens=1500)
+    assert "1500" in str(e.value) and "16385" in str(e.value) and "reply" in str(e.value)
+    w = build_window(hist, "word " * 14000, model="gpt-3.5-turbo", max_output_tokens=1500)
+    assert count_tokens(w.to_messages(), "gpt-3.5-turbo") + 1500 <= 16385
+
+
+
+def test_no_omission_note_without_a_history_budget_to_pay_for_it() -> None:
+    """The note costs tokens: sent only when a history budget was left to carry it (a window
+    sized to the question alone, or budget_tokens=0 asked for, sends system and question only)."""
+    hist = [{"id": "u0", "role": "user", "content": "hi"}, {"id": "a0", "role": "assistant", "content": "hello"}]
+    msgs = build_window(hist, "and?", budget_tokens=0, system="Be brief.").to_messages()
+    assert [m["role"] for m in msgs] == ["system", "user"] and "left out" not in msgs[0]["content"]
+    zero = 0
+    for n in range(14540, 14575):  # questions that leave 0 to ~30 tokens of history budget
+        try:
+            w = build_window(hist, "word " * n, model="gpt-3.5-turbo", max_output_tokens=1500)
+        except ContextOverflow:
+            continue
+        sent = w.to_messages()
+        assert count_tokens(sent, "gpt-3.5-turbo") + 1500 + w.parts["margin"] <= 16385, n
+        zero += w.budget == 0
+    assert zero, "some of these questions leave no history budget"

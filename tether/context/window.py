@@ -21,9 +21,10 @@ from .tokens import (
     TOKENS_PER_REPLY, _text_tokens, encoding_for, message_tokens, overhead_tokens, truncate_text,
 )
 
-# Every chat model has at least this window, so a query this small cannot
-# overflow it and litellm need not be imported just to check.
-_SURELY_FITS = 2048
+# Every chat model has a window of at least 2048 tokens, and the reply reserve takes at most
+# half of it: a turn this small (with any reply asked for) cannot overflow, and litellm need
+# not be imported just to check.
+_SURELY_FITS = 960
 OMITTED_NOTE = "[Only part of the earlier conversation is shown; {n} earlier messages were left out.]"
 SUMMARY_HEAD = "Summary of earlier conversation (not all of it is shown below):\n"
 ORPHAN_MARKER = "[earlier conversation omitted]"
@@ -91,7 +92,9 @@ class Window:
         *,
         markers: bool = True,
     ) -> list[dict[str, Any]]:
-        """Chat messages for litellm: system + context block, history, then the query as a user message."""
+        """Chat messages for litellm: system + context block, history, then the query as a user message.
+
+        The omission note goes only with a history budget (its tokens are reserved there)."""
         system = self.system if system is None else system
         context = self.context if context is None else context
         query_text = self.query if query is None else _text_of(query)
@@ -99,7 +102,7 @@ class Window:
         head = [s for s in (system, render_context(context)) if s]
         if self.summary_text:
             head.append(SUMMARY_HEAD + self.summary_text)
-        if markers and self.dropped:
+        if markers and self.dropped and self.budget > 0:  # its tokens come out of the history budget
             head.append(OMITTED_NOTE.format(n=self.dropped))
         if head:
             out.append({"role": "system", "content": "\n\n".join(head)})
@@ -167,7 +170,10 @@ def build_window(
 
     `budget_tokens` is the history budget and is honoured exactly; otherwise it is
     derived from the model's window minus reply, system, context, query and margin.
-    Raises ContextOverflow when the query alone cannot fit the model's window.
+    Raises ContextOverflow when the query alone cannot fit the model's window with the system
+    prompt, context, reply reserve and margin. When that leaves nothing for history (or
+    budget_tokens=0), the window is the question alone, without the omission note it has no
+    tokens for.
     """
     policy = Policy.from_options(policy_options) if policy_options else _DEFAULT_POLICY
     enc = encoding_for(model)
@@ -184,19 +190,21 @@ def build_window(
     fixed = sys_total + parts["query"]
 
     derive = budget_tokens is None
-    if derive or context_window is not None or fixed > _SURELY_FITS:
+    if derive or context_window is not None or fixed + (max_output_tokens or 0) > _SURELY_FITS:
         limits = _budget.model_limits(model)
         window = int(context_window) if context_window else limits.max_input_tokens
         reply = _budget.reply_reserve(limits, max_output_tokens, window)
         margin = _budget.safety_margin(window)
-        if fixed + margin > window and (derive or context_window is not None or limits.known):
+        # the reply is part of the window too: a request that fills it leaves the model no room to answer
+        if fixed + reply + margin > window and (derive or context_window is not None or limits.known):
             assumed = "" if context_window or limits.known else (
                 f" ({window} is an assumption: litellm does not know this model; set its context_window in the config)")
             raise ContextOverflow(
                 f"the new message needs {parts['query']} tokens, and with the system prompt "
-                f"({parts['system']}) and context ({parts['context']}) the turn needs {fixed}: more than the "
-                f"{window}-token window of {model or 'the default model'} allows (margin {margin}){assumed}; "
-                "shorten it or use a model with a larger window"
+                f"({parts['system']}) and context ({parts['context']}) the turn needs {fixed}, plus {reply} kept "
+                f"for the reply: {fixed + reply}, more than the {window}-token window of "
+                f"{model or 'the default model'} allows (margin {margin}){assumed}; "
+                "shorten it, ask for a shorter reply (max_output_tokens) or use a model with a larger window"
             )
     else:
         window, reply, margin = 0, 0, 0
