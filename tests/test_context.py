@@ -284,3 +284,20 @@ def test_no_omission_note_without_a_history_budget_to_pay_for_it() -> None:
         assert count_tokens(sent, "gpt-3.5-turbo") + 1500 + w.parts["margin"] <= 16385, n
         zero += w.budget == 0
     assert zero, "some of these questions leave no history budget"
+
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-3.5-turbo"])
+@pytest.mark.parametrize("text", ["😀" * 3000, "👧😀🌈" * 500, "\u200d👧" * 900, "é̈" * 2000, "abc \ud800 déf " * 600])
+def test_a_cut_never_splits_a_character(model: str, text: str) -> None:
+    """Found by audit: head and tail were cut at token boundaries inside a character's bytes and
+    decoded to U+FFFD. The kept head and tail are the original's own first and last characters."""
+    enc = encoding_for(model)
+    for budget in (40, 60, 100):
+        w = build_window([{"id": "u0", "role": "user", "content": text}], "and?", budget_tokens=budget, model=model)
+        cut = w.messages[0]["content"]
+        head, _, rest = cut.partition("\n[... ")
+        tail = rest.split(" omitted ...]\n", 1)[1]
+        assert "\ufffd" not in cut and text.startswith(head) and text.endswith(tail), (budget, cut)
+        assert (head and tail) or budget == 40, "only a tiny cut may keep no whole character (an emoji is 2-3 tokens)"
+        assert w.tokens == message_tokens(w.messages[0], enc) <= budget
