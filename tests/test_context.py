@@ -301,3 +301,20 @@ def test_a_cut_never_splits_a_character(model: str, text: str) -> None:
         assert "\ufffd" not in cut and text.startswith(head) and text.endswith(tail), (budget, cut)
         assert (head and tail) or budget == 40, "only a tiny cut may keep no whole character (an emoji is 2-3 tokens)"
         assert w.tokens == message_tokens(w.messages[0], enc) <= budget
+
+
+
+def test_a_history_without_ids_is_not_taken_to_open_mid_turn() -> None:
+    """Found by audit: the first message was recognised by its id, so a greeting without one
+    was taken for a reply whose question was left out and got the orphan marker."""
+    greet = {"role": "assistant", "content": "Welcome! " + "Here is our long policy text. " * 400}
+    hist = [greet, {"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]
+    w = build_window(hist, "and then?", budget_tokens=300, model="gpt-4o")
+    assert w.messages[0]["content"].startswith("Welcome!") and not w.opens_mid_turn
+    assert "[earlier conversation omitted]" not in [m["content"] for m in w.to_messages()]
+    assert w.truncated_ids == [], "no made-up id for the shortened greeting"
+    mixed = [{"id": "#x", "role": "user", "content": "an id like a stand-in"}] + conv(10) + [
+        {"role": "user", "content": "no id " * 50}, {"role": "assistant", "content": "none"}]
+    w = build_window(mixed, "question 9", budget_tokens=120)
+    assert w.dropped == len(mixed) - len(w.messages)
+    assert w.dropped_ids == [m["id"] for m in mixed if "id" in m and m not in w.messages]

@@ -60,14 +60,13 @@ def _get(item: Any, key: str) -> Any:
     return fields_of(item).get(key)
 
 
-def _same(a: Any, b: Any) -> bool:
-    """The same history message (a shortened copy keeps its id)."""
-    return a is b or (_get(a, "id") is not None and _get(a, "id") == _get(b, "id"))
-
-
 @dataclass
 class Window:
-    """What would be sent: chosen history, its size, and what was left out and why."""
+    """What would be sent: chosen history, its size, and what was left out and why.
+
+    `dropped` counts every history message left out; `dropped_ids` and `truncated_ids` name
+    those that have an id (a message without one has no name a caller could look up).
+    """
 
     messages: list[Any]
     tokens: int
@@ -223,12 +222,12 @@ def build_window(
 
     items = list(history)
     h = History.of(items, enc)
-    messages, total, dropped_ids, truncated_ids = _choose(items, h, hist_budget, policy, query_text, enc)
+    messages, total, first, dropped_ids, truncated_ids = _choose(items, h, hist_budget, policy, query_text, enc)
     parts["history"] = total
     return Window(
         messages=messages,
         tokens=total,
-        dropped=len(dropped_ids),
+        dropped=len(items) - len(messages),
         dropped_ids=dropped_ids,
         budget=hist_budget,
         parts=parts,
@@ -239,16 +238,18 @@ def build_window(
         context=context,
         query=query_text,
         summary_text=summary_text,
-        opens_mid_turn=bool(messages) and _get(messages[0], "role") == "assistant" and not _same(messages[0], items[0]),
+        # by position: the history's first message opens no turn it could be cut from (with or without an id)
+        opens_mid_turn=bool(messages) and first > 0 and _get(messages[0], "role") == "assistant",
     )
 
 
 def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_text: str, enc: str
-            ) -> tuple[list[Any], int, list[str], list[str]]:
-    """The history items to send (some shortened), their tokens, and the ids dropped and cut."""
+            ) -> tuple[list[Any], int, int, list[str], list[str]]:
+    """The history items to send (some shortened), their tokens, the position of the first one
+    sent, and the ids dropped and cut (of items that have one)."""
     total = h.cum[len(h)]
     if total <= budget:
-        return items, total, [], []  # the whole history fits: nothing to rank or choose (most turns of most chats)
+        return items, total, 0, [], []  # the whole history fits: nothing to rank or choose (most turns of most chats)
     ranked, scores = None, None
     if policy.relevance and query_text and len(h) > 1:
         from .ranking import rank_units
@@ -262,7 +263,8 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
         item = items[i]
         if i in sel.truncated:
             item, n = _shortened(item, h, i, sel.truncated[i], enc)
-            truncated_ids.append(h.ids[i])
+            if i not in h.unnamed:
+                truncated_ids.append(h.ids[i])
         else:
             n = h.tokens[i]
         messages.append(item)
@@ -273,7 +275,10 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
         dropped_ids += h.ids[prev:i]
         prev = i + 1
     dropped_ids += h.ids[prev:]
-    return messages, total, dropped_ids, truncated_ids
+    if h.unnamed:  # their ids are stand-ins ("#k"), not names a caller gave
+        sent = set(sel.chosen)
+        dropped_ids = [h.ids[k] for k in range(len(h)) if k not in sent and k not in h.unnamed]
+    return messages, total, sel.chosen[0] if sel.chosen else 0, dropped_ids, truncated_ids
 
 
 def _shortened(item: Any, h: History, i: int, target: int, enc: str) -> tuple[Any, int]:
