@@ -369,3 +369,17 @@ def test_moving_only_timestamps_is_seen_by_the_relevance_index() -> None:
     items._CACHE.clear()
     relevance._INDEXES.clear()
     assert ids(build_window(h, q, budget_tokens=150, model="gpt-4o")) == ids(warm)
+
+
+@pytest.mark.parametrize("budget", [78, 108, 120])
+def test_a_question_kept_alone_takes_the_newest_of_its_turn_that_still_fit(budget: int) -> None:
+    """The question kept when its turn does not fit is not all that goes: its newest whole
+    tool units that fit with it go too (the first fix kept the question alone)."""
+    h = [{"id": "u0", "role": "user", "content": "where is the invoice " + "please " * 20},
+         {"id": "c1", "role": "assistant", "content": "", "tool_calls": call("k1", 1)},
+         {"id": "t1", "role": "tool", "tool_call_id": "k1", "content": "found " * 2},
+         {"id": "c2", "role": "assistant", "content": "", "tool_calls": call("k2", 5)},
+         {"id": "t2", "role": "tool", "tool_call_id": "k2", "content": "drawer " * 6}]
+    w = build_window(h, "and then?", budget_tokens=budget, model="gpt-4o")
+    assert ids(w) == (["u0", "c1", "t1"] if budget < 87 else ["u0", "c2", "t2"]) and w.tokens <= budget
+    assert_tool_calls_whole([m for m in w.to_messages() if m["role"] != "system"])

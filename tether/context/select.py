@@ -330,9 +330,10 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
     """A window must not open on a reply (or a system note) whose question was left out.
 
     When that leaves nothing (a tiny budget: the question and a useful cut of its answer
-    do not fit together), the question alone is kept (cut if it must be) rather than an
-    empty window. What is dropped here goes a whole tool unit at a time (`chosen` holds
-    whole units), so no call is left without its results or the other way round.
+    do not fit together), the question is kept (cut if it must be) rather than an empty
+    window, with the newest of its turn's messages that still fit. What is dropped here goes
+    a whole tool unit at a time (`chosen` holds whole units), so no call is left without its
+    results or the other way round.
     """
     while chosen:
         first = chosen[0]
@@ -352,5 +353,8 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
         if not chosen:
             head = h.atom(start) if h.has_atoms else [start]  # the question (a unit if it is a call)
             if p.add(head) or p.add_cut(head):
+                end = h.groups[h.group_of[start]][1]
+                for unit in reversed(_atoms(h, list(range(head[-1] + 1, end)))):
+                    p.add(unit)
                 return sorted(p.chosen)
     return chosen
