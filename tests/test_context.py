@@ -252,3 +252,69 @@ def test_tool_calls_count_towards_the_budget() -> None:
     msg = Message(role="assistant", content="", tool_calls=calls)  # a session's own message: the same count
     assert build_window([hist[0], msg], "x", budget_tokens=100_000).tokens == full.tokens - (
         build_window(hist[2:], "x", budget_tokens=100_000).tokens)
+
+
+
+def test_a_question_that_leaves_no_room_for_the_reply_overflows() -> None:
+    """Found by audit: the check left the reply reserve out, so a question that fitted the
+    window only without its reply was accepted. The router relies on this error to move to
+    a model with a larger window."""
+    hist = [{"id": "u0", "role": "user", "content": "hi"}, {"id": "a0", "role": "assistant", "content": "hello"}]
+    with pytest.raises(ContextOverflow) as e:
+        build_window(hist, "word " * 15900, model="gpt-3.5-turbo", max_output_tokens=1500)
+    assert "1500" in str(e.value) and "16385" in str(e.value) and "reply" in str(e.value)
+    w = build_window(hist, "word " * 14000, model="gpt-3.5-turbo", max_output_tokens=1500)
+    assert count_tokens(w.to_messages(), "gpt-3.5-turbo") + 1500 <= 16385
+
+
+
+def test_no_omission_note_without_a_history_budget_to_pay_for_it() -> None:
+    """The note costs tokens: sent only when a history budget was left to carry it (a window
+    sized to the question alone, or budget_tokens=0 asked for, sends system and question only)."""
+    hist = [{"id": "u0", "role": "user", "content": "hi"}, {"id": "a0", "role": "assistant", "content": "hello"}]
+    msgs = build_window(hist, "and?", budget_tokens=0, system="Be brief.").to_messages()
+    assert [m["role"] for m in msgs] == ["system", "user"] and "left out" not in msgs[0]["content"]
+    zero = 0
+    for n in range(14540, 14575):  # questions that leave 0 to ~30 tokens of history budget
+        try:
+            w = build_window(hist, "word " * n, model="gpt-3.5-turbo", max_output_tokens=1500)
+        except ContextOverflow:
+            continue
+        sent = w.to_messages()
+        assert count_tokens(sent, "gpt-3.5-turbo") + 1500 + w.parts["margin"] <= 16385, n
+        zero += w.budget == 0
+    assert zero, "some of these questions leave no history budget"
+
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-3.5-turbo"])
+@pytest.mark.parametrize("text", ["😀" * 3000, "👧😀🌈" * 500, "\u200d👧" * 900, "é̈" * 2000, "abc \ud800 déf " * 600])
+def test_a_cut_never_splits_a_character(model: str, text: str) -> None:
+    """Found by audit: head and tail were cut at token boundaries inside a character's bytes and
+    decoded to U+FFFD. The kept head and tail are the original's own first and last characters."""
+    enc = encoding_for(model)
+    for budget in (40, 60, 100):
+        w = build_window([{"id": "u0", "role": "user", "content": text}], "and?", budget_tokens=budget, model=model)
+        cut = w.messages[0]["content"]
+        head, _, rest = cut.partition("\n[... ")
+        tail = rest.split(" omitted ...]\n", 1)[1]
+        assert "\ufffd" not in cut and text.startswith(head) and text.endswith(tail), (budget, cut)
+        assert (head and tail) or budget == 40, "only a tiny cut may keep no whole character (an emoji is 2-3 tokens)"
+        assert w.tokens == message_tokens(w.messages[0], enc) <= budget
+
+
+
+def test_a_history_without_ids_is_not_taken_to_open_mid_turn() -> None:
+    """Found by audit: the first message was recognised by its id, so a greeting without one
+    was taken for a reply whose question was left out and got the orphan marker."""
+    greet = {"role": "assistant", "content": "Welcome! " + "Here is our long policy text. " * 400}
+    hist = [greet, {"role": "user", "content": "ok"}, {"role": "assistant", "content": "fine"}]
+    w = build_window(hist, "and then?", budget_tokens=300, model="gpt-4o")
+    assert w.messages[0]["content"].startswith("Welcome!") and not w.opens_mid_turn
+    assert "[earlier conversation omitted]" not in [m["content"] for m in w.to_messages()]
+    assert w.truncated_ids == [], "no made-up id for the shortened greeting"
+    mixed = [{"id": "#x", "role": "user", "content": "an id like a stand-in"}] + conv(10) + [
+        {"role": "user", "content": "no id " * 50}, {"role": "assistant", "content": "none"}]
+    w = build_window(mixed, "question 9", budget_tokens=120)
+    assert w.dropped == len(mixed) - len(w.messages)
+    assert w.dropped_ids == [m["id"] for m in mixed if "id" in m and m not in w.messages]

@@ -308,3 +308,78 @@ def test_threads_growing_one_session_see_what_a_fresh_process_would() -> None:
             t.join()
         sys.setswitchinterval(old)
     assert errors == []
+
+
+
+def test_a_pinned_tool_call_comes_with_its_results() -> None:
+    """Found by audit: the pinned call was taken alone, recency filled the budget, its result
+    no longer fitted, and the call was then dropped as incomplete although the pair fitted."""
+    lookup = [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}]
+    h: list[dict[str, Any]] = [
+        {"id": "u0", "role": "user", "content": "look it up"},
+        {"id": "a1", "role": "assistant", "content": "", "tool_calls": lookup, "pinned": True},
+        {"id": "t2", "role": "tool", "tool_call_id": "call_1", "content": "fact " * 300},
+        {"id": "a3", "role": "assistant", "content": "done"}]
+    h += [{"id": f"m{k}", "role": "user" if k % 2 == 0 else "assistant", "content": "chat " * 40} for k in range(4, 40)]
+    w = build_window(h, "and then?", budget_tokens=1000, model="gpt-4o")
+    assert {"a1", "t2"} <= set(ids(w)) and "m39" in ids(w), ids(w)
+    assert w.tokens <= 1000
+    assert_tool_calls_whole([m for m in w.to_messages() if m["role"] not in ("system",)])
+    # a pinned result brings its call too
+    h[1]["pinned"], h[2]["pinned"] = False, True
+    assert {"a1", "t2"} <= set(ids(build_window(h, "and then?", budget_tokens=1000, model="gpt-4o")))
+
+
+
+@pytest.mark.parametrize("question_words", [65, 5000])
+def test_a_turn_whose_answer_cannot_come_keeps_its_question_alone(question_words: int) -> None:
+    """Found by audit: when the newest turn's tool call and result fit but their question did
+    not fit with them, the fallback re-added the question with the call (too big) and the
+    window came back empty; an oversized question is cut to fit instead."""
+    search = [{"id": "call_1", "type": "function", "function": {"name": "search", "arguments": json.dumps({"q": "word " * 43})}}]
+    h = [{"id": "u0", "role": "user", "content": "find " * question_words},
+         {"id": "a1", "role": "assistant", "content": "", "tool_calls": search},
+         {"id": "t2", "role": "tool", "tool_call_id": "call_1", "content": "hit " * 34}]
+    w = build_window(h, "and then?", budget_tokens=127, model="gpt-4o")
+    assert ids(w) == ["u0"] and w.tokens <= 127
+    assert w.truncated_ids == ([] if question_words == 65 else ["u0"])
+
+
+
+def test_moving_only_timestamps_is_seen_by_the_relevance_index() -> None:
+    """Found by audit: the cached BM25 index checked ids and texts only, so after the times
+    alone were edited a date in the query still pointed to the messages of the old dates."""
+    from datetime import datetime, timedelta, timezone
+
+    from tether.context import items, relevance
+
+    day0 = datetime(2023, 3, 1, tzinfo=timezone.utc)
+    h = []
+    for k in range(40):
+        h.append({"id": f"u{k}", "role": "user", "content": f"we talked about topic {k} and the plan",
+                  "timestamp": day0 + timedelta(days=k)})
+        h.append({"id": f"a{k}", "role": "assistant", "content": f"noted, topic {k} it is",
+                  "timestamp": day0 + timedelta(days=k)})
+    q = "what did we decide on 5 March 2023?"
+    assert "u4" in ids(build_window(h, q, budget_tokens=150, model="gpt-4o"))
+    for k, m in enumerate(h):  # same ids and texts; 5 March is now topic 23's day
+        m["timestamp"] = datetime(2023, 2, 10, tzinfo=timezone.utc) + timedelta(days=k // 2)
+    warm = build_window(h, q, budget_tokens=150, model="gpt-4o")
+    assert "u23" in ids(warm), ids(warm)
+    items._CACHE.clear()
+    relevance._INDEXES.clear()
+    assert ids(build_window(h, q, budget_tokens=150, model="gpt-4o")) == ids(warm)
+
+
+@pytest.mark.parametrize("budget", [78, 108, 120])
+def test_a_question_kept_alone_takes_the_newest_of_its_turn_that_still_fit(budget: int) -> None:
+    """The question kept when its turn does not fit is not all that goes: its newest whole
+    tool units that fit with it go too (the first fix kept the question alone)."""
+    h = [{"id": "u0", "role": "user", "content": "where is the invoice " + "please " * 20},
+         {"id": "c1", "role": "assistant", "content": "", "tool_calls": call("k1", 1)},
+         {"id": "t1", "role": "tool", "tool_call_id": "k1", "content": "found " * 2},
+         {"id": "c2", "role": "assistant", "content": "", "tool_calls": call("k2", 5)},
+         {"id": "t2", "role": "tool", "tool_call_id": "k2", "content": "drawer " * 6}]
+    w = build_window(h, "and then?", budget_tokens=budget, model="gpt-4o")
+    assert ids(w) == (["u0", "c1", "t1"] if budget < 87 else ["u0", "c2", "t2"]) and w.tokens <= budget
+    assert_tool_calls_whole([m for m in w.to_messages() if m["role"] != "system"])

@@ -83,6 +83,7 @@ class History:
     atom_start: list[int] = field(default_factory=list)  # first message of the unit each message must go with
     has_atoms: bool = False  # any unit of several messages (tool calls with their results)
     cum: list[int] = field(default_factory=lambda: [0])  # tokens of the first k messages (may run past len)
+    unnamed: frozenset[int] = frozenset()  # items without an id (their `ids` entry is a stand-in, "#k")
 
     @classmethod
     def of(cls, items: list[Any], enc_name: str) -> "History":
@@ -91,6 +92,7 @@ class History:
         # a session's own messages: typed fields, read directly (unless a text was set to a
         # non-string: Message does not validate assignments)
         contents = list(map(_CONTENT, items)) if set(map(type, items)) <= {Message} else None
+        unnamed: list[int] = []  # positions of items without an id (a Message always has one)
         if contents is not None and set(map(type, contents)) <= {str}:
             ids = list(map(_ID, items))
             pinned = list(map(_PINNED, items))
@@ -106,6 +108,8 @@ class History:
                 f = it if type(it) is dict else fields_of(it)
                 mid, content, pin = f.get("id"), f.get("content"), f.get("pinned", False)
                 ids[k] = str(mid) if mid is not None else f"#{k}"
+                if mid is None:
+                    unnamed.append(k)
                 contents[k] = content if isinstance(content, str) else ("" if content is None else str(content))
                 pinned[k] = bool(pin)
                 roles[k] = f.get("role") or "user"
@@ -120,16 +124,17 @@ class History:
             with cached.lock:  # threads building windows for one session extend it in turn
                 if cached.matches(read) >= min(n, len(cached.ids)):
                     cached.extend(items, read, enc_name)
-                    return cls._from(cached, items, pinned, read)
+                    return cls._from(cached, items, pinned, read, unnamed)
         fresh = _Columns()  # a new session, or an edit or deletion: start again (private until built)
         fresh.extend(items, read, enc_name)
-        h = cls._from(fresh, items, pinned, read)
+        h = cls._from(fresh, items, pinned, read, unnamed)
         if ids:
             _store(enc_name, ids, contents, fresh)
         return h
 
     @classmethod
-    def _from(cls, cols: "_Columns", items: list[Any], pinned: list[bool], read: "_Read") -> "History":
+    def _from(cls, cols: "_Columns", items: list[Any], pinned: list[bool], read: "_Read",
+              unnamed: list[int]) -> "History":
         n = len(items)
         h = cls(items, read.ids, read.roles, read.names, read.contents, cols.tokens[:n], pinned, cols.stamps[:n])
         h.groups = cols.groups_upto(n)
@@ -138,6 +143,8 @@ class History:
         h.atom_start = cols.atom_start[:n]
         h.cum = cols.cum  # appended to, never changed: a prefix is all a shorter history reads
         h.has_atoms = cols.first_joined < n
+        if unnamed:
+            h.unnamed = frozenset(unnamed)
         return h
 
     def atom(self, i: int) -> list[int]:

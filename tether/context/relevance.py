@@ -205,7 +205,8 @@ class Index:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self.contents: list[str] = []
-        self.dates: list[int] = []  # date ordinals, 0 when unknown
+        self.stamps: list[Any] = []  # as given: what `matches` compares (cheap, often the same objects)
+        self.dates: list[int] = []  # date ordinals, 0 when unknown (date_boost reads them)
         self.has_time: list[bool] = []
         self.has_number: list[bool] = []
         self.doclen: list[int] = []
@@ -230,6 +231,7 @@ class Index:
         self.has_time.append(t)
         self.has_number.append(num)
         day = to_date(stamp)
+        self.stamps.append(stamp)
         self.dates.append(day.toordinal() if day else 0)
         self.ids.append(mid)
         self.contents.append(text)
@@ -250,9 +252,15 @@ class Index:
         for k in range(len(self.ids), len(ids)):
             self.append(ids[k], contents[k], stamps[k] if stamps else None)
 
-    def matches(self, ids: list[str], contents: list[str]) -> int:
-        """How many leading messages of the given history this index holds unchanged."""
-        return unchanged_prefix(self.ids, self.contents, ids, contents)
+    def matches(self, ids: list[str], contents: list[str], stamps: list[Any] | None = None) -> int:
+        """How many leading messages of the given history this index holds unchanged: same id,
+        text and time (a moved time moves the message's date for date_boost). Without `stamps`,
+        times are not compared."""
+        n = unchanged_prefix(self.ids, self.contents, ids, contents)
+        mine = self.stamps
+        if stamps is not None and mine[:n] != stamps[:n]:  # in C, identity first: the columns hand back the same objects
+            n = next(k for k in range(n) if mine[k] != stamps[k])
+        return n
 
     def scores(
         self, qterms: list[str] | dict[str, float], n: int, k1: float = 1.2, b: float = 0.75,
@@ -353,7 +361,7 @@ def index_for(ids: list[str], contents: list[str], stamps: list[Any] | None = No
             _INDEXES.move_to_end(key)
     if idx is not None:
         with idx.lock:  # threads building windows for one session extend it in turn
-            if idx.matches(ids, contents) >= min(len(idx), len(ids)):
+            if idx.matches(ids, contents, stamps) >= min(len(idx), len(ids)):
                 idx.extend(ids, contents, stamps)
                 return idx
     idx = Index()  # a new session, or an edit or deletion: rebuild (private until built)

@@ -170,10 +170,14 @@ def select(
     p = _Picker(h, budget, policy)
     if not len(h) or budget <= 0:
         return Selection([], {}, {})
-    # 1. pinned messages, whatever their age (cut if oversized)
+    # 1. pinned messages, whatever their age (cut if oversized); a pinned tool call or result
+    # with the rest of its unit, as it can only be sent whole (taken alone, recency would fill
+    # the room its other half needs and the pin would be dropped at the end)
     for i, pin in enumerate(h.pinned):
-        if pin:
-            p.add([i])
+        if pin and i not in p.chosen:
+            unit = h.atom(i) if h.has_atoms else [i]
+            if not p.add(unit) and len(unit) > 1:
+                p.add_cut(unit)
     # 2. the newest turn: whole if it fits, else its newest messages that fit
     ngroups = len(h.groups)
     last = ngroups - 1
@@ -326,7 +330,10 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
     """A window must not open on a reply (or a system note) whose question was left out.
 
     When that leaves nothing (a tiny budget: the question and a useful cut of its answer
-    do not fit together), the question alone is kept rather than an empty window.
+    do not fit together), the question is kept (cut if it must be) rather than an empty
+    window, with the newest of its turn's messages that still fit. What is dropped here goes
+    a whole tool unit at a time (`chosen` holds whole units), so no call is left without its
+    results or the other way round.
     """
     while chosen:
         first = chosen[0]
@@ -334,12 +341,20 @@ def _no_orphan_start(h: History, chosen: list[int], p: _Picker) -> list[int]:
         if h.roles[first] == "user" or start == first:
             break  # a question, or a turn's own start (the history's first message, a system
             # message between turns, a reply after a silence); not a system note inside a turn
-        if p.add(list(range(start, first))):
+        if p.add(list(range(start, first))):  # whole units: those before `first` are not chosen
             return sorted(p.chosen)
-        if h.pinned[first]:
+        unit = h.atom(first) if h.has_atoms else [first]
+        if any(h.pinned[j] for j in unit):
             break
-        _drop(p, first)
-        chosen = chosen[1:]
-        if not chosen and p.add(list(range(start, first))):
-            return sorted(p.chosen)
+        for j in unit:
+            if j in p.chosen:
+                _drop(p, j)
+        chosen = [j for j in chosen if j not in unit]
+        if not chosen:
+            head = h.atom(start) if h.has_atoms else [start]  # the question (a unit if it is a call)
+            if p.add(head) or p.add_cut(head):
+                end = h.groups[h.group_of[start]][1]
+                for unit in reversed(_atoms(h, list(range(head[-1] + 1, end)))):
+                    p.add(unit)
+                return sorted(p.chosen)
     return chosen

@@ -174,7 +174,12 @@ def message_tokens(msg: Any, enc_name: str) -> int:
 
 
 def truncate_text(text: str, max_tokens: int, enc_name: str, marker: str = "\n[... {n} tokens omitted ...]\n") -> str:
-    """Head and tail of a text within max_tokens, with a marker naming what was cut."""
+    """Head and tail of a text within max_tokens, with a marker naming what was cut.
+
+    Head and tail are slices of the text itself, at whole characters: a token boundary can fall
+    inside a character's bytes (an emoji is several tokens), and decoding such a slice of tokens
+    gives U+FFFD.
+    """
     enc = get_encoding(enc_name)
     ids = enc.encode(text, disallowed_special=())
     if len(ids) <= max_tokens:
@@ -182,10 +187,24 @@ def truncate_text(text: str, max_tokens: int, enc_name: str, marker: str = "\n[.
     room = max(max_tokens - _text_tokens(marker.format(n=len(ids)), enc_name) - 2, 2)
     head = (room * 2) // 3
     tail = room - head
-    cut = len(ids) - head - tail
-    out = enc.decode(ids[:head]) + marker.format(n=cut) + (enc.decode(ids[-tail:]) if tail else "")
-    # decoding at a split multi-byte boundary can re-encode longer; trim until it fits
-    while _text_tokens(out, enc_name) > max_tokens and head > 1:
-        head -= max(1, head // 10)
-        out = enc.decode(ids[:head]) + marker.format(n=len(ids) - head - tail) + (enc.decode(ids[-tail:]) if tail else "")
-    return out
+    while True:
+        out = _head_and_tail(text, enc, ids, head, tail, marker)
+        # a slice re-encodes to a few tokens more or less than it came from: trim until it fits
+        if _text_tokens(out, enc_name) <= max_tokens or head + tail == 0:
+            return out
+        if head >= tail:
+            head -= max(1, head // 10)
+        else:
+            tail -= max(1, tail // 10)
+
+
+def _head_and_tail(text: str, enc: Any, ids: list[int], head: int, tail: int, marker: str) -> str:
+    """The text's characters spelled whole by its first `head` and last `tail` tokens, around
+    the marker. Counted in characters of the decoded tokens: the text's own, one for one (a lone
+    surrogate, which tiktoken reads as U+FFFD, is one character either way)."""
+    def chars(part: list[int]) -> int:  # an incomplete character at either end is not counted
+        return len(enc.decode_bytes(part).decode("utf-8", "ignore")) if part else 0
+
+    n_head = min(chars(ids[:head]), len(text))
+    n_tail = min(chars(ids[len(ids) - tail:] if tail else []), len(text) - n_head)
+    return text[:n_head] + marker.format(n=len(ids) - head - tail) + text[len(text) - n_tail:]

@@ -21,9 +21,10 @@ from .tokens import (
     TOKENS_PER_REPLY, _text_tokens, encoding_for, message_tokens, overhead_tokens, truncate_text,
 )
 
-# Every chat model has at least this window, so a query this small cannot
-# overflow it and litellm need not be imported just to check.
-_SURELY_FITS = 2048
+# Every chat model has a window of at least 2048 tokens, and the reply reserve takes at most
+# half of it: a turn this small (with any reply asked for) cannot overflow, and litellm need
+# not be imported just to check.
+_SURELY_FITS = 960
 OMITTED_NOTE = "[Only part of the earlier conversation is shown; {n} earlier messages were left out.]"
 SUMMARY_HEAD = "Summary of earlier conversation (not all of it is shown below):\n"
 ORPHAN_MARKER = "[earlier conversation omitted]"
@@ -59,14 +60,13 @@ def _get(item: Any, key: str) -> Any:
     return fields_of(item).get(key)
 
 
-def _same(a: Any, b: Any) -> bool:
-    """The same history message (a shortened copy keeps its id)."""
-    return a is b or (_get(a, "id") is not None and _get(a, "id") == _get(b, "id"))
-
-
 @dataclass
 class Window:
-    """What would be sent: chosen history, its size, and what was left out and why."""
+    """What would be sent: chosen history, its size, and what was left out and why.
+
+    `dropped` counts every history message left out; `dropped_ids` and `truncated_ids` name
+    those that have an id (a message without one has no name a caller could look up).
+    """
 
     messages: list[Any]
     tokens: int
@@ -91,7 +91,9 @@ class Window:
         *,
         markers: bool = True,
     ) -> list[dict[str, Any]]:
-        """Chat messages for litellm: system + context block, history, then the query as a user message."""
+        """Chat messages for litellm: system + context block, history, then the query as a user message.
+
+        The omission note goes only with a history budget (its tokens are reserved there)."""
         system = self.system if system is None else system
         context = self.context if context is None else context
         query_text = self.query if query is None else _text_of(query)
@@ -99,7 +101,7 @@ class Window:
         head = [s for s in (system, render_context(context)) if s]
         if self.summary_text:
             head.append(SUMMARY_HEAD + self.summary_text)
-        if markers and self.dropped:
+        if markers and self.dropped and self.budget > 0:  # its tokens come out of the history budget
             head.append(OMITTED_NOTE.format(n=self.dropped))
         if head:
             out.append({"role": "system", "content": "\n\n".join(head)})
@@ -167,7 +169,10 @@ def build_window(
 
     `budget_tokens` is the history budget and is honoured exactly; otherwise it is
     derived from the model's window minus reply, system, context, query and margin.
-    Raises ContextOverflow when the query alone cannot fit the model's window.
+    Raises ContextOverflow when the query alone cannot fit the model's window with the system
+    prompt, context, reply reserve and margin. When that leaves nothing for history (or
+    budget_tokens=0), the window is the question alone, without the omission note it has no
+    tokens for.
     """
     policy = Policy.from_options(policy_options) if policy_options else _DEFAULT_POLICY
     enc = encoding_for(model)
@@ -184,19 +189,21 @@ def build_window(
     fixed = sys_total + parts["query"]
 
     derive = budget_tokens is None
-    if derive or context_window is not None or fixed > _SURELY_FITS:
+    if derive or context_window is not None or fixed + (max_output_tokens or 0) > _SURELY_FITS:
         limits = _budget.model_limits(model)
         window = int(context_window) if context_window else limits.max_input_tokens
         reply = _budget.reply_reserve(limits, max_output_tokens, window)
         margin = _budget.safety_margin(window)
-        if fixed + margin > window and (derive or context_window is not None or limits.known):
+        # the reply is part of the window too: a request that fills it leaves the model no room to answer
+        if fixed + reply + margin > window and (derive or context_window is not None or limits.known):
             assumed = "" if context_window or limits.known else (
                 f" ({window} is an assumption: litellm does not know this model; set its context_window in the config)")
             raise ContextOverflow(
                 f"the new message needs {parts['query']} tokens, and with the system prompt "
-                f"({parts['system']}) and context ({parts['context']}) the turn needs {fixed}: more than the "
-                f"{window}-token window of {model or 'the default model'} allows (margin {margin}){assumed}; "
-                "shorten it or use a model with a larger window"
+                f"({parts['system']}) and context ({parts['context']}) the turn needs {fixed}, plus {reply} kept "
+                f"for the reply: {fixed + reply}, more than the {window}-token window of "
+                f"{model or 'the default model'} allows (margin {margin}){assumed}; "
+                "shorten it, ask for a shorter reply (max_output_tokens) or use a model with a larger window"
             )
     else:
         window, reply, margin = 0, 0, 0
@@ -215,12 +222,12 @@ def build_window(
 
     items = list(history)
     h = History.of(items, enc)
-    messages, total, dropped_ids, truncated_ids = _choose(items, h, hist_budget, policy, query_text, enc)
+    messages, total, first, dropped_ids, truncated_ids = _choose(items, h, hist_budget, policy, query_text, enc)
     parts["history"] = total
     return Window(
         messages=messages,
         tokens=total,
-        dropped=len(dropped_ids),
+        dropped=len(items) - len(messages),
         dropped_ids=dropped_ids,
         budget=hist_budget,
         parts=parts,
@@ -231,16 +238,18 @@ def build_window(
         context=context,
         query=query_text,
         summary_text=summary_text,
-        opens_mid_turn=bool(messages) and _get(messages[0], "role") == "assistant" and not _same(messages[0], items[0]),
+        # by position: the history's first message opens no turn it could be cut from (with or without an id)
+        opens_mid_turn=bool(messages) and first > 0 and _get(messages[0], "role") == "assistant",
     )
 
 
 def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_text: str, enc: str
-            ) -> tuple[list[Any], int, list[str], list[str]]:
-    """The history items to send (some shortened), their tokens, and the ids dropped and cut."""
+            ) -> tuple[list[Any], int, int, list[str], list[str]]:
+    """The history items to send (some shortened), their tokens, the position of the first one
+    sent, and the ids dropped and cut (of items that have one)."""
     total = h.cum[len(h)]
     if total <= budget:
-        return items, total, [], []  # the whole history fits: nothing to rank or choose (most turns of most chats)
+        return items, total, 0, [], []  # the whole history fits: nothing to rank or choose (most turns of most chats)
     ranked, scores = None, None
     if policy.relevance and query_text and len(h) > 1:
         from .ranking import rank_units
@@ -254,7 +263,8 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
         item = items[i]
         if i in sel.truncated:
             item, n = _shortened(item, h, i, sel.truncated[i], enc)
-            truncated_ids.append(h.ids[i])
+            if i not in h.unnamed:
+                truncated_ids.append(h.ids[i])
         else:
             n = h.tokens[i]
         messages.append(item)
@@ -265,7 +275,10 @@ def _choose(items: list[Any], h: History, budget: int, policy: Policy, query_tex
         dropped_ids += h.ids[prev:i]
         prev = i + 1
     dropped_ids += h.ids[prev:]
-    return messages, total, dropped_ids, truncated_ids
+    if h.unnamed:  # their ids are stand-ins ("#k"), not names a caller gave
+        sent = set(sel.chosen)
+        dropped_ids = [h.ids[k] for k in range(len(h)) if k not in sent and k not in h.unnamed]
+    return messages, total, sel.chosen[0] if sel.chosen else 0, dropped_ids, truncated_ids
 
 
 def _shortened(item: Any, h: History, i: int, target: int, enc: str) -> tuple[Any, int]:
