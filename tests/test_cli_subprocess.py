@@ -271,6 +271,10 @@ def test_chat_into_a_pipe_keeps_the_prompt_on_the_terminal(tether_home, tmp_path
     try:
         child.expect("›")  # drawn on the terminal (stderr)
         child.send("hello there\r")
+        for _ in range(600):  # the answer reaches the pipe before the next prompt is drawn
+            if out.exists() and "echo: hello there" in out.read_text():
+                break
+            child.expect([pexpect.TIMEOUT], timeout=0.05)
         child.expect("›")
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
