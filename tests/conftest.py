@@ -30,9 +30,16 @@ def fake_server_session():
 
 @pytest.fixture
 def fake_server(fake_server_session):
-    """The shared fake server, emptied of faults and recorded requests for each test."""
+    """The shared fake server, emptied of faults and recorded requests for each test. A
+    rolling summary still being made when a test ends finishes before the next begins, so
+    its call never lands in another test's record."""
     fake_server_session.reset()
     yield fake_server_session
+    import threading
+
+    for th in threading.enumerate():
+        if th.name.startswith("tether-summary-"):
+            th.join(timeout=30)
     fake_server_session.reset()
 
 

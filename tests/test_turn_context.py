@@ -20,6 +20,10 @@ def test_context_options_validated_with_the_key_named(make_tether):
     ("k1 = -3", "context.k1: must be a finite number, not negative"), ("term_rarity = nan", "context.term_rarity"),
     ("passage_weight = inf", "context.passage_weight"), ('unit = "turns"', "context.unit: must be 'pair' or 'message'"),
     ("summary_words = 0", "context.summary_every must be >= 1 and context.summary_words >= 10"),
+    # values that only stall every turn (seconds per window) or overflow scores to NaN
+    ("neighbour_reach = 100000", "context.neighbour_reach: must be at most 50"),
+    ("passage_reach = 10000000", "context.passage_reach: must be at most 50"),
+    ("k1 = 1e308", "context.k1: must be at most 100"), ("date_boost = 1e300", "context.date_boost: must be at most"),
 ])
 def test_a_bad_context_section_is_a_config_error_naming_the_file(tether_home, section, match):
     """It used to pass `tether config` and then fail every turn, after the config was read."""
@@ -77,12 +81,11 @@ def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
         t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
     fake_server.reset()
     fake_server.fixed["mid"] = "Facts 0-9 were filler."
-    r = t.chat_once("first new question", session_id=sid)
+    t.chat_once("first new question", session_id=sid)
     wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))  # made after the turn
     calls = fake_server.calls("mid")
     assert len(calls) == 2  # the answer, then the summary of what the window left out
     assert calls[1]["max_tokens"] == 20 * 2 + 64  # the summary's length is capped, not only asked for
-    assert r.turn_ms < 1000
     assert "Summarise the earlier part" in calls[1]["messages"][0]["content"]
     [event] = [e for e in t.load_session(sid).events if e.type == "summary"]
     meta = event.data
@@ -186,6 +189,7 @@ def test_the_summary_leaves_out_questions_no_model_answered(make_tether, fake_se
 
 def test_a_slow_summary_does_not_hold_up_the_answer(make_tether, fake_server):
     t = make_tether(timeout=3, context={"summary": True, "summary_every": 4}, models={"mid": {"context_window": 1500}})
+    t.chat_once("warm up: litellm is imported by the first turn", model="mid")
     sid = t.create_session(model="mid")
     _long_session(t, sid)
     fake_server.fail("mid", "slow:0", "slow:2")  # the answer at once, the summary after 2 s

@@ -60,6 +60,9 @@ class Policy:
             v = getattr(self, name)
             if not 0 <= v < math.inf:  # NaN fails this too
                 raise ValueError(f"{name}: must be a finite number, not negative, got {v!r}")
+            top = _MAXIMA.get(name, 1e6)  # past these a window takes seconds, or scores overflow to NaN
+            if v > top:
+                raise ValueError(f"{name}: must be at most {top:g}, got {v!r}")
         if self.candidates < 1:
             raise ValueError(f"candidates: must be at least 1, got {self.candidates!r}")
         if self.unit not in ("pair", "message"):
@@ -82,6 +85,7 @@ _NON_NEGATIVE = (
     "feedback_terms", "feedback_weight", "passage_weight", "passage_reach", "neighbour_weight", "neighbour_reach",
     "speaker_boost", "date_boost", "answer_boost",
 )
+_MAXIMA = {"passage_reach": 50, "neighbour_reach": 50, "k1": 100, "feedback_docs": 1000, "feedback_terms": 1000}
 _FIELDS: dict[type, frozenset[str]] = {}  # option names per Policy class (fields() is slow per turn)
 
 
