@@ -196,3 +196,45 @@ def test_a_slow_summary_does_not_hold_up_the_answer(make_tether, fake_server):
     r = t.chat_once("q", session_id=sid)
     assert r.turn_ms < 1500
     wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))
+
+
+_EXIT_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {tests!r})
+import tether.turn.core as core
+from conftest import router_config
+from fakeserver import FakeServer
+core.SUMMARY_EXIT_WAIT = {wait}
+srv = FakeServer(timeout_sleep=30).start()
+cfg = router_config(srv, timeout=30, context={{"summary": True, "summary_every": 4}},
+                    models={{"mid": {{"context_window": 1500}}}})
+from tether import Tether
+t = Tether(config=cfg)
+sid = t.create_session(model="mid")
+for i in range(24):
+    t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {{i}} " + "filler words here " * 30)
+srv.fail("mid", "slow:0", {summary_fault!r})
+t.chat_once("q", session_id=sid)
+print(json.dumps({{"sid": sid, "answered": time.monotonic()}}), flush=True)
+"""
+
+
+@pytest.mark.parametrize("summary_fault, made", [("slow:0.5", True), ("hang", False)])
+def test_a_process_exiting_waits_for_its_summary_but_not_for_long(tether_home, summary_fault, made):
+    """`tether ask` ends right after its answer: the summary it asked for is made before the
+    process exits, unless the call stalls, which must not hold the process for the model's timeout."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from tether import Tether
+
+    script = _EXIT_SCRIPT.format(tests=str(Path(__file__).parent), wait=2.0, summary_fault=summary_fault)
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    sid = json.loads(out.stdout.splitlines()[-1])["sid"]
+    assert any(e.type == "summary" for e in Tether().load_session(sid).events) is made
+    assert elapsed < 25  # the summary call's own timeout is 30 s

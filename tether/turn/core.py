@@ -10,21 +10,23 @@ answers that same message instead of adding a copy.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
-from itertools import islice
+import weakref
 from collections.abc import Callable
+from itertools import islice
 from typing import Any
 
 from ..context.tokens import content_tokens, encoding_for, encoding_loaded
 from ..errors import AllModelsFailed, SessionClosed
 from ..router.config import RouterConfig
 from ..router.engine import Outcome, Prepared, Router
+from ..sessions import Message, Session, SessionEvent, SessionStore, Usage
 from .cache import SessionCache
 from .claims import Claims
 from .pins import AUTO_PIN, Pins, model_rows
-from ..sessions import Message, Session, SessionEvent, SessionStore, Usage
 from .settings import ContextSettings, summarise
 from .types import ChatResult, Events, TurnStart, sendable
 
@@ -241,7 +243,9 @@ class Turns:
     def _summarise_later(self, out: Outcome, session: Session, window: Any) -> None:
         """Extend the session's rolling summary in a thread of its own: the answer is stored and
         returned now, not after a second model call (up to the model's timeout when it hangs).
-        One at a time per session; a process exiting waits for it (the thread is not a daemon)."""
+        One at a time per session. A process exiting waits for it up to SUMMARY_EXIT_WAIT
+        seconds (`tether ask` makes the summary its turn asked for, but never hangs for long on
+        a stalled call; a summary cut off is made by a later turn)."""
         with self._summary_lock:
             if session.id in self._summarising:
                 return
@@ -259,7 +263,9 @@ class Turns:
                 with self._summary_lock:
                     self._summarising.discard(session.id)
 
-        threading.Thread(target=job, name=f"tether-summary-{session.id}").start()
+        th = threading.Thread(target=job, name=f"tether-summary-{session.id}", daemon=True)
+        _SUMMARIES.add(th)
+        th.start()
 
     def _complete_text(self, model: str, messages: list[dict[str, Any]], max_tokens: int) -> str:
         """One plain call to `model` (for the rolling summary): no window, no fallback, no record."""
@@ -441,6 +447,22 @@ class Turns:
 
     def models(self) -> list[dict[str, Any]]:
         return model_rows(self.config, self.router)
+
+
+SUMMARY_EXIT_WAIT = 15.0  # seconds a process exiting gives rolling summaries still being made
+_SUMMARIES: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+def _finish_summaries() -> None:
+    end = time.monotonic() + SUMMARY_EXIT_WAIT
+    for th in list(_SUMMARIES):
+        th.join(max(0.0, end - time.monotonic()))
+
+
+# Run before concurrent.futures stops taking work at exit (as its own hook is registered
+# this way, earlier, and these run last-registered first): after that, litellm's calls
+# fail with "cannot schedule new futures after shutdown". Plain atexit would be too late.
+getattr(threading, "_register_atexit", atexit.register)(_finish_summaries)
 
 
 def _cut_cost(attempts: list[Any]) -> float:
