@@ -406,6 +406,29 @@ def test_a_removed_config_entry_named_like_a_model_is_not_sent_to_the_public_pro
     assert [a.litellm_model for a in r.attempts] == ["openai/main"]
 
 
+def test_an_older_sessions_pin_to_a_removed_bare_named_entry_is_not_sent_raw(fake_server, tether_home):
+    """Sessions written before pins recorded `configured`: a default or route pin to a bare name
+    was a config entry, and must not go to the public provider once the entry is gone. Asked
+    for by name again, it is meant raw: the user's explicit choice is honoured."""
+    from conftest import router_config
+
+    from tether import Session, SessionEvent, Tether
+
+    t = Tether(home=tether_home, config=router_config(fake_server))
+    old_style = Session(pinned_model="gpt-4o-mini", pin_reason="default (config)",
+                        events=[SessionEvent(type="pin_changed",
+                                             data={"from": None, "to": "gpt-4o-mini", "reason": "default (config)"})])
+    t.store.create(old_style)
+    assert t.turns.pins.chain_for(t.load_session(old_style.id))[0] == "main"
+    echo = Session(pinned_model="tether/echo", pin_reason="default (config)",
+                   events=[SessionEvent(type="pin_changed", data={"from": None, "to": "tether/echo",
+                                                                   "reason": "default (config)"})])
+    t.store.create(echo)
+    assert t.turns.pins.chain_for(t.load_session(echo.id))[0] == "tether/echo"  # provider/model: raw
+    t.pin_model(old_style.id, "gpt-4o-mini")
+    assert t.turns.pins.chain_for(t.load_session(old_style.id))[0] == "gpt-4o-mini"
+
+
 def test_two_processes_asking_a_failed_question_again_do_not_share_it(make_tether, fake_server):
     """Another process answering the same unanswered question: its claim is now on disk (a
     flock), so the second asker stores its own question instead of a second answer to the first."""

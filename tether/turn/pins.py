@@ -77,9 +77,9 @@ class Pins:
 
     def pin_model(self, session_id: str, model: str, reason: str = "user") -> str:
         name = self.check_model(model)
-        old = self.cache.load(session_id).pinned_model
-        if old != name:
-            self.set_pin(session_id, name, reason, old)
+        session = self.cache.load(session_id)
+        if session.pinned_model != name or self._stale(session):
+            self.set_pin(session_id, name, reason, session.pinned_model)
         return name
 
     def pin_for_turn(self, session: Session, prompt: str, model: str | None) -> None:
@@ -87,8 +87,11 @@ class Pins:
         session never pinned (made by create_session without a model) gets its model now."""
         if model is not None:
             name = self.check_model(model)
-            if session.pinned_model != name:
+            if session.pinned_model != name or self._stale(session):
+                # asked for by name again after its config entry went: now meant as a raw litellm string
                 self.set_pin(session.id, name, "user", session.pinned_model)
+                session.events.append(SessionEvent.pin_changed(session.pinned_model, name, "user",
+                                                               name in self.config.models))
                 session.pinned_model, session.pin_reason = name, "user"
         elif not session.pinned_model or self.stood_in(session):
             name, reason = self.pick_model(prompt, None)
@@ -124,17 +127,31 @@ class Pins:
             return None
         if not pin or pin in self.config.models:
             return pin
-        configured = next((e.data.get("configured") for e in reversed(session.events)
-                           if e.type == "pin_changed" and e.data.get("to") == pin), None)
-        if configured is None:  # pinned by a tether that did not record it: judge by the name
-            configured = not plausible_model(self.config, pin)
-        if not configured:
+        if not self._stale(session):
             return pin  # a raw litellm string (chosen, or a route's or the default's)
+        if pin == self.config.default_model:
+            return pin  # the default names it too: it is what the turn would use anyway
         if (session.id, pin) not in self._gone:
             self._gone.add((session.id, pin))
             log.warning("session %s is pinned to %r, which the config no longer has: using %r "
                         "(pin another model with /model or pin_model)", session.id, pin, self.config.default_model)
         return None
+
+
+    def _stale(self, session: Session) -> bool:
+        """Whether the session's pin named a config entry the config no longer has."""
+        pin = session.pinned_model
+        if not pin or pin in self.config.models:
+            return False
+        configured = next((e.data.get("configured") for e in reversed(session.events)
+                           if e.type == "pin_changed" and e.data.get("to") == pin), None)
+        if configured is None:  # pinned by a tether that did not record it
+            # a config's route or default pinned it: a config name, unless it reads as provider/model
+            # (a bare "gpt-4o-mini" may have been an entry on a private api_base: not sent raw)
+            reason = session.pin_reason or ""
+            from_config = reason.startswith(("route ", "default (config)", "default (only configured"))
+            configured = (from_config and "/" not in pin) or not plausible_model(self.config, pin)
+        return bool(configured)
 
 
 def model_rows(config: RouterConfig, router: Router) -> list[dict[str, Any]]:
