@@ -201,10 +201,10 @@ def test_a_slow_summary_does_not_hold_up_the_answer(make_tether, fake_server):
 _EXIT_SCRIPT = """
 import json, sys, time
 sys.path.insert(0, {tests!r})
-import tether.turn.core as core
+import tether.turn.summaries as summaries
 from conftest import router_config
 from fakeserver import FakeServer
-core.SUMMARY_EXIT_WAIT = {wait}
+summaries.SUMMARY_EXIT_WAIT = {wait}
 srv = FakeServer(timeout_sleep=30).start()
 cfg = router_config(srv, timeout=30, context={{"summary": True, "summary_every": 4}},
                     models={{"mid": {{"context_window": 1500}}}})
@@ -238,3 +238,20 @@ def test_a_process_exiting_waits_for_its_summary_but_not_for_long(tether_home, s
     sid = json.loads(out.stdout.splitlines()[-1])["sid"]
     assert any(e.type == "summary" for e in Tether().load_session(sid).events) is made
     assert elapsed < 25  # the summary call's own timeout is 30 s
+
+
+def test_a_session_deleted_or_cleared_while_its_summary_is_made(make_tether, fake_server, capfd):
+    """The summary thread met a deleted session with a traceback on stderr, and after a clear
+    it stored a summary of the cleared text."""
+    t = make_tether(context={"summary": True, "summary_every": 4}, models={"mid": {"context_window": 1500}})
+    for end in ("delete", "clear"):
+        sid = t.create_session(model="mid")
+        _long_session(t, sid)
+        fake_server.fail("mid", "slow:0", "slow:0.5")  # the summary comes back after the session changed
+        t.chat_once("q", session_id=sid)
+        t.delete_session(sid) if end == "delete" else t.clear_history(sid)
+        for th in [th for th in __import__("threading").enumerate() if th.name.startswith("tether-summary-")]:
+            th.join(10)
+        if end == "clear":
+            assert not [e for e in t.load_session(sid).events if e.type == "summary"]
+    assert "Traceback" not in capfd.readouterr().err

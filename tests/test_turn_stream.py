@@ -359,3 +359,23 @@ def test_when_every_model_is_cut_the_kept_partial_carries_every_cut_answers_cost
     assert len(paid) == 2 and all(c and c > 0 for c in paid)
     kept = t.get_history(e.value.session_id)[-1]
     assert kept.status == "interrupted" and kept.cost_usd == pytest.approx(sum(paid))
+
+
+def test_cut_answers_are_priced_as_whole_answers_are(make_tether, fake_server):
+    """litellm's own prices when the config has none; a turn whose answer cannot be priced
+    reports no cost (None), though the cut answer's cost is kept beside it."""
+    from tether.router._lite import litellm
+
+    price = litellm().model_cost["gpt-4o-mini"]
+    mini = {"model": "openai/gpt-4o-mini", "api_base": fake_server.base, "api_key": "sk-test"}
+    unpriced = {"model": "openai/no-such-price", "api_base": fake_server.base, "api_key": "sk-test"}
+    t = make_tether(retries=0, default_model="mini", fallbacks=["free"], models={"mini": mini, "free": unpriced})
+    fake_server.fail("gpt-4o-mini", "cut")
+    with t.stream("tell me something long") as st:
+        list(st)
+    first = st.result.attempts[0]
+    assert first.cost_usd == pytest.approx(first.window_tokens * price["input_cost_per_token"]
+                                           + first.completion_tokens * price["output_cost_per_token"])
+    assert st.result.model == "free" and st.result.cost_usd is None
+    stored = t.get_history(st.session_id)[-1]
+    assert stored.cost_usd is None and stored.metadata["cut_cost_usd"] == pytest.approx(first.cost_usd)

@@ -87,17 +87,20 @@ def pending(session: Session, window: Window) -> list[int]:
 
 
 def summary_prompt(session: Session, upto: int, words: int = 150, max_tokens: int | None = None,
-                   model: str | None = None) -> tuple[list[dict[str, str]], int]:
+                   model: str | None = None) -> tuple[list[dict[str, str]] | None, int]:
     """Messages asking the model to extend the summary towards messages[:upto], and the index
     it really reaches: oldest first, as many as fit MAX_SOURCE_CHARS and `max_tokens` (the
     model's window less the reply and the instructions; at least one message, cut to fit), so
     the summary never claims turns it was not shown; the rest wait for the next update.
-    Questions no model answered and answers cut short are passed over, as windows do."""
+    Questions no model answered and answers cut short are passed over, as windows do.
+    (None, covered) when the instructions and earlier summary leave no room for any of it."""
     from .tokens import count_tokens
 
     count, previous = _covered(session)
     system = PROMPT.format(words=words, previous=previous or "(none)")
     room = None if max_tokens is None else max_tokens - count_tokens(system, model) - 16
+    if room is not None and room <= 0:
+        return None, count
     lines: list[str] = []
     size = tokens = 0
     end = count
@@ -130,6 +133,7 @@ async def update_summary(
     if len(todo) < chunk:
         return cached_summary(session)
     request, upto = summary_prompt(session, todo[-1] + 1, words)
+    assert request is not None  # no token limit was given
     text = (await complete(request)).strip()
     session.events.append(summary_event(session, upto, text))
     return text

@@ -273,11 +273,11 @@ class Router:
         from ..context import count_tokens
 
         completion = count_tokens(text, spec.model)
-        price_in = spec.input_cost_per_token if spec.input_cost_per_token is not None else info.input_cost_per_token
-        price_out = spec.output_cost_per_token if spec.output_cost_per_token is not None else info.output_cost_per_token
-        if price_in is None and price_out is None:
+        prices = spec if spec.input_cost_per_token is not None or spec.output_cost_per_token is not None else info
+        if prices.input_cost_per_token is None and prices.output_cost_per_token is None:  # as _cost decides
             return completion, None
-        return completion, prompt_tokens * (price_in or 0.0) + completion * (price_out or 0.0)
+        return completion, (prompt_tokens * (prices.input_cost_per_token or 0.0)
+                            + completion * (prices.output_cost_per_token or 0.0))
 
     def _cost(self, spec: ModelSpec, info: ModelInfo, response: Any, usage: dict[str, int]) -> float | None:
         """litellm's cost (already computed on the response, else completion_cost); config prices win."""

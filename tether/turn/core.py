@@ -10,15 +10,13 @@ answers that same message instead of adding a copy.
 """
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
 import time
-import weakref
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+from ..context import Window
 from ..context.tokens import content_tokens, encoding_for, encoding_loaded
 from ..errors import AllModelsFailed, SessionClosed
 from ..router.config import RouterConfig
@@ -27,8 +25,10 @@ from ..sessions import Message, Session, SessionEvent, SessionStore, Usage
 from .cache import SessionCache
 from .claims import Claims
 from .pins import AUTO_PIN, Pins, model_rows
-from .settings import ContextSettings, summarise
+from .settings import ContextSettings
+from .summaries import Summaries
 from .types import ChatResult, Events, TurnStart, sendable
+from .windows import WindowBuilder
 
 log = logging.getLogger("tether")
 
@@ -51,33 +51,20 @@ class Turns:
         self.context = ContextSettings.from_config(config.sections.get("context"))
         self.pins = Pins(config, store, self.cache, self.events)
         self.claims = Claims(store, self.cache)
-        self._summary_lock = threading.Lock()
-        self._summarising: set[str] = set()  # sessions whose summary is being extended now
+        self.summaries = Summaries(store, self.cache, self.router, config, self.context)
         self._noticed = False
 
     # -- windows -------------------------------------------------------------------
     def builder(self, session: Session, history: list[Message], query: str) -> Callable[[Any, int | None], Prepared]:
         """Builds the window per tried model, with that model's own window size and tokenizer."""
-        # the session's own Message objects: no per-turn copies (a dict per message on a
-        # 1,000-message session costs more than the window), and token counts land on them
-        return _Builder(self, session, sendable(history), query, self.context.window_options(session))
+        return WindowBuilder(self.config, session, sendable(history), query, self.context.window_options(session))
 
-    def reply_tokens(self, info: Any) -> int | None:
-        """The reply reserve to force: only a configured max_output_tokens (which is also sent as
-        max_tokens). Otherwise the window builder reserves a chat-sized share, not the model's
-        maximum output (16k for gpt-4o-mini), which would starve the history for nothing."""
-        return self.config.spec(info.name).max_output_tokens
-
-    def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Any:
+    def preview_window(self, session_id: str, prompt: str, model: str | None = None) -> Window:
         """The window the next turn would send to its first model (for `/context`)."""
         session = self.cache.load(session_id)
         name = model or self.pins.usable_pin(session) or self.pins.pick_model(prompt, None)[0]
-        info = self.router.catalogue.info(name)
-        from ..context import build_window
-
-        return build_window(sendable(session.messages), prompt, model=info.model, system=session.system,
-                            context=session.context or None, context_window=info.context_window,
-                            max_output_tokens=self.reply_tokens(info), **self.context.window_options(session))
+        return WindowBuilder(self.config, session, sendable(session.messages), prompt,
+                             self.context.window_options(session)).window(self.router.catalogue.info(name), None)
 
     # -- turn start ------------------------------------------------------------------
     def start(self, prompt: str, session_id: str | None, model: str | None,
@@ -177,9 +164,10 @@ class Turns:
             meta["restarts"] = restarts
         usage = Usage(**out.usage)
         cut = _cut_cost(out.attempts)
-        if cut:
+        if cut is not None:
             meta["cut_cost_usd"] = cut
-        cost = out.cost_usd + cut if out.cost_usd is not None else (cut or None)  # the turn's, cut answers too
+        # the turn's cost, cut answers too; unpriced (None) if the answer itself could not be priced
+        cost = out.cost_usd + (cut or 0.0) if out.cost_usd is not None else None
         answer = Message(role="assistant", content=out.text, model=out.model, usage=usage,
                          cost_usd=cost, latency_ms=round(out.latency_ms, 3), metadata=meta)
         self.counted(answer, pinned)
@@ -206,7 +194,7 @@ class Turns:
             pinned = out.model
         w = out.prepared.window
         if self.context.summary:
-            self._summarise_later(out, s, w)
+            self.summaries.later(out, s, w)
         return ChatResult(
             text=out.text, session_id=s.id, model=out.model, pinned_model=pinned,
             fallback_from=ts.chain[0] if out.model != ts.chain[0] else None, attempts=out.attempts,
@@ -240,40 +228,6 @@ class Turns:
             log.debug("could not count the tokens of message %s: %s", message.id, e)
         return message
 
-    def _summarise_later(self, out: Outcome, session: Session, window: Any) -> None:
-        """Extend the session's rolling summary in a thread of its own: the answer is stored and
-        returned now, not after a second model call (up to the model's timeout when it hangs).
-        One at a time per session. A process exiting waits for it up to SUMMARY_EXIT_WAIT
-        seconds (`tether ask` makes the summary its turn asked for, but never hangs for long on
-        a stalled call; a summary cut off is made by a later turn)."""
-        with self._summary_lock:
-            if session.id in self._summarising:
-                return
-            self._summarising.add(session.id)
-        window_size = out.info.context_window
-        reply = min(self.context.summary_words * 2 + 64, window_size // 4)  # the words asked for, and slack
-        room = window_size - reply - 64
-        model = out.spec.model
-
-        def job() -> None:
-            try:
-                summarise(self.store, lambda msgs: self._complete_text(out.model, msgs, reply), session, window,
-                          self.context, room, model)
-            finally:
-                with self._summary_lock:
-                    self._summarising.discard(session.id)
-
-        th = threading.Thread(target=job, name=f"tether-summary-{session.id}", daemon=True)
-        _SUMMARIES.add(th)
-        th.start()
-
-    def _complete_text(self, model: str, messages: list[dict[str, Any]], max_tokens: int) -> str:
-        """One plain call to `model` (for the rolling summary): no window, no fallback, no record."""
-        from ..router._lite import litellm
-
-        kwargs = self.router.call_kwargs(self.config.spec(model), messages, {"max_tokens": max_tokens})
-        return litellm().completion(**kwargs).choices[0].message.content or ""
-
     def failed(self, ts: TurnStart, err: BaseException, dropped: tuple[str, str] | None = None) -> None:
         """No model answered: keep the question, marked unanswered; record and announce the error.
         `dropped`: (model, text) of a streamed answer cut short that the user saw last: kept,
@@ -291,7 +245,7 @@ class Turns:
             if dropped and dropped[1] and not ts.keeps_answer:
                 cuts = [a for a in getattr(err, "attempts", []) if a.completion_tokens is not None]
                 paid = _usage(cuts[-1].window_tokens or 0, cuts[-1].completion_tokens or 0) if cuts else None
-                self._keep_partial(sid, dropped[1], dropped[0], None, paid, _cut_cost(cuts) or None)
+                self._keep_partial(sid, dropped[1], dropped[0], None, paid, _cut_cost(cuts))
                 self._drop_replaced(ts)
             attempts = [a.to_dict() for a in getattr(err, "attempts", [])]
             self.store.add_event(sid, SessionEvent(type="error", data={"error": str(err)[:500], "attempts": attempts}))
@@ -318,7 +272,7 @@ class Turns:
         if not text:
             self.store.update_message(ts.session.id, ts.user.id, {"status": "unanswered"})
             return None
-        paid, cost = None, _cut_cost(earlier or []) or None
+        paid, cost = None, _cut_cost(earlier or [])
         if model and prompt_tokens is not None:
             try:
                 completion, price = self.router.spent(self.config.spec(model), self.router.catalogue.info(model),
@@ -449,50 +403,12 @@ class Turns:
         return model_rows(self.config, self.router)
 
 
-SUMMARY_EXIT_WAIT = 15.0  # seconds a process exiting gives rolling summaries still being made
-_SUMMARIES: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
-
-
-def _finish_summaries() -> None:
-    end = time.monotonic() + SUMMARY_EXIT_WAIT
-    for th in list(_SUMMARIES):
-        th.join(max(0.0, end - time.monotonic()))
-
-
-# Run before concurrent.futures stops taking work at exit (as its own hook is registered
-# this way, earlier, and these run last-registered first): after that, litellm's calls
-# fail with "cannot schedule new futures after shutdown". Plain atexit would be too late.
-getattr(threading, "_register_atexit", atexit.register)(_finish_summaries)
-
-
-def _cut_cost(attempts: list[Any]) -> float:
-    """What the answers cut short mid-stream among `attempts` cost (estimated)."""
-    return sum(a.cost_usd for a in attempts if a.kind != "ok" and a.cost_usd)
+def _cut_cost(attempts: list[Any]) -> float | None:
+    """What the answers cut short mid-stream among `attempts` cost (estimated); None if none
+    was priced (0.0 is a price: a free model's)."""
+    costs = [a.cost_usd for a in attempts if a.kind != "ok" and a.cost_usd is not None]
+    return sum(costs) if costs else None
 
 
 def _usage(prompt: int, completion: int) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
-
-
-class _Builder:
-    """`Turns.builder`'s callable. An object with slots rather than a closure: it lives as long
-    as the model call, and a closure's function and cells are six objects for the collector
-    to carry (see `Router._drive`)."""
-
-    __slots__ = ("turns", "session", "hist", "query", "options")
-
-    def __init__(self, turns: Turns, session: Session, hist: list[Message], query: str,
-                 options: dict[str, Any]) -> None:
-        self.turns, self.session, self.hist, self.query, self.options = turns, session, hist, query, options
-
-    def __call__(self, info: Any, budget: int | None) -> Prepared:
-        from ..context import build_window
-
-        s = self.session
-        w = build_window(self.hist, self.query, budget_tokens=budget, model=info.model, system=s.system,
-                         context=s.context or None, context_window=info.context_window,
-                         max_output_tokens=self.turns.reply_tokens(info), **self.options)
-        msgs = w.to_messages(system=s.system, context=s.context or None, query=self.query)
-        p = w.parts
-        total = w.tokens + p.get("system", 0) + p.get("context", 0) + p.get("query", 0)
-        return Prepared(msgs, total, w, w.tokens)

@@ -1,4 +1,4 @@
-"""The config's `[context]` section applied to every turn, and the optional rolling summary.
+"""The config's `[context]` section applied to every turn (the rolling summary: summaries.py).
 
 ```toml
 [context]
@@ -7,8 +7,6 @@ summary = true            # keep a rolling summary of turns the window leaves ou
 summary_words = 150
 summary_every = 40        # re-summarise once this many left-out messages are not yet covered
 ```
-The summary is made by the model that just answered, after its answer is stored,
-and kept as a "summary" event in the session; a failure to summarise never fails a turn.
 """
 from __future__ import annotations
 
@@ -21,7 +19,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:  # `tether config` checks [context] without loading the session models
     from ..router.config import RouterConfig
-    from ..sessions import Session, SessionStore
+    from ..sessions import Session
 
 log = logging.getLogger("tether")
 
@@ -80,32 +78,3 @@ def check_config(cfg: "RouterConfig") -> None:
     reports it and a turn never fails on it after its message is saved."""
     if "context" in cfg.sections:
         ContextSettings.from_config(cfg.sections["context"])
-
-
-def summarise(store: SessionStore, complete: Any, session: Session, window: Any, settings: ContextSettings,
-              max_tokens: int | None = None, model: str | None = None) -> bool:
-    """Extend the session's rolling summary if enough left-out messages are uncovered.
-
-    `complete(messages) -> str` calls the model; `max_tokens`: what its request may hold (the
-    window less the summary's reply). Returns True when a new summary was stored.
-    """
-    if not settings.summary or window is None:
-        return False
-    from ..context.summary import pending, summary_event, summary_prompt
-
-    todo = pending(session, window)
-    if len(todo) < settings.summary_every:
-        return False
-    upto = todo[-1] + 1
-    try:
-        request, upto = summary_prompt(session, upto, settings.summary_words, max_tokens, model)
-        text = complete(request).strip()
-    except Exception as e:  # noqa: BLE001 - the answer is stored; a summary can wait for the next turn
-        log.warning("could not update the summary of session %s: %s", session.id, e)
-        return False
-    if not text:
-        return False
-    event = summary_event(session, upto, text)
-    store.add_event(session.id, event)  # appended: never overwrites metadata an app set meanwhile
-    session.events.append(event)
-    return True
