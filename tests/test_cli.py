@@ -391,3 +391,26 @@ def test_session_table_columns_line_up_with_wide_titles():
     col = cells(header[: header.index("MODEL")])
     for line in lines[1:]:
         assert cells(line[: line.index("tether/echo")]) == col, lines  # MODEL starts in one column
+
+
+def test_a_warning_from_another_thread_waits_for_the_chat_to_show_it(capsys):
+    """A rolling summary's warning, logged from its thread while the line editor draws the
+    prompt, was written into the prompt line."""
+    import logging
+    import threading
+
+    from tether.cli import _StderrHandler, _setup_logging
+
+    _setup_logging(False)
+    later: list[str] = []
+    _StderrHandler.defer = later.append
+    try:
+        th = threading.Thread(target=logging.getLogger("tether").warning, args=("summary failed",))
+        th.start()
+        th.join()
+        logging.getLogger("tether").warning("from the chat itself")
+    finally:
+        _StderrHandler.defer = None
+    assert later == ["tether: summary failed"]
+    err = capsys.readouterr().err
+    assert "from the chat itself" in err and "summary failed" not in err

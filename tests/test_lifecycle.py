@@ -149,9 +149,28 @@ def test_bad_field_values_name_the_field_and_write_nothing(tether_home):
         with pytest.raises(InvalidField) as e:
             t.update_session(sid, **fields)
         assert says in str(e.value) and "\n" not in str(e.value)
+    for field in ("id", "messages", "pinned_model", "nosuch"):
+        with pytest.raises(InvalidField, match=f"cannot change: {field}"):
+            t.update_session(sid, **{field: "x"})
     with pytest.raises(InvalidField, match="latency_ms"):
         t.update_message(sid, t.add_message(sid, "user", "hi").id, latency_ms="slow")
     with pytest.raises(InvalidField, match="invalid status 'bogus'"):
         t.list_sessions(status="bogus")
     assert t.load_session(sid).title == "x" and t.load_session(sid).status == "active"
     assert session_bytes(t, sid).startswith(before)
+
+
+def test_a_piped_chat_on_a_closed_session_says_so_on_stderr(tether_home):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    t = Tether(home=tether_home)
+    sid = t.chat_once("first").session_id
+    t.update_session(sid, status="closed")
+    tether = str(Path(sys.executable).parent / "tether")
+    r = subprocess.run([tether, "chat", "--session", sid], input="more?\n", capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1
+    assert "is closed" not in r.stdout and f"session {sid} is closed: it can be read" in r.stderr
+    assert "echo: first" in r.stdout  # the resumed turns are the transcript

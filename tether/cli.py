@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import sys
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -66,11 +68,17 @@ class _StderrHandler(logging.Handler):
     """tether's log warnings as `tether: ...` lines on the current stderr (which tests swap)."""
 
     quiet: set[str] = set()  # messages already shown another way (the chat prints its own hint)
+    # the chat's "say it between prompts": a line written from another thread (a rolling
+    # summary's) while the line editor draws would land inside the prompt
+    defer: Callable[[str], None] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             text = record.getMessage()
             if text in self.quiet:
+                return
+            if self.defer is not None and threading.current_thread() is not threading.main_thread():
+                self.defer(f"tether: {text}")
                 return
             click.echo(f"tether: {text}", err=True)
         except Exception:  # noqa: BLE001 - logging must never break a command
@@ -170,7 +178,11 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
                 c.rename_session(sid, title)
             repl.load(sid)
     if sys.stdin.isatty():
-        repl.run()
+        _StderrHandler.defer = repl.note_later
+        try:
+            repl.run()
+        finally:
+            _StderrHandler.defer = None
     elif repl.run_lines(sys.stdin):
         sys.exit(1)
 

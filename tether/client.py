@@ -116,7 +116,8 @@ class Tether:
         """Change title, system, context, metadata, user_id or status (active/archived/closed)."""
         bad = set(fields) - (HEADER_FIELDS - {"updated_at", "pinned_model", "pin_reason"})
         if bad:
-            raise ValueError(f"update_session cannot change: {', '.join(sorted(bad))}")
+            raise InvalidField(f"update_session cannot change: {', '.join(sorted(bad))} (it changes title, "
+                               "system, context, metadata, user_id and status; the pin: pin_model)")
         self.store.update_header(session_id, fields)
 
     def add_message(self, session_id: str, role: str, content: str, **fields: Any) -> Message:

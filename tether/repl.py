@@ -7,6 +7,7 @@ in a thread while the user types, and the first turn waits for it if it must.
 """
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -113,6 +114,9 @@ class Repl:
         self._session: PromptSession[str] | None = None
         self._later: list[str] = []  # notes from the line editor's threads, shown between prompts
         self._notes: Console | None = None  # where notes and errors go when not the answers' console
+        if console.file is sys.stdout and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            # a piped chat, or `tether chat | tee`: stdout carries the answers only
+            self._notes = make_console(file=sys.stderr)
         self.errors = 0
 
     @property
@@ -193,7 +197,7 @@ class Repl:
                 f" · {more} earlier messages not shown" if more else "")
             print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)
         if status == "closed":
-            notice(self.console, f"session {sid} is closed: it can be read, not continued "
+            notice(self.notes, f"session {sid} is closed: it can be read, not continued "
                                  f"(`tether sessions reopen {sid}` opens it again)")
 
     def refresh(self) -> None:
@@ -217,6 +221,10 @@ class Repl:
             self.refresh()  # the pinned model and title the client chose
         return stream
 
+    def note_later(self, text: str) -> None:
+        """A note from another thread: shown before the next answer, never inside the prompt."""
+        self._later.append(text)
+
     @property
     def notes(self) -> Console:
         """Where notes and errors go: stderr in a piped chat, else beside the answers."""
@@ -231,15 +239,12 @@ class Repl:
 
     # -- the loop ------------------------------------------------------------------------
     def run(self) -> int:
-        import sys
-
         if (self._output is None and self._session is None and self.console.file is sys.stdout
                 and not sys.stdout.isatty() and sys.stderr.isatty()):
-            # `tether chat | tee log`: the prompt and notes go to the terminal, not into the pipe
+            # `tether chat | tee log`: the prompt goes to the terminal, not into the pipe (notes too)
             from prompt_toolkit.output import create_output
 
             self._output = create_output(stdout=sys.stderr)
-            self._notes = make_console(file=sys.stderr)
         if self.hint:
             notice(self.notes, self.hint, style="dim")
         while self.running:
@@ -258,11 +263,7 @@ class Repl:
     def run_lines(self, lines: Iterable[str]) -> int:
         """Stdin is not a terminal: every line is a message or a slash command, no line editor.
         Answers go to stdout, notes and errors to stderr; the status is 1 if any turn failed."""
-        import sys
-
         self.loader.start()
-        if self._notes is None and self.console.file is sys.stdout:
-            self._notes = make_console(file=sys.stderr)
         if self.hint:
             print(self.hint, file=sys.stderr)
         for line in lines:

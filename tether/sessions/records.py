@@ -163,7 +163,7 @@ SUMMARY_HEADER = ("title", "user_id", "status", "pinned_model", "updated_at")
 
 def edit_record(message_id: str, fields: dict[str, Any]) -> dict[str, Any]:
     if "id" in fields:
-        raise ValueError("a message's id cannot be changed")
+        raise InvalidField("a message's id cannot be changed")
     with _fields_checked("message"):
         clean = Message.model_validate({"role": "user", "content": "", **fields}).model_dump(mode="json")
     return {"type": "edit", "id": message_id, "fields": {k: clean.get(k, fields[k]) for k in fields}}
@@ -172,7 +172,7 @@ def edit_record(message_id: str, fields: dict[str, Any]) -> dict[str, Any]:
 def update_record(fields: dict[str, Any]) -> dict[str, Any]:
     bad = set(fields) - HEADER_FIELDS
     if bad:
-        raise ValueError(f"cannot update session field(s): {', '.join(sorted(bad))}")
+        raise InvalidField(f"cannot update session field(s): {', '.join(sorted(bad))}")
     fields = {"updated_at": utcnow(), **fields}
     with _fields_checked("session"):
         probe = Session.model_validate({"id": "x", **fields}).model_dump(mode="json")
