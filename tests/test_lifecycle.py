@@ -174,3 +174,19 @@ def test_a_piped_chat_on_a_closed_session_says_so_on_stderr(tether_home):
     assert r.returncode == 1
     assert "is closed" not in r.stdout and f"session {sid} is closed: it can be read" in r.stderr
     assert "echo: first" in r.stdout  # the resumed turns are the transcript
+
+
+def test_sessions_list_in_pages(tether_home):
+    import asyncio
+
+    t = Tether(home=tether_home)
+    ids = [t.create_session(title=f"s{i}", user_id="u" if i % 2 else None) for i in range(7)]
+    newest_first = ids[::-1]
+    assert [r.id for r in t.list_sessions(limit=3)] == newest_first[:3]
+    assert [r.id for r in t.list_sessions(limit=3, offset=3)] == newest_first[3:6]
+    assert [r.id for r in t.list_sessions(limit=3, offset=6)] == newest_first[6:]
+    assert [r.id for r in t.list_sessions(offset=5)] == newest_first[5:]
+    assert [r.id for r in t.list_sessions(user_id="u", limit=2, offset=1)] == [i for i in newest_first if i in ids[1::2]][1:3]
+    with pytest.raises(ValueError, match="offset must be a whole number"):
+        t.list_sessions(offset=-1)
+    assert [r.id for r in asyncio.run(AsyncTether(home=tether_home).list_sessions(limit=2, offset=2))] == newest_first[2:4]

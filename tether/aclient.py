@@ -68,8 +68,9 @@ class AsyncTether:
     async def load_session(self, session_id: str) -> Session:
         return await asyncio.to_thread(self.sync.load_session, session_id)
 
-    async def list_sessions(self, limit: int | None = None, user_id: str | None = None, status: SessionStatus | None = None) -> list[SessionSummary]:
-        return await asyncio.to_thread(self.sync.list_sessions, limit, user_id, status)
+    async def list_sessions(self, limit: int | None = None, user_id: str | None = None,
+                            status: SessionStatus | None = None, offset: int = 0) -> list[SessionSummary]:
+        return await asyncio.to_thread(self.sync.list_sessions, limit, user_id, status, offset)
 
     async def delete_session(self, session_id: str) -> bool:
         return await asyncio.to_thread(self.sync.delete_session, session_id)

@@ -95,13 +95,16 @@ class Tether:
         return self.store.load(session_id)
 
     def list_sessions(
-        self, limit: int | None = None, user_id: str | None = None, status: SessionStatus | None = None
+        self, limit: int | None = None, user_id: str | None = None, status: SessionStatus | None = None,
+        offset: int = 0,
     ) -> list[SessionSummary]:
-        """Most recently used first."""
+        """Most recently used first; `offset` skips that many (a page: offset=40, limit=20)."""
         _check_limit(limit)
+        _check_limit(offset, "offset")
         if status is not None and status not in STATUSES:
             raise InvalidField(f"invalid status {status!r}: expected one of {', '.join(STATUSES)}")
-        return self.store.list(limit=limit, user_id=user_id, status=status)
+        rows = self.store.list(limit=None if limit is None else offset + limit, user_id=user_id, status=status)
+        return rows[offset:] if offset else rows
 
     def delete_session(self, session_id: str) -> bool:
         deleted = self.store.delete(session_id)
@@ -282,10 +285,11 @@ class Tether:
         return self.current_session_id
 
 
-def _check_limit(limit: object) -> None:
+def _check_limit(limit: object, what: str = "limit") -> None:
     """A negative or fractional limit would quietly cut the wrong end (Python slicing): refuse it."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise ValueError(f"limit must be a whole number, 0 or more (or None for all); got {limit!r}")
+        raise ValueError(f"{what} must be a whole number, 0 or more" + (" (or None for all)" if what == "limit" else "")
+                         + f"; got {limit!r}")
 
 
 # what a turn decides itself: passed through to litellm they would break the turn
