@@ -403,14 +403,14 @@ def test_a_warning_from_another_thread_waits_for_the_chat_to_show_it(capsys):
 
     _setup_logging(False)
     later: list[str] = []
-    _StderrHandler.defer = later.append
+    _StderrHandler.defer_to(lambda text: later.append(text))  # any callable, a plain function too
     try:
         th = threading.Thread(target=logging.getLogger("tether").warning, args=("summary failed",))
         th.start()
         th.join()
         logging.getLogger("tether").warning("from the chat itself")
     finally:
-        _StderrHandler.defer = None
+        _StderrHandler.defer_to(None)
     assert later == ["tether: summary failed"]
     err = capsys.readouterr().err
     assert "from the chat itself" in err and "summary failed" not in err

@@ -173,7 +173,7 @@ def test_a_piped_chat_on_a_closed_session_says_so_on_stderr(tether_home):
                        timeout=60)
     assert r.returncode == 1
     assert "is closed" not in r.stdout and f"session {sid} is closed: it can be read" in r.stderr
-    assert "echo: first" in r.stdout  # the resumed turns are the transcript
+    assert "echo: first" in r.stdout  # the resumed turns start the transcript
 
 
 def test_sessions_list_in_pages(tether_home):

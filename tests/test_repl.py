@@ -230,3 +230,9 @@ def test_resuming_shows_a_huge_paste_as_its_head_and_tail(tether_home):
         c.repl.load(sid)
         out = c.out.getvalue()
         assert "HEAD" in out and "TAIL" in out and "characters not shown" in out and len(out) < 10_000
+
+
+def test_a_note_from_another_thread_is_said_even_when_the_chat_ends_with_ctrl_d(tether_home):
+    with chat(tether_home) as c:
+        c.repl.note_later("tether: the summary of session x came back empty")
+        assert "came back empty" in c.run("\x04")

@@ -135,3 +135,16 @@ def test_pin_and_history_survive_a_real_process_restart(make_tether, fake_server
     assert out.stdout.split() == ["main", "main"]
     sent = fake_server.calls("main")[0]["messages"]
     assert [m["content"] for m in sent][0] == "remember 42" and sent[-1]["content"] == "what number?"
+
+
+def test_a_routes_bare_named_model_is_used_on_an_unpinned_sessions_first_turn(tether_home, caplog):
+    """create_session() without a model, then a first question a route matches: the pin event
+    was written but not seen by the turn, which took the route's bare name for a removed entry."""
+    from tether import Tether
+
+    t = Tether(config={"default_model": "tether/echo", "routes": [{"model": "gpt-4o", "when": {"contains": "code"}}]})
+    sid = t.create_session(title="x")
+    with caplog.at_level("WARNING", logger="tether"):
+        ts = t.turns.start("write code please", sid, None)
+    t.turns.abandon(ts)  # not sent: only the chain is checked
+    assert ts.chain[0] == "gpt-4o" and "no longer has" not in caplog.text

@@ -69,8 +69,13 @@ class _StderrHandler(logging.Handler):
 
     quiet: set[str] = set()  # messages already shown another way (the chat prints its own hint)
     # the chat's "say it between prompts": a line written from another thread (a rolling
-    # summary's) while the line editor draws would land inside the prompt
+    # summary's) while the line editor draws would land inside the prompt (staticmethod: any
+    # callable, not bound to the handler)
     defer: Callable[[str], None] | None = None
+
+    @classmethod
+    def defer_to(cls, say: Callable[[str], None] | None) -> None:
+        cls.defer = staticmethod(say) if say is not None else None  # type: ignore[assignment]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -178,11 +183,11 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
                 c.rename_session(sid, title)
             repl.load(sid)
     if sys.stdin.isatty():
-        _StderrHandler.defer = repl.note_later
+        _StderrHandler.defer_to(repl.note_later)
         try:
             repl.run()
         finally:
-            _StderrHandler.defer = None
+            _StderrHandler.defer_to(None)
     elif repl.run_lines(sys.stdin):
         sys.exit(1)
 

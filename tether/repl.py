@@ -195,7 +195,7 @@ class Repl:
             more = len(messages) - len(recent)
             head = f"session {sid}" + (f" · {title}" if title else "") + (
                 f" · {more} earlier messages not shown" if more else "")
-            print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)
+            print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)  # the transcript, piped too
         if status == "closed":
             notice(self.notes, f"session {sid} is closed: it can be read, not continued "
                                  f"(`tether sessions reopen {sid}` opens it again)")
@@ -255,10 +255,14 @@ class Repl:
                 continue
             except EOFError:  # Ctrl-D on an empty line leaves
                 break
-            while self._later:
-                self.info(self._later.pop(0))
+            self._say_later()
             self.handle(text)
+        self._say_later()  # Ctrl-D: what arrived meanwhile is still said
         return 0
+
+    def _say_later(self) -> None:
+        while self._later:
+            self.info(self._later.pop(0))
 
     def run_lines(self, lines: Iterable[str]) -> int:
         """Stdin is not a terminal: every line is a message or a slash command, no line editor.

@@ -326,7 +326,8 @@ class Turns:
         return self.finish(ts, out)
 
     def cheap_io(self) -> bool:
-        """Whether storing a turn is a few page-cache writes (no fsync, no summary call, no network)."""
+        """Whether storing a turn is a few page-cache writes (no fsync, no network; with summaries
+        on, starting their thread is left off the event loop too)."""
         return getattr(self.store, "fsync", True) is False and not self.context.summary
 
     def cheap_start(self, session_id: str | None, model: str | None) -> Session | None:

@@ -68,12 +68,13 @@ class Pins:
                 return hit[0], f"route {hit[1]}"
         return self.config.default_model, f"default ({self.config.default_reason})"
 
-    def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> None:
+    def set_pin(self, session_id: str, model: str, reason: str, old: str | None) -> SessionEvent:
         self.cache.forget(session_id)
         self.store.update_header(session_id, {"pinned_model": model, "pin_reason": reason})
         event = SessionEvent.pin_changed(old, model, reason, model in self.config.models)
         self.store.add_event(session_id, event)
         self.events.emit("pin_changed", {"session_id": session_id, **event.data})
+        return event
 
     def pin_model(self, session_id: str, model: str, reason: str = "user") -> str:
         name = self.check_model(model)
@@ -89,14 +90,14 @@ class Pins:
             name = self.check_model(model)
             if session.pinned_model != name or self._stale(session):
                 # asked for by name again after its config entry went: now meant as a raw litellm string
-                self.set_pin(session.id, name, "user", session.pinned_model)
-                session.events.append(SessionEvent.pin_changed(session.pinned_model, name, "user",
-                                                               name in self.config.models))
-                session.pinned_model, session.pin_reason = name, "user"
+                self._repin(session, name, "user")
         elif not session.pinned_model or self.stood_in(session):
-            name, reason = self.pick_model(prompt, None)
-            self.set_pin(session.id, name, reason, session.pinned_model)
-            session.pinned_model, session.pin_reason = name, reason
+            self._repin(session, *self.pick_model(prompt, None))
+
+    def _repin(self, session: Session, name: str, reason: str) -> None:
+        """Pin the session this turn has in hand too: its chain is worked out from its events."""
+        session.events.append(self.set_pin(session.id, name, reason, session.pinned_model))
+        session.pinned_model, session.pin_reason = name, reason
 
     def stood_in(self, session: Session) -> bool:
         """Whether the session is on the offline model only because nothing was configured when

@@ -63,7 +63,12 @@ class Summaries:
         """One plain call to `model`: no window, no fallback, no record."""
         from ..router._lite import litellm
 
-        kwargs = self.router.call_kwargs(self.config.spec(model), messages, {"max_tokens": max_tokens})
+        spec = self.config.spec(model)
+        # a cap on the reply, unless the model's params manage its length (a thinking budget must
+        # stay below max_tokens; a reasoning model counts its reasoning in max_completion_tokens)
+        cap = {} if {"thinking", "max_completion_tokens", "reasoning_effort"} & spec.params.keys() else {
+            "max_tokens": max_tokens}
+        kwargs = self.router.call_kwargs(spec, messages, cap)
         return litellm().completion(**kwargs).choices[0].message.content or ""
 
 
@@ -79,7 +84,7 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
     """
     if not settings.summary or window is None:
         return False
-    from ..context.summary import pending, summary_event, summary_prompt
+    from ..context.summary import digest, pending, summary_event, summary_prompt
 
     todo = pending(session, window)
     if len(todo) < settings.summary_every:
@@ -94,11 +99,12 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
         log.warning("could not update the summary of session %s: %s", session.id, e)
         return False
     if not text:
+        log.warning("the summary of session %s came back empty", session.id)
         return False
     event = summary_event(session, upto, text)
     if current is not None:
         now = current().messages
-        if len(now) < upto or now[upto - 1].id != event.data["upto"]:
+        if len(now) < upto or now[upto - 1].id != event.data["upto"] or digest(now[:upto]) != event.data["digest"]:
             return False  # cleared or edited meanwhile: this summary is of text that is gone
     store.add_event(session.id, event)  # appended: never overwrites metadata an app set meanwhile
     session.events.append(event)

@@ -37,7 +37,8 @@ class WindowBuilder:
         s = self.session
         msgs = w.to_messages(system=s.system, context=s.context or None, query=self.query)
         p = w.parts
-        # the whole request: the notes of what was left out and the summary are sent too
+        # the whole request: the summary and the notes of what was left out are sent too (the
+        # notes at the size reserved for them, a few tokens over what they take)
         total = (w.tokens + p.get("system", 0) + p.get("context", 0) + p.get("query", 0) + p.get("summary", 0)
                  + (p.get("markers", 0) if w.dropped and w.budget > 0 else 0))
         return Prepared(msgs, total, w, w.tokens)
