@@ -191,8 +191,8 @@ class Tether:
         """Loaded on first use, so a bad config does not stop session management."""
         if self._turns is None:
             from .router.config import load_config
-            from .turn.settings import check_config
             from .turn.core import Turns
+            from .turn.settings import check_config
 
             cfg = load_config(self.home, self._config_source, check_config)
             self._turns = Turns(self.store, cfg)

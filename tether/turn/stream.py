@@ -23,8 +23,8 @@ from typing import Any
 from .._aio import settled
 from ..router.engine import Outcome
 from ..router.streaming import Restart, StreamState, astream_turn, stream_turn
-from .types import ChatResult, TurnStart
 from .core import Turns
+from .types import ChatResult, TurnStart
 
 __all__ = ["AsyncStream", "OpeningStream", "Restart", "Stream"]
 
