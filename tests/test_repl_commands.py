@@ -177,3 +177,26 @@ def test_new_after_switch_does_not_inherit_the_switched_sessions_system_prompt(t
         c.run("/new\rwhat is 2+2\r")
         s = c.client.load_session(c.repl.session_id)
         assert s.id != french and s.system == "Be brief."  # the chat's own -s, not the French one
+
+
+def test_context_shows_the_summary_it_sends(tether_home, fake_server):
+    import time
+
+    from conftest import router_config
+
+    cfg = router_config(fake_server, context={"summary": True, "summary_every": 4},
+                        models={"mid": {"context_window": 1500}})
+    t = Tether(home=tether_home, config=cfg)
+    sid = t.create_session(model="mid")
+    for i in range(24):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    fake_server.fixed["mid"] = "Facts 0-9 were filler about the garden."
+    t.chat_once("q", session_id=sid)
+    end = time.monotonic() + 10
+    while not any(e.type == "summary" for e in t.load_session(sid).events):
+        assert time.monotonic() < end
+        time.sleep(0.02)
+    with chat(tether_home, config=cfg) as c:
+        c.repl.load(sid)
+        out = c.run("/context\r")
+    assert "summary sent (" in out and "Facts 0-9 were filler about the garden." in out

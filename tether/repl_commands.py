@@ -123,6 +123,8 @@ def _context(r: Repl, arg: str) -> None:
         r.info("dropped: nothing, the whole history fits")
     if w.truncated_ids:
         r.info(f"shortened to fit: {', '.join(w.truncated_ids)}")
+    if w.summary_text:  # what the model is told of the turns left out
+        r.info(f"summary sent ({w.parts.get('summary', 0)} tokens): {shorten(w.summary_text, 200)}")
     waiting = sum(m.status == "unanswered" for m in r.client.get_history(r.session_id))
     if waiting:  # kept in the session but never sent: they would read as asked again
         r.info(f"not sent: {plural(waiting, 'unanswered question')} (/retry answers the last)")
