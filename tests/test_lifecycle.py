@@ -152,6 +152,8 @@ def test_bad_field_values_name_the_field_and_write_nothing(tether_home):
     for field in ("id", "messages", "pinned_model", "nosuch"):
         with pytest.raises(InvalidField, match=f"cannot change: {field}"):
             t.update_session(sid, **{field: "x"})
+    with pytest.raises(InvalidField, match="cannot be stored as JSON"):
+        t.update_session(sid, metadata={"k": object()})
     with pytest.raises(InvalidField, match="latency_ms"):
         t.update_message(sid, t.add_message(sid, "user", "hi").id, latency_ms="slow")
     with pytest.raises(InvalidField, match="invalid status 'bogus'"):

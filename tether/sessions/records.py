@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from ..errors import InvalidField, SessionCorrupt
 from .models import HEADER_FIELDS, Message, Session, SessionSummary, Totals, utcnow
@@ -189,3 +190,5 @@ def _fields_checked(what: str) -> Iterator[None]:
         parts = [f"{'.'.join(map(str, err['loc'])) or what}: {err['msg'].lower()} (got {err.get('input')!r:.60})"
                  for err in e.errors()]
         raise InvalidField(f"invalid {what} field " + "; ".join(parts)) from None
+    except PydanticSerializationError as e:  # e.g. metadata={"k": object()}: it cannot go in a JSON file
+        raise InvalidField(f"invalid {what} field: a value that cannot be stored as JSON ({e})") from None
