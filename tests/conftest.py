@@ -35,12 +35,41 @@ def fake_server(fake_server_session):
     its call never lands in another test's record."""
     fake_server_session.reset()
     yield fake_server_session
+    join_summaries(30)
+    fake_server_session.reset()
+
+
+def join_summaries(timeout: float) -> None:
+    """Wait for the rolling summaries being made in their threads (tether/turn/summaries.py)."""
     import threading
 
     for th in threading.enumerate():
         if th.name.startswith("tether-summary-"):
-            th.join(timeout=30)
-    fake_server_session.reset()
+            th.join(timeout)
+
+
+def wait_for(done, timeout: float = 10.0) -> None:
+    """Poll until done() (a summary is made in a thread after the turn returns)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.02)
+
+
+# -- the session store's tests (test_store*.py) ------------------------------------------
+
+@pytest.fixture
+def client(tether_home):
+    """A client on the test's own home."""
+    from tether import Tether
+
+    return Tether()
+
+
+def sessions_dir(client):
+    return client.home / "sessions"
 
 
 def router_config(srv, **overrides):

@@ -180,9 +180,7 @@ def test_new_after_switch_does_not_inherit_the_switched_sessions_system_prompt(t
 
 
 def test_context_shows_the_summary_it_sends(tether_home, fake_server):
-    import time
-
-    from conftest import router_config
+    from conftest import router_config, wait_for
 
     cfg = router_config(fake_server, context={"summary": True, "summary_every": 4},
                         models={"mid": {"context_window": 1500}})
@@ -192,10 +190,7 @@ def test_context_shows_the_summary_it_sends(tether_home, fake_server):
         t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
     fake_server.fixed["mid"] = "Facts 0-9 were filler about the garden."
     t.chat_once("q", session_id=sid)
-    end = time.monotonic() + 10
-    while not any(e.type == "summary" for e in t.load_session(sid).events):
-        assert time.monotonic() < end
-        time.sleep(0.02)
+    wait_for(lambda: any(e.type == "summary" for e in t.load_session(sid).events))
     with chat(tether_home, config=cfg) as c:
         c.repl.load(sid)
         out = c.run("/context\r")

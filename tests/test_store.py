@@ -14,15 +14,7 @@ from tether.errors import InvalidSessionId, SessionExists, SessionNotFound
 from tether.sessions import new_id
 from tether.sessions.jsonl import JsonlStore
 
-
-@pytest.fixture
-def client(tether_home):
-    return tether.Tether()
-
-
-def sessions_dir(client):
-    return client.home / "sessions"
-
+from conftest import sessions_dir
 
 
 def test_create_add_load_list_roundtrip(client):

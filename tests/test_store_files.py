@@ -11,15 +11,7 @@ import pytest
 import tether
 from tether.errors import SessionCorrupt
 
-
-@pytest.fixture
-def client(tether_home):
-    return tether.Tether()
-
-
-def sessions_dir(client):
-    return client.home / "sessions"
-
+from conftest import sessions_dir
 
 
 def test_permissions_private_even_with_open_umask(client):

@@ -8,20 +8,10 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 import tether
 from tether.sessions.jsonl import JsonlStore
 
-
-@pytest.fixture
-def client(tether_home):
-    return tether.Tether()
-
-
-def sessions_dir(client):
-    return client.home / "sessions"
-
+from conftest import sessions_dir
 
 
 def test_index_rebuilt_when_missing_or_garbage(client):

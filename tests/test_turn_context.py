@@ -7,6 +7,8 @@ import pytest
 
 from tether.errors import ConfigError
 
+from conftest import join_summaries, wait_for
+
 
 def test_context_options_validated_with_the_key_named(make_tether):
     for bad, match in (({"recency_sharez": 0.1}, "context.recency_sharez"), ({"k1": "high"}, "context.k1"),
@@ -61,16 +63,6 @@ def test_policy_option_changes_the_window(make_tether):
     assert default.budget == recency_only.budget
     newest = [m["id"] if isinstance(m, dict) else m.id for m in recency_only.messages]
     assert newest and newest == [m.id for m in t.load_session(sid).messages[-len(newest):]]
-
-
-def wait_for(done, timeout: float = 10.0) -> None:
-    """The summary is made in a thread after the turn returns."""
-    import time
-
-    end = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.02)
 
 
 def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
@@ -250,8 +242,7 @@ def test_a_session_deleted_or_cleared_while_its_summary_is_made(make_tether, fak
         fake_server.fail("mid", "slow:0", "slow:0.5")  # the summary comes back after the session changed
         t.chat_once("q", session_id=sid)
         t.delete_session(sid) if end == "delete" else t.clear_history(sid)
-        for th in [th for th in __import__("threading").enumerate() if th.name.startswith("tether-summary-")]:
-            th.join(10)
+        join_summaries(10)
         if end == "clear":
             assert not [e for e in t.load_session(sid).events if e.type == "summary"]
     assert "Traceback" not in capfd.readouterr().err
