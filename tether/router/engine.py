@@ -269,21 +269,17 @@ class Router:
 
     def spent(self, spec: ModelSpec, info: ModelInfo, prompt_tokens: int, text: str) -> tuple[int, float | None]:
         """(completion tokens, cost) of an answer stopped part-way, estimated from its text:
-        the provider billed the window and what it sent, but its usage never arrived."""
+        the provider billed the window and what it sent, but its usage never arrived. Priced
+        as `_cost` prices a whole answer without litellm's figure: config prices, else litellm's."""
         from ..context import count_tokens
 
         completion = count_tokens(text, spec.model)
-        prices = spec if spec.input_cost_per_token is not None or spec.output_cost_per_token is not None else info
-        if prices.input_cost_per_token is None and prices.output_cost_per_token is None:  # as _cost decides
-            return completion, None
-        return completion, (prompt_tokens * (prices.input_cost_per_token or 0.0)
-                            + completion * (prices.output_cost_per_token or 0.0))
+        return completion, _at_prices(spec if _has_prices(spec) else info, prompt_tokens, completion)
 
     def _cost(self, spec: ModelSpec, info: ModelInfo, response: Any, usage: dict[str, int]) -> float | None:
         """litellm's cost (already computed on the response, else completion_cost); config prices win."""
-        if spec.input_cost_per_token is not None or spec.output_cost_per_token is not None:
-            return (usage["prompt_tokens"] * (spec.input_cost_per_token or 0.0)
-                    + usage["completion_tokens"] * (spec.output_cost_per_token or 0.0))
+        if _has_prices(spec):
+            return _at_prices(spec, usage["prompt_tokens"], usage["completion_tokens"])
         hidden = getattr(response, "_hidden_params", None) or {}
         cost = hidden.get("response_cost")
         if cost is not None:
@@ -296,10 +292,7 @@ class Router:
             except Exception:
                 pass
         # litellm could not price it (unknown model): nothing to guess from unless prices are known
-        if info.input_cost_per_token is None and info.output_cost_per_token is None:
-            return None
-        return (usage["prompt_tokens"] * (info.input_cost_per_token or 0.0)
-                + usage["completion_tokens"] * (info.output_cost_per_token or 0.0))
+        return _at_prices(info, usage["prompt_tokens"], usage["completion_tokens"])
 
     # -- runners ------------------------------------------------------------
     def complete(self, chain: list[str], build: WindowBuilder, params: dict[str, Any] | None = None) -> Outcome:
@@ -353,3 +346,14 @@ class Router:
         except BaseException:  # cancelled, Ctrl-C, in a call or a back-off: the model did not fail
             drive.close()  # frees a claimed probe slot
             raise
+
+
+def _has_prices(prices: ModelSpec | ModelInfo) -> bool:
+    return prices.input_cost_per_token is not None or prices.output_cost_per_token is not None
+
+
+def _at_prices(prices: ModelSpec | ModelInfo, prompt: int, completion: int) -> float | None:
+    """Tokens at per-token prices (a missing one counts as free); None when neither is known."""
+    if not _has_prices(prices):
+        return None
+    return prompt * (prices.input_cost_per_token or 0.0) + completion * (prices.output_cost_per_token or 0.0)
