@@ -84,6 +84,21 @@ def test_get_history_limit_and_message_edit(client):
     assert client.list_sessions()[0].message_count == 4
 
 
+def test_editing_a_message_the_session_lacks_names_it_and_writes_nothing(client):
+    sid = client.create_session()
+    gone = client.add_message(sid, "user", "m0").id
+    client.add_message(sid, "user", "m1")
+    client.remove_message(sid, gone)
+    size = client.store.path(sid).stat().st_size
+    for edit in (lambda mid: client.update_message(sid, mid, content="x"), lambda mid: client.remove_message(sid, mid)):
+        for mid in ("typo", gone):  # never there, and removed
+            with pytest.raises(tether.MessageNotFound, match=f"{sid} has no message with id '{mid}'") as e:
+                edit(mid)
+            assert (e.value.session_id, e.value.message_id) == (sid, mid)
+    assert client.store.path(sid).stat().st_size == size
+    assert [m.content for m in client.get_history(sid)] == ["m1"]
+
+
 def test_explicit_model_at_creation_is_pinned_and_recorded(client):
     sid = client.create_session(model="gpt-x")
     s = client.load_session(sid)

@@ -21,6 +21,7 @@ from .errors import (  # noqa: E402
     ImportFormatError,
     InvalidField,
     InvalidSessionId,
+    MessageNotFound,
     PromptTooLarge,
     SessionClosed,
     SessionCorrupt,
@@ -53,7 +54,7 @@ __all__ = [
     "Tether", "AsyncTether", "ChatResult", "Stream", "AsyncStream", "OpeningStream", "Restart", "Window",
     "Session", "SessionSummary", "SessionEvent", "Message", "Totals", "Usage", "errors",
     "TetherError", "AllModelsFailed", "ConfigError", "ContextOverflow", "ImportFormatError", "InvalidField",
-    "InvalidSessionId", "PromptTooLarge", "SessionClosed", "SessionCorrupt", "SessionExists", "SessionNotFound",
+    "InvalidSessionId", "MessageNotFound", "PromptTooLarge", "SessionClosed", "SessionCorrupt", "SessionExists", "SessionNotFound",
     "UnknownModel",
 ]
 

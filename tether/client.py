@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from . import _env
-from .errors import InvalidField
+from .errors import InvalidField, MessageNotFound
 from .home import ensure_dir, resolve_home
 from .sessions import Message, Session, SessionEvent, SessionStore, SessionSummary
 from .sessions.exchange import export_json, export_markdown, parse_import
@@ -141,11 +141,20 @@ class Tether:
         return message
 
     def update_message(self, session_id: str, message_id: str, **fields: Any) -> None:
+        """Patch fields of one message (content, pinned, metadata...). An id the session does
+        not hold raises MessageNotFound: a silent no-op would hide a typo in an app."""
+        self._require_message(session_id, message_id)
         self.store.update_message(session_id, message_id, fields)
 
     def remove_message(self, session_id: str, message_id: str) -> None:
         """Take one message out of the session (for undo and retry); recorded, not rewritten."""
+        self._require_message(session_id, message_id)
         self.store.remove_message(session_id, message_id)
+
+    def _require_message(self, session_id: str, message_id: str) -> None:
+        # a read per edit: edits are rare, and a store's log would otherwise keep dead records
+        if not any(m.id == message_id for m in self.store.load(session_id).messages):
+            raise MessageNotFound(session_id, message_id)
 
     def get_history(self, session_id: str, limit: int | None = None) -> list[Message]:
         _check_limit(limit)

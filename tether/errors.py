@@ -21,6 +21,18 @@ class SessionNotFound(TetherError, LookupError):
         return self.args[0]
 
 
+class MessageNotFound(TetherError, LookupError):
+    """update_message/remove_message with an id the session does not hold (nothing was written)."""
+
+    def __init__(self, session_id: str, message_id: str) -> None:
+        super().__init__(f"session {session_id} has no message with id {message_id!r}")
+        self.session_id = session_id
+        self.message_id = message_id
+
+    def __str__(self) -> str:  # LookupError would repr() the args
+        return self.args[0]
+
+
 class InvalidField(TetherError, ValueError):
     """A session or message field given a value of the wrong kind (nothing was written)."""
 
