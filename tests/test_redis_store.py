@@ -223,3 +223,19 @@ def test_redis_a_question_answered_again_is_claimed_across_clients(redis_url):
     b.add_message(sid, "user", "next", status="unanswered")
     assert b.retry(sid).text.startswith("echo: next")  # A's claim was released
     assert [m.role for m in b.load_session(sid).messages] == ["user", "assistant", "user", "assistant"]
+
+
+def test_closing_a_client_releases_the_connections_of_a_store_it_opened(redis_url, tether_home):
+    import redis
+
+    admin = redis.Redis.from_url(redis_url)
+    before = len(admin.client_list())
+    with tether.Tether(store=redis_url) as t:  # tether opened this store from the URL
+        t.create_session()
+        assert len(admin.client_list()) == before + 1
+    assert len(admin.client_list()) == before
+    mine = RedisStore(redis_url, prefix=f"t{uuid.uuid4().hex[:8]}")
+    with tether.Tether(store=mine) as t:  # the app made this one: the app closes it
+        t.create_session()
+    assert len(admin.client_list()) == before + 1 and len(mine.list()) == 1
+    mine.close()

@@ -88,6 +88,36 @@ def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
     assert any(meta["text"] in (m.get("content") or "") for m in sent if m["role"] == "system")
 
 
+def test_closing_the_client_waits_for_a_summary_being_made(make_tether, fake_server):
+    """An app shutting a client down (or `with Tether() as t`) gets the summary it paid for."""
+    t = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
+                    models={"mid": {"context_window": 1500}})
+    sid = t.create_session(model="mid")
+    for i in range(24):
+        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    fake_server.reset()
+    fake_server.fail("mid", "slow:0", "slow:0.4")  # the answer at once, the summary later
+    with t:
+        t.chat_once("first new question", session_id=sid)
+        assert not any(e.type == "summary" for e in t.load_session(sid).events)  # the turn did not wait
+    assert any(e.type == "summary" for e in t.load_session(sid).events)
+
+
+async def test_async_client_closes_as_a_context_manager(make_tether, fake_server, tether_home):
+    from tether import AsyncTether
+
+    sync = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
+                       models={"mid": {"context_window": 1500}})
+    sid = sync.create_session(model="mid")
+    for i in range(24):
+        sync.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    fake_server.reset()
+    fake_server.fail("mid", "slow:0", "slow:0.4")
+    async with AsyncTether(home=tether_home, config=sync._config_source) as t:
+        await t.chat_once("first new question", session_id=sid)
+    assert any(e.type == "summary" for e in sync.load_session(sid).events)
+
+
 def test_storing_a_summary_keeps_metadata_an_app_set_during_the_turn(make_tether, fake_server):
     t = make_tether(context={"summary": True, "summary_every": 1}, models={"mid": {"context_window": 1500}})
     sid = t.create_session(model="mid", metadata={"plan": "free"})

@@ -36,6 +36,16 @@ class AsyncTether:
     ) -> None:
         self.sync = Tether(home=home, config=config, store=store)
 
+    async def aclose(self, timeout: float | None = None) -> None:
+        """`Tether.close` off the loop: waits for summaries, releases a store tether opened."""
+        await asyncio.to_thread(self.sync.close, timeout)
+
+    async def __aenter__(self) -> "AsyncTether":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
     @property
     def home(self) -> Path:
         return self.sync.home

@@ -55,9 +55,27 @@ class Tether:
         _env.setup()
         self.home: Path = ensure_dir(resolve_home(home))
         self.store: SessionStore = open_store(store, self.home)
+        self._owns_store = not isinstance(store, SessionStore)  # a store the app made is the app's to close
         self._config_source = config
         self.current_session_id: str | None = None
         self._turns: Turns | None = None
+
+    def close(self, timeout: float | None = None) -> None:
+        """Wait for rolling summaries still being made (up to `timeout` seconds, default 15),
+        then release the connections of a store tether opened (a Redis URL). For apps that
+        shut a client down before the process ends; `with Tether() as t:` calls it."""
+        if self._turns is not None:
+            from .turn.summaries import SUMMARY_EXIT_WAIT
+
+            self._turns.summaries.wait(SUMMARY_EXIT_WAIT if timeout is None else timeout)
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> "Tether":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- sessions -----------------------------------------------------------------
     def create_session(

@@ -34,6 +34,7 @@ class Summaries:
         self.store, self.cache, self.router, self.config, self.settings = store, cache, router, config, settings
         self._lock = threading.Lock()
         self._running: set[str] = set()  # sessions whose summary is being extended now
+        self._threads: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()  # this client's
 
     def later(self, out: Outcome, session: Session, window: Any) -> None:
         """Extend the session's summary if it is due, sized to the answering model's window."""
@@ -57,7 +58,15 @@ class Summaries:
 
         th = threading.Thread(target=job, name=f"tether-summary-{session.id}", daemon=True)
         _THREADS.add(th)
+        self._threads.add(th)
         th.start()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds in all for this client's summaries; True if none is left."""
+        end = time.monotonic() + timeout
+        for th in list(self._threads):
+            th.join(max(0.0, end - time.monotonic()))
+        return not any(th.is_alive() for th in list(self._threads))
 
     def _complete(self, model: str, messages: list[dict[str, Any]], max_tokens: int) -> str:
         """One plain call to `model`: no window, no fallback, no record."""
