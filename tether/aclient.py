@@ -36,7 +36,7 @@ class AsyncTether:
     ) -> None:
         self.sync = Tether(home=home, config=config, store=store)
 
-    async def aclose(self, timeout: float | None = None) -> None:
+    async def close(self, timeout: float | None = None) -> None:
         """`Tether.close` off the loop: waits for summaries, releases a store tether opened."""
         await asyncio.to_thread(self.sync.close, timeout)
 
@@ -44,7 +44,7 @@ class AsyncTether:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+        await self.close()
 
     @property
     def home(self) -> Path:
