@@ -1,7 +1,7 @@
 """The dependency direction from DEVELOPERS.md: cli -> client -> router, context, sessions.
 
 `sessions` imports nothing of ours, `context` only the session models, nothing imports
-`cli`. `errors`, `_env`, `_lazy` and `home` are leaves anyone may use. Checked on the source, so a
+`cli`. `errors`, `_env`, `_lazy`, `_text` and `home` are leaves anyone may use. Checked on the source, so a
 stray import fails here rather than in review.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "tether"
-LEAVES = {"errors", "_env", "_lazy", "home"}
+LEAVES = {"errors", "_env", "_lazy", "_text", "home"}
 ALLOWED = {  # top-level part of tether -> parts it may import
     "sessions": {"sessions"},
     "context": {"context", "sessions"},

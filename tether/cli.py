@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from .cli_util import client
+from ._text import printable
+from .cli_util import client, echo
 from .errors import TetherError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -31,7 +32,7 @@ class TetherGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:
-            click.echo("tether: interrupted", err=True)
+            echo("tether: interrupted", err=True)
             ctx.exit(130)
         except BrokenPipeError:
             _quiet_stdout()
@@ -39,7 +40,7 @@ class TetherGroup(click.Group):
         except Exception as e:  # noqa: BLE001 - the one place errors become a message
             if _debug(ctx):
                 raise
-            click.echo(f"tether: error: {describe(e)}", err=True)
+            echo(f"tether: error: {describe(e)}", err=True)
             ctx.exit(1)
 
 
@@ -85,7 +86,7 @@ class _StderrHandler(logging.Handler):
             if self.defer is not None and threading.current_thread() is not threading.main_thread():
                 self.defer(f"tether: {text}")
                 return
-            click.echo(f"tether: {text}", err=True)
+            echo(f"tether: {text}", err=True)
         except Exception:  # noqa: BLE001 - logging must never break a command
             pass
 
@@ -173,7 +174,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
         c = loader.client()
         sid = resolve_session_id(c, session_id) if session_id else most_recent_session(c)
         if sid is None:
-            click.echo("tether: no active session to continue: starting a new one", err=True)
+            echo("tether: no active session to continue: starting a new one", err=True)
         else:
             if model:
                 c.pin_model(sid, model)
@@ -218,7 +219,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     c = client()
     sid = resolve_session_id(c, session_id) if session_id else (most_recent_session(c) if cont else None)
     if cont and sid is None:
-        click.echo("tether: no active session to continue: starting a new one", err=True)
+        echo("tether: no active session to continue: starting a new one", err=True)
     if model:
         model = c.turns.pins.check_model(model)  # before anything is written
     if system is not None:
@@ -231,7 +232,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     if as_json or no_stream:
         result = c.chat_once(text, session_id=sid, model=model)
         if as_json:
-            click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+            echo(json.dumps(result.to_dict(), indent=2, default=str))
         else:
             _write(result.text + "\n")
     else:
@@ -240,9 +241,9 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
 
     note = fallback_note(result)
     if note:
-        click.echo(f"tether: {note}", err=True)
+        echo(f"tether: {note}", err=True)
     if sys.stderr.isatty() and not as_json:
-        click.echo(f"session {result.session_id} · {result.model}", err=True)
+        echo(f"session {result.session_id} · {result.model}", err=True)
 
 
 def _write(text: str) -> bool:
@@ -250,7 +251,7 @@ def _write(text: str) -> bool:
     if sys.stdout is None:
         return False
     try:
-        sys.stdout.write(text)
+        sys.stdout.write(printable(text))  # a reply's ESC would reach a terminal even through `| tee`
         sys.stdout.flush()
         return True
     except (BrokenPipeError, ValueError):  # ValueError: stdout was closed
@@ -271,7 +272,7 @@ def _stream_to_stdout(stream: Any) -> Any:
     try:
         for piece in stream:
             if isinstance(piece, Restart):
-                click.echo(f"{chr(10) if live else ''}tether: {piece.from_model} failed mid-answer ({piece.reason}); "
+                echo(f"{chr(10) if live else ''}tether: {piece.from_model} failed mid-answer ({piece.reason}); "
                            f"{piece.to_model} answers from the start", err=True)
                 held.clear()
                 continue
@@ -304,15 +305,15 @@ def models(as_json: bool) -> None:
 
     rows = client().models()
     if as_json:
-        click.echo(json.dumps(rows, indent=2, default=str))
+        echo(json.dumps(rows, indent=2, default=str))
         return
     out = []
     for m in rows:
         out.append([m["name"] + (" *" if m["default"] else ""), m["model"], f"{m['context_window']:,}",
                     str(m["max_output_tokens"] or "-"), fmt_per_million(m["input_cost_per_token"]),
                     fmt_per_million(m["output_cost_per_token"]), fmt_circuit(m["circuit"])])
-    click.echo(table(["NAME", "LITELLM MODEL", "WINDOW", "MAX OUT", "INPUT", "OUTPUT", "CIRCUIT"], out, {2, 3, 4, 5}))
-    click.echo("* default model · prices per million tokens ('-' where unknown)")
+    echo(table(["NAME", "LITELLM MODEL", "WINDOW", "MAX OUT", "INPUT", "OUTPUT", "CIRCUIT"], out, {2, 3, 4, 5}))
+    echo("* default model · prices per million tokens ('-' where unknown)")
 
 
 @main.command()
@@ -329,21 +330,21 @@ def config(as_json: bool) -> None:
     if as_json:
         data = {"home": str(home), "path": str(rep.path), "exists": rep.exists, "valid": rep.valid,
                 "error": rep.error, **({"config": cfg.describe()} if cfg else {})}
-        click.echo(json.dumps(data, indent=2, default=str))
+        echo(json.dumps(data, indent=2, default=str))
     else:
-        click.echo(f"home:          {home}")
-        click.echo(f"config file:   {rep.path}" + ("" if rep.exists else " (not present: using defaults)"))
-        click.echo(f"valid:         {'yes' if rep.valid else 'no'}")
+        echo(f"home:          {home}")
+        echo(f"config file:   {rep.path}" + ("" if rep.exists else " (not present: using defaults)"))
+        echo(f"valid:         {'yes' if rep.valid else 'no'}")
         if cfg:
-            click.echo(f"default model: {cfg.default_model} ({cfg.default_reason})")
+            echo(f"default model: {cfg.default_model} ({cfg.default_reason})")
             if cfg.fallbacks:
-                click.echo(f"fallbacks:     {', '.join(cfg.fallbacks)}")
+                echo(f"fallbacks:     {', '.join(cfg.fallbacks)}")
             if cfg.models:
-                click.echo("models:        " + ", ".join(f"{n} = {s.model}" for n, s in cfg.models.items()))
+                echo("models:        " + ", ".join(f"{n} = {s.model}" for n, s in cfg.models.items()))
             if cfg.notice:
-                click.echo(cfg.notice)
+                echo(cfg.notice)
     if not rep.valid:
-        click.echo(f"tether: error: {rep.error}", err=True)
+        echo(f"tether: error: {rep.error}", err=True)
         sys.exit(1)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .cli_util import client
+from .cli_util import client, echo
 
 STATUSES = ("active", "archived", "closed")  # sessions.models.STATUSES, without importing pydantic for --help
 
@@ -45,17 +45,17 @@ def list_(as_json: bool, limit: int | None, user_id: str | None, status: str | N
     if not as_json:
         fast = fast_summaries(limit, user_id, status)
         if fast is not None:
-            click.echo(sessions_table(fast) if fast else none)
+            echo(sessions_table(fast) if fast else none)
             return
     c = client()
     rows = c.list_sessions(limit=limit, user_id=user_id, status=status)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        echo(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     if not rows:
-        click.echo(none)
+        echo(none)
         return
-    click.echo(sessions_table(rows))  # skipped corrupt files were logged (to stderr) by the store
+    echo(sessions_table(rows))  # skipped corrupt files were logged (to stderr) by the store
 
 
 def fast_summaries(limit: int | None, user_id: str | None, status: str | None = None,
@@ -76,7 +76,7 @@ def show(session_id: str, as_json: bool) -> None:
     c = client()
     sid = _resolve(c, session_id)
     if as_json:
-        click.echo(c.export_session(sid, "json"))
+        echo(c.export_session(sid, "json"))
         return
     from .render import fmt_cost, make_console, print_transcript
 
@@ -89,7 +89,7 @@ def show(session_id: str, as_json: bool) -> None:
              f"messages: {t.messages} · tokens {t.total_tokens} · cost {fmt_cost(t.cost_usd)}"]
     if s.system:
         lines.append(f"system:   {s.system}")
-    click.echo("\n".join(lines) + "\n")
+    echo("\n".join(lines) + "\n")
     print_transcript(make_console(), s.messages)
 
 
@@ -101,14 +101,14 @@ def rename(session_id: str, title: tuple[str, ...]) -> None:
     c = client()
     sid = _resolve(c, session_id)
     c.rename_session(sid, " ".join(title))
-    click.echo(f"renamed {sid}: {' '.join(title)}")
+    echo(f"renamed {sid}: {' '.join(title)}")
 
 
 def _set_status(session_id: str, status: str, done: str) -> None:
     c = client()
     sid = _resolve(c, session_id)
     c.update_session(sid, status=status)
-    click.echo(f"{done} {sid}")
+    echo(f"{done} {sid}")
 
 
 @sessions.command()
@@ -144,7 +144,7 @@ def delete(session_id: str, yes: bool) -> None:
         title = next((x.title for x in s if x.id == sid), None)
         click.confirm(f"delete session {sid}" + (f" ({title!r})" if title else "") + "?", abort=True)
     c.delete_session(sid)
-    click.echo(f"deleted {sid}")
+    echo(f"deleted {sid}")
 
 
 @sessions.command()
@@ -163,12 +163,12 @@ def export(session_id: str, fmt: str | None, output: Path | None) -> None:
     if not text.endswith("\n"):
         text += "\n"
     if output is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
     else:
         from .cli_util import write_export
 
         write_export(output, text)
-        click.echo(f"exported to {output}", err=True)
+        echo(f"exported to {output}", err=True)
 
 
 @sessions.command("import")
@@ -186,9 +186,9 @@ def import_(files: tuple[Path, ...], overwrite: bool) -> None:
         except (TetherError, OSError, ValueError) as e:
             failed += 1
             hint = " (use --overwrite to replace it)" if type(e).__name__ == "SessionExists" else ""
-            click.echo(f"tether: error: {f}: {e}{hint}", err=True)
+            echo(f"tether: error: {f}: {e}{hint}", err=True)
             continue
-        click.echo(f"imported {sid} from {f}")
+        echo(f"imported {sid} from {f}")
     if failed:
         sys.exit(1)
 
@@ -204,18 +204,18 @@ def search(text: tuple[str, ...], limit: int | None, as_json: bool) -> None:
     query = " ".join(text)
     hits = client().search_sessions(query, limit=limit)
     if as_json:
-        click.echo(json.dumps([{**s.to_dict(), "matches": [m.to_dict() for m in ms]} for s, ms in hits],
+        echo(json.dumps([{**s.to_dict(), "matches": [m.to_dict() for m in ms]} for s, ms in hits],
                               indent=2, default=str))
         return
     if not hits:
-        click.echo(f"no session mentions {query!r}")
+        echo(f"no session mentions {query!r}")
         sys.exit(1)
     for s, msgs in hits:
-        click.echo(f"{s.id}  {s.title or '(untitled)'}  · {fmt_when(s.updated_at)}")
+        echo(f"{s.id}  {s.title or '(untitled)'}  · {fmt_when(s.updated_at)}")
         for m in msgs[:3]:
-            click.echo(f"    {m.role}: {_snippet(m.content, query)}")
+            echo(f"    {m.role}: {_snippet(m.content, query)}")
         if len(msgs) > 3:
-            click.echo(f"    … {len(msgs) - 3} more matching messages")
+            echo(f"    … {len(msgs) - 3} more matching messages")
 
 
 

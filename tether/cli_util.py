@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._text import printable
 from .errors import InvalidSessionId, SessionNotFound, TetherError
 
 if TYPE_CHECKING:
@@ -14,6 +15,14 @@ if TYPE_CHECKING:
 
 class AmbiguousSessionId(TetherError, LookupError):
     """A prefix that matches more than one session."""
+
+
+def echo(text: str = "", **kwargs: Any) -> None:
+    """click.echo for text that may hold a model's words, a title or a provider's message:
+    its control characters are shown, not sent to the terminal (JSON output has none)."""
+    import click
+
+    click.echo(printable(text), **kwargs)
 
 
 _EXPORT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".json": "json"}

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import IO, TYPE_CHECKING, Any
 
+from ._text import printable
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.live import Live
@@ -83,7 +85,7 @@ def cells(text: str) -> int:
 
 
 def shorten(text: str | None, width: int) -> str:
-    text = " ".join((text or "").split())
+    text = printable(text or "", one_line=True)
     if cells(text) <= width:
         return text
     out, used = [], 0
@@ -145,7 +147,7 @@ def session_row(s: Any, title_width: int = 40) -> list[str]:
     tget = (lambda k: totals.get(k)) if isinstance(totals, dict) else (lambda k: getattr(totals, k, None))
     return [
         str(get("id")), shorten(_marked(get("title") or "(untitled)", get("status")), title_width),
-        get("pinned_model") or "-",
+        printable(get("pinned_model") or "-", one_line=True),
         str(get("message_count") or 0), fmt_tokens(tget("total_tokens")), fmt_cost(tget("cost_usd") or 0.0),
         fmt_when(get("updated_at")),
     ]
@@ -171,6 +173,11 @@ def make_console(file: IO[str] | None = None, force_terminal: bool | None = None
             self.quiet = True
             raise BrokenPipeError
 
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            """Strings printed may hold a model's words or a title: show their control
+            characters rather than let them drive the terminal."""
+            super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
     return _Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
 
 
@@ -179,7 +186,7 @@ def markdown(text: str) -> Any:
     without blank lines would otherwise be joined into one paragraph."""
     from rich.markdown import Markdown
 
-    md = Markdown(text)
+    md = Markdown(printable(text))
     for token in md.parsed:
         for child in token.children or ():
             if child.type == "softbreak":
@@ -283,6 +290,7 @@ class AnswerView:
         self.live.start()
 
     def add(self, piece: str) -> None:
+        piece = printable(piece)  # written raw to a pipe below, which may be `| tee` to a terminal
         self.text += piece
         if self._plain and not self.hold:
             self.console.file.write(piece)

@@ -1,0 +1,74 @@
+"""Text from a model, an imported file or a provider is drawn, never obeyed: an ESC in a reply
+or a title must not set the clipboard (OSC 52), retitle the window or move the cursor."""
+from __future__ import annotations
+
+import io
+import json
+
+from click.testing import CliRunner
+
+from tether import Tether
+from tether._text import printable
+from tether.cli import main
+from tether.render import AnswerView, make_console, print_transcript
+
+from replkit import chat
+
+HOSTILE = "hi \x1b]52;c;ZWNobyBwd25lZA==\x07 \x1b]0;PWNED\x07 \x9b2J \x1b[31mred\rX\x7f"
+RAW = ("\x1b", "\x07", "\x9b", "\r", "\x7f")
+
+
+def clean(text: str) -> bool:
+    return not any(c in text for c in RAW)
+
+
+def test_printable_shows_controls_keeps_text_and_folds_one_line_fields():
+    assert printable(HOSTILE) == "hi ␛]52;c;ZWNobyBwd25lZA==␇ ␛]0;PWNED␇ \ufffd2J ␛[31mredX␡"
+    assert printable("line\r\n\ttab 漢字 🙂 مرحبا") == "line\n\ttab 漢字 🙂 مرحبا"
+    assert printable("a\n b\t\u202eevil\u2066c", one_line=True) == "a b evilc"
+
+
+def test_ask_draws_a_hostile_reply_but_json_keeps_it():
+    r = CliRunner().invoke(main, ["ask", HOSTILE])
+    assert r.exit_code == 0, r.output
+    assert clean(r.stdout) and "␛]52;c;" in r.stdout
+    r = CliRunner().invoke(main, ["ask", "--json", HOSTILE])
+    assert "\x1b]52;c;" in json.loads(r.stdout)["text"]  # data output is the text as stored
+
+
+def test_session_listing_show_and_search_draw_hostile_titles_on_one_row():
+    t = Tether()
+    sid = t.create_session(title="evil\x1b]0;PWNED\x07\nsecond line\u202e", model="tether/echo")
+    t.add_message(sid, "user", "evil question")
+    t.add_message(sid, "assistant", HOSTILE)
+    run = CliRunner().invoke
+    listing = run(main, ["sessions", "list"]).stdout
+    assert clean(listing) and "\u202e" not in listing
+    assert [ln for ln in listing.splitlines() if sid in ln][0].count("second line") == 1  # one row
+    for args in (["sessions", "show", sid], ["sessions", "search", "evil"], ["sessions", "export", sid, "-f", "markdown"]):
+        out = run(main, args).stdout
+        assert clean(out) and "␛" in out, args
+    assert t.load_session(sid).messages[-1].content == HOSTILE  # only the drawing changed
+
+
+def test_the_chat_draws_a_hostile_live_answer_and_transcript(tether_home, fake_server):
+    from conftest import router_config
+
+    fake_server.reset()
+    fake_server.fixed["main"] = HOSTILE
+    with chat(tether_home, config=router_config(fake_server)) as c:
+        out = c.run("say it\r")
+        assert "red" in out and clean(out)
+    buf = io.StringIO()
+    print_transcript(make_console(file=buf, force_terminal=True), c.messages(), heading="resumed")
+    drawn = buf.getvalue().replace("\x1b[", "")  # rich's own styling, not the reply's
+    assert "␛]52;c;" in drawn and "\x1b]" not in drawn and "\x07" not in drawn
+
+
+def test_a_live_answer_on_a_terminal_shows_the_escape():
+    buf = io.StringIO()
+    view = AnswerView(make_console(file=buf, force_terminal=True))
+    view.start()
+    view.add("ok \x1b]52;c;eA==\x07")
+    view.finish()
+    assert "␛]52;c;eA==␇" in buf.getvalue() and "\x1b]52" not in buf.getvalue()
