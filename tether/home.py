@@ -30,9 +30,26 @@ def ensure_dir(path: Path) -> Path:
     """Create the home as a private (0700) directory. An existing one is the user's (a project
     folder, say) and keeps its mode: the sessions folder inside is made private on its own."""
     try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path)
     except FileExistsError:  # a file, or a parent that is one
         raise ConfigError(f"tether home {path} is not a directory (set {ENV_VAR} to a folder)") from None
     except OSError as e:
         raise ConfigError(f"cannot create tether home {path}: {e.strerror or e}") from None
     return path
+
+
+def make_private_dirs(path: Path) -> None:
+    """mkdir -p where every folder it creates is 0700, parents too; existing folders keep their mode.
+
+    `Path.mkdir(parents=True, mode=...)` gives the mode to the last folder only: its parents get
+    0777 less the umask, world-writable under umask 000, and whoever can write to a parent can
+    swap the private folder below it for their own. 0700 is what the XDG base-directory spec asks
+    for a missing data folder (~/.local/share when ~/.local is missing).
+    """
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+    except FileNotFoundError:
+        if path.parent == path:
+            raise
+        make_private_dirs(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)  # exist_ok: another process may have made it meanwhile
