@@ -2,8 +2,10 @@
 could do to tether's files: folders tether creates are private, parents included."""
 from __future__ import annotations
 
+import json
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +13,11 @@ from pathlib import Path
 import pytest
 
 import tether
-from tether.errors import ConfigError
+from tether.errors import ConfigError, SessionCorrupt
+from tether.repl_input import LockedFileHistory
+from tether.sessions.jsonl import write_atomic
+
+from conftest import sessions_dir
 
 
 @contextmanager
@@ -47,3 +53,116 @@ def test_a_file_where_a_parent_of_the_home_should_be_is_named(tmp_path):
         tether.Tether(home=tmp_path / "a" / "home")
     with pytest.raises(ConfigError, match="is not a directory"):
         tether.Tether(home=tmp_path / "a")
+
+
+# -- links and other things planted in the folders -----------------------------------------
+# Whoever can write to the home could plant these; tether refuses to open them, for writing and
+# for reading, with an error naming the file, and leaves whatever they point to alone.
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A file out of the home, readable by all, that a planted link points to."""
+    d = tmp_path / "outside"
+    d.mkdir()
+    f = d / "notes.txt"
+    f.write_text("my notes\n")
+    f.chmod(0o644)
+    return f
+
+
+def header(sid: str) -> str:
+    return json.dumps({"type": "header", "session": {"id": sid, "created_at": "2024-01-01T00:00:00Z",
+                                                     "updated_at": "2024-01-01T00:00:00Z"}}) + "\n"
+
+
+def test_a_session_file_that_is_a_link_out_of_the_folder_is_neither_written_nor_read(client, outside):
+    outside.write_text(header("evil"))
+    link = sessions_dir(client) / "evil.jsonl"
+    link.symlink_to(outside)
+    with pytest.raises(SessionCorrupt, match=f"{link}.*symbolic link"):
+        client.add_message("evil", "user", "secret question")
+    with pytest.raises(SessionCorrupt, match="symbolic link"):
+        client.load_session("evil")
+    assert outside.read_text() == header("evil") and mode(outside) == 0o644
+    assert client.delete_session("evil")  # removes the link only
+    assert not link.is_symlink() and outside.read_text() == header("evil")
+
+
+def test_a_link_to_another_session_in_the_folder_is_refused_too(client):
+    sid = client.create_session()
+    client.add_message(sid, "user", "kept")
+    (sessions_dir(client) / "alias.jsonl").symlink_to(f"{sid}.jsonl")
+    with pytest.raises(SessionCorrupt, match="symbolic link"):
+        client.add_message("alias", "user", "through the alias")
+    assert [m.content for m in client.load_session(sid).messages] == ["kept"]
+
+
+def test_a_folder_or_a_fifo_under_a_sessions_name_is_an_error_not_a_hang(client):
+    (sessions_dir(client) / "dir.jsonl").mkdir()
+    with pytest.raises(SessionCorrupt, match="not a regular file"):
+        client.add_message("dir", "user", "x")
+    fifo = sessions_dir(client) / "fifo.jsonl"
+    os.mkfifo(fifo)
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            client.load_session("fifo")
+        except BaseException as e:  # noqa: BLE001 - checked below
+            errors.append(e)
+
+    th = threading.Thread(target=load, daemon=True)
+    th.start()
+    th.join(5)
+    if th.is_alive():  # blocked opening the FIFO: a writer lets it go
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        th.join(5)
+        pytest.fail("reading a FIFO planted as a session file hung")
+    assert len(errors) == 1 and isinstance(errors[0], SessionCorrupt) and "not a regular file" in str(errors[0])
+    with pytest.raises(SessionCorrupt, match="not a regular file"):
+        client.add_message("fifo", "user", "x")
+
+
+def test_a_rewrites_temp_file_is_never_one_already_there(client, outside, monkeypatch):
+    """The temp file of an atomic rewrite (create, compact, import, the listing index) is created
+    where nothing is: a planted link or a leftover under its name is not written through."""
+    monkeypatch.setattr(os, "urandom", lambda n: b"\0" * n)  # every attempt picks the same name
+    path = sessions_dir(client) / "new.jsonl"
+    (path.parent / f".new.jsonl.{os.getpid()}.00000000.tmp").symlink_to(outside)
+    with pytest.raises(FileExistsError):
+        write_atomic(path, header("new").encode())
+    assert outside.read_text() == "my notes\n" and not path.exists()
+    monkeypatch.undo()
+    write_atomic(path, header("new").encode())  # another name
+    assert path.read_text() == header("new") and outside.read_text() == "my notes\n"
+
+
+def test_a_turn_claim_lock_that_is_a_link_is_refused(client, outside):
+    store = client.store
+    sid = client.create_session()
+    store.claim(sid, "m1")()  # the lock file stays, as for a turn that ended
+    (lock,) = (store.locks).glob(f"{sid}.*.turn")
+    lock.unlink()
+    target = outside.parent / "created-by-claim"
+    lock.symlink_to(target)
+    with pytest.raises(OSError, match="symbolic link"):
+        store.claim(sid, "m1")
+    assert not target.exists()
+
+
+def test_the_input_history_is_not_written_nor_read_through_a_link(tether_home, outside):
+    tether_home.mkdir(parents=True)
+    history = tether_home / "chat_history"
+    target = outside.parent / "history-target"
+    history.symlink_to(target)
+    notes: list[str] = []
+    h = LockedFileHistory(history, warn=notes.append)
+    h.store_string("typed secret")
+    assert not target.exists()
+    history.unlink()
+    history.symlink_to(outside)
+    outside.write_text("\n# 2024-01-01\n+planted line\n")
+    assert list(LockedFileHistory(history, warn=notes.append).load_history_strings()) == []
+    h.store_string("again")
+    assert outside.read_text() == "\n# 2024-01-01\n+planted line\n"
+    assert len(notes) == 2 and all("symbolic link" in n and str(history) in n for n in notes)
