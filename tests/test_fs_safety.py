@@ -3,6 +3,7 @@ could do to tether's files: folders tether creates are private, parents included
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import threading
@@ -166,3 +167,50 @@ def test_the_input_history_is_not_written_nor_read_through_a_link(tether_home, o
     h.store_string("again")
     assert outside.read_text() == "\n# 2024-01-01\n+planted line\n"
     assert len(notes) == 2 and all("symbolic link" in n and str(history) in n for n in notes)
+
+
+# -- a warning when others can change the home -------------------------------------------
+
+@pytest.fixture
+def warnings_logged() -> Iterator[list[str]]:
+    """tether's log warnings (a handler of its own: the CLI's tests turn propagation off)."""
+    got: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: got.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("tether")
+    logger.addHandler(handler)
+    try:
+        yield got
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_home_or_config_others_can_write_is_warned_about_once(tether_home, warnings_logged):
+    tether_home.mkdir()
+    (tether_home / "config.toml").write_text("")
+    tether_home.chmod(0o777)
+    (tether_home / "config.toml").chmod(0o666)
+    tether.Tether()
+    tether.Tether()
+    assert len(warnings_logged) == 2, warnings_logged
+    assert f"home folder {tether_home} is writable by all users (mode 777)" in warnings_logged[0]
+    assert f"config file {tether_home / 'config.toml'} is writable by all users" in warnings_logged[1]
+
+
+def test_a_private_home_or_one_of_the_users_own_group_is_not_warned_about(tmp_path, warnings_logged):
+    tether.Tether(home=tmp_path / "fresh")
+    shared = tmp_path / "own-group"
+    shared.mkdir()
+    os.chown(shared, -1, os.getegid())
+    shared.chmod(0o775)  # umask 002 where each user has a group of their own
+    tether.Tether(home=shared)
+    assert warnings_logged == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_a_home_owned_by_another_user_is_warned_about(tmp_path, warnings_logged):
+    home = tmp_path / "theirs"
+    home.mkdir()
+    os.chown(home, 4242, -1)
+    tether.Tether(home=home)
+    assert any(f"home folder {home} is owned by another user (uid 4242)" in w for w in warnings_logged)
