@@ -4,7 +4,9 @@ Kept apart from the loop so each can be tested alone and the loop reads plainly.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,6 +50,7 @@ class LockedFileHistory(FileHistory):
     def load_history_strings(self) -> Iterable[str]:
         try:
             with self._lock():
+                _regular_or_absent(Path(self.filename))  # prompt_toolkit reads through links and FIFOs
                 items = list(super().load_history_strings())
         except (OSError, TimeoutError) as e:  # filelock's Timeout is a TimeoutError
             self._failed("read", e)
@@ -63,11 +66,43 @@ class LockedFileHistory(FileHistory):
             self._failed("save", e)
 
 
+_NOT_FOLLOWED = "it is a symbolic link, which tether does not follow"
+
+
 def _private_file(path: Path) -> None:
-    """Create the file 0600, or tighten it: the home may be a shared folder (0755)."""
-    os.close(os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o600))
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)
+    """Create the file 0600, or tighten it: the home may be a shared folder (0755).
+
+    Never through a link, nor on anything but a regular file (OSError instead): whoever can write
+    to the home could point chat_history at a file outside it, and what is typed would land there.
+    prompt_toolkit then opens it again by name: a link swapped in between the two opens would still
+    be followed (a race to win each time; a link planted beforehand never is).
+    """
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_APPEND | os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK, 0o600)
+    except OSError as e:
+        if os.path.islink(path):
+            raise OSError(e.errno, _NOT_FOLLOWED, str(path)) from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "it is not a regular file", str(path))
+        if st.st_mode & 0o077:
+            os.fchmod(fd, 0o600)  # the file opened, not whatever the name points to now
+    finally:
+        os.close(fd)
+
+
+def _regular_or_absent(path: Path) -> None:
+    """OSError unless the file is missing or a regular file (a link or a FIFO is not read)."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise OSError(errno.ELOOP, _NOT_FOLLOWED, str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(errno.EINVAL, "it is not a regular file", str(path))
 
 
 def key_bindings() -> KeyBindings:

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,15 @@ from .store import SessionStore, search_session
 log = logging.getLogger("tether.sessions")
 
 COMPACT_MIN_DEAD = 256  # dead records tolerated before load() compacts a file
+
+# Whoever can write to the folder (a shared or group-writable home) could plant a link there and
+# have the chat written into, or read from, any file the user can reach: every file tether opens
+# in its folders is opened without following a link (O_NOFOLLOW), and its own files are created
+# only where nothing is (O_EXCL). A session file is a regular file, never a link, even one that
+# points inside the folder (its header would name another id anyway).
+_APPEND = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # O_NONBLOCK: a planted FIFO must not hang a read
+LINK_REFUSED = "a symbolic link, which tether does not follow in its folders (it could point anywhere): remove it"
 
 
 def private_dir(path: Path) -> Path:
@@ -60,8 +70,14 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: b
 
     durable=False skips the fsyncs: for caches that can be rebuilt (the listing index).
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(data):x}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for attempt in range(8):  # a name never used before: O_EXCL refuses anything already there, links too
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            break
+        except FileExistsError:
+            if attempt == 7:
+                raise
     try:
         with os.fdopen(fd, "wb", closefd=True) as f:
             f.write(data)
@@ -82,6 +98,34 @@ def write_atomic(path: Path, data: bytes, *, exclusive: bool = False, durable: b
             pass
     if durable:
         _fsync_dir(path.parent)
+
+
+def _refused(path: str | Path, e: OSError) -> Exception:
+    """What to raise when a session file could not be opened: a link, a folder or anything else
+    that is not a regular file is a SessionCorrupt naming it; other errors stay as they are."""
+    if os.path.islink(path):
+        return SessionCorrupt(path, LINK_REFUSED)
+    if isinstance(e, IsADirectoryError):
+        return SessionCorrupt(path, "not a regular file")
+    return e
+
+
+def read_session_file(path: Path) -> bytes:
+    """A session file's bytes, never read through a link nor from anything but a regular file;
+    FileNotFoundError if there is none, SessionCorrupt if it cannot be read."""
+    try:
+        fd = os.open(path, _READ)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise SessionCorrupt(path, LINK_REFUSED if os.path.islink(path) else f"cannot be read ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise SessionCorrupt(path, "not a regular file")
+            return f.read()
+    except OSError as e:
+        raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -149,12 +193,16 @@ class JsonlStore(SessionStore):
         path = self.file(session_id)
         for _ in range(1000):
             try:
-                fd = os.open(path, os.O_RDWR | os.O_APPEND)
+                fd = os.open(path, _APPEND)  # never through a link (see _APPEND)
             except FileNotFoundError:
                 raise SessionNotFound(session_id) from None
+            except OSError as e:
+                raise _refused(path, e) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):  # a FIFO or device planted under a session's name
+                    raise SessionCorrupt(path, "not a regular file")
                 current = st.st_nlink > 0 and os.stat(path).st_ino == st.st_ino
             except FileNotFoundError:  # deleted while we waited
                 os.close(fd)
@@ -171,11 +219,9 @@ class JsonlStore(SessionStore):
     def read_fold(self, session_id: str) -> Fold:
         path = self.path(session_id)
         try:
-            data = path.read_bytes()
+            data = read_session_file(path)
         except FileNotFoundError:
             raise SessionNotFound(session_id) from None
-        except OSError as e:
-            raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
         records, _ = split_records(data, path)
         fold = Fold(path, records)  # a malformed record is SessionCorrupt, naming the file
         check_file_id(path, fold.header.get("id"))
@@ -236,7 +282,12 @@ class JsonlStore(SessionStore):
         # file removed while another process waits on it would let two holders in)
         key = hashlib.blake2b(message_id.encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
         path = self.locks / f"{validate_id(session_id)}.{key}.turn"  # an imported id may be any text
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as e:
+            if os.path.islink(path):
+                raise OSError(e.errno, f"lock file {path} is {LINK_REFUSED}") from None
+            raise
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -278,6 +329,10 @@ class JsonlStore(SessionStore):
                 path.unlink()
         except SessionNotFound:
             return False
+        except SessionCorrupt:
+            if not path.is_symlink():
+                raise
+            path.unlink()  # a link is no session: removing it leaves what it points to alone
         self.index.forget(session_id)
         return True
 
@@ -305,8 +360,8 @@ class JsonlStore(SessionStore):
         for row in self.list():
             if raw_ok and needle not in (row.title or "").casefold():
                 try:
-                    data = self.path(row.id).read_bytes()
-                except OSError:
+                    data = read_session_file(self.path(row.id))
+                except (OSError, SessionCorrupt):
                     continue
                 if needle not in data.decode("utf-8", "replace").casefold() and not (escaped and escaped in data):
                     continue
