@@ -89,6 +89,23 @@ def test_a_session_file_that_is_a_link_out_of_the_folder_is_neither_written_nor_
     assert not link.is_symlink() and outside.read_text() == header("evil")
 
 
+def test_listing_names_a_linked_session_file_and_never_reads_through_it(client, outside, caplog):
+    client.create_session(title="mine")
+    outside.write_text(header("evil"))
+    (sessions_dir(client) / "evil.jsonl").symlink_to(outside)
+    with caplog.at_level(logging.WARNING, logger="tether"):
+        assert [s.title for s in client.list_sessions()] == ["mine"]
+    assert any("evil.jsonl" in r.getMessage() and "not a regular file" in r.getMessage() for r in caplog.records)
+
+
+def test_a_store_given_a_folder_makes_its_missing_parents_private(tmp_path):
+    from tether.sessions.jsonl import JsonlStore
+
+    with umask(0):
+        JsonlStore(tmp_path / "x" / "y" / "sessions")
+    assert [mode(p) for p in (tmp_path / "x", tmp_path / "x" / "y", tmp_path / "x" / "y" / "sessions")] == [0o700] * 3
+
+
 def test_a_link_to_another_session_in_the_folder_is_refused_too(client):
     sid = client.create_session()
     client.add_message(sid, "user", "kept")

@@ -65,5 +65,5 @@ def test_layers_point_one_way():
 
 
 def test_checker_sees_relative_imports():
-    assert tether_imports(PKG / "sessions" / "jsonl.py") == {"errors", "sessions"}
+    assert tether_imports(PKG / "sessions" / "jsonl.py") == {"errors", "home", "sessions"}
     assert "aclient" in tether_imports(PKG / "__init__.py")

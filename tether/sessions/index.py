@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,6 +126,8 @@ class SessionIndex:
 def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
     from .replay import check_file_id, split_records
 
+    if not stat.S_ISREG(st.st_mode):  # a link or a FIFO planted under a session's name: never read through
+        raise SessionCorrupt(path, "not a regular file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

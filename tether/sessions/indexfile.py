@@ -26,7 +26,7 @@ def session_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
             name = entry.name
             if name.endswith(SUFFIX) and not name.startswith("."):
                 try:
-                    yield name[: -len(SUFFIX)], entry.stat()
+                    yield name[: -len(SUFFIX)], entry.stat(follow_symlinks=False)  # a link is judged as one
                 except FileNotFoundError:
                     continue
 

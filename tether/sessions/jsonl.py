@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SessionCorrupt, SessionExists, SessionNotFound
+from ..home import make_private_dirs
 from .ids import validate_id
 from .index import SessionIndex
 from .indexfile import SUFFIX
@@ -45,7 +46,7 @@ LINK_REFUSED = "a symbolic link, which tether does not follow in its folders (it
 
 
 def private_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dirs(path)  # JsonlStore(root) given directly: its missing parents are private too
     if path.stat().st_mode & 0o077:
         path.chmod(0o700)
     return path
