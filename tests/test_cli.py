@@ -87,6 +87,17 @@ def test_a_corrupt_session_is_named_once_and_the_rest_still_list(tether_home):
     assert ok("ask", "-c", "again").exit_code == 0  # -c finds the good one
 
 
+def test_a_session_file_nested_too_deeply_is_named_and_the_rest_still_list(tether_home):
+    good = make_session("good", ("user", "hi"))
+    path = Path(tether_home) / "sessions" / "deep.jsonl"
+    path.write_text('{"type":"header","session":{"id":"deep","metadata":{"x":' + "[" * 5000 + "]" * 5000 + "}}}\n")
+    for args in (("sessions", "list"), ("sessions", "list", "--json"), ("sessions", "search", "hi")):
+        r = ok(*args)
+        assert good in r.stdout and "nested too deeply" in r.stderr and str(path) in r.stderr
+    ok("ask", "-c", "again")
+    assert Tether().get_history(good)[-2].content == "again"
+
+
 def test_sessions_show_text_and_json_and_prefix_ids():
     sid = make_session("Shown", ("user", "what is tether?"), ("assistant", "a **router**"))
     out = ok("sessions", "show", sid[:-2]).output

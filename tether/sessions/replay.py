@@ -27,7 +27,7 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]
         end = len(data)
     try:
         records = json.loads(b"[" + b",".join(ln for ln in lines if ln.strip()) + b"]")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         records = []
         for no, ln in enumerate(lines, 1):
             if not ln.strip():
@@ -36,6 +36,8 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]
                 records.append(json.loads(ln))
             except (ValueError, UnicodeDecodeError) as e:
                 raise SessionCorrupt(path, f"line {no} is not valid JSON ({e})") from None
+            except RecursionError:  # one hostile file must not stop every listing, unnamed
+                raise SessionCorrupt(path, f"line {no} is nested too deeply") from None
     if not all(isinstance(r, dict) for r in records):
         raise SessionCorrupt(path, "a record is not a JSON object")
     return records, end
@@ -55,9 +57,12 @@ def check_file_id(path: Path, session_id: object) -> None:
 
 
 def is_record(line: bytes) -> bool:
-    """Whether a line is one whole JSON object (a torn write never is)."""
+    """Whether a line is one whole JSON object (a torn write never is). One nested too deeply
+    to parse counts as whole, so the reader reports it (naming the file) rather than dropping it."""
     try:
         return isinstance(json.loads(line), dict)
+    except RecursionError:
+        return line.lstrip()[:1] == b"{" and line.rstrip()[-1:] == b"}"
     except (ValueError, UnicodeDecodeError):
         return False
 
