@@ -161,6 +161,21 @@ def test_import_oblix_files_and_report_bad_ones(tmp_path):
     assert Tether().load_session(oblix["id"]).title == "From Oblix"
 
 
+def test_a_hostile_file_in_an_import_batch_is_named_once_and_the_next_still_imported(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"id":"deep","messages":[],"metadata":{"x":' + "[" * 5000 + "]" * 5000 + "}}")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"id":"wrong","messages":[{"role":"user","content":5}]}')
+    good = tmp_path / "good.json"
+    good.write_text('{"id":"good","messages":[{"role":"user","content":"hi"}]}')
+    r = run("sessions", "import", str(deep), str(wrong), str(good))
+    assert r.exit_code == 1 and "imported good" in r.stdout and "Traceback" not in r.output
+    errors = r.stderr.splitlines()
+    assert errors == [f"tether: error: {deep}: nested too deeply",
+                      f"tether: error: {wrong}: invalid value at messages.0.content: Input should be a valid string"]
+    assert [s.id for s in Tether().list_sessions()] == ["good"]
+
+
 def test_search_titles_and_message_text():
     a = make_session("Kyoto itinerary", ("user", "temples"))
     b = make_session("Other", ("user", "a long message mentioning KYOTO somewhere"))

@@ -73,6 +73,41 @@ def test_bad_imports_name_the_problem(bad, match):
     assert c.list_sessions() == []
 
 
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"id":"d","messages":[],"metadata":{"x":' + _nested(5000) + '}}', r"deep\.json: nested too deeply"),
+    (_nested(100000), r"deep\.json: nested too deeply"),
+    ('{"id":"d","messages":[],"metadata":{"x":' + _nested(300) + '}}', r"deep\.json: nested too deeply"),  # parses, too deep to store
+    ('{"type":"header","session":{"id":"d"}}\n{"type":"message","message":{"id":"m","role":"user","content":"x","metadata":{"x":'
+     + _nested(5000) + '}}}\n', r"deep\.json is not a readable tether session file: .*line 2 is nested too deeply"),
+    ('{"id":"d","messages":[{"role":"user","content":"x","usage":{"prompt_tokens":' + "9" * 5000 + '}}]}',
+     r"deep\.json is not JSON: a number has more than \d+ digits$"),
+    ('{"id":"d","created_at":"0001-01-01T00:00:00","messages":[]}', r"deep\.json: invalid value at created_at: date out of range"),
+    ('{"id":"d","messages":[{"role":"user","content":"x","timestamp":"0001-01-01T00:00:00"}]}',
+     r"deep\.json: invalid value at messages\.0\.timestamp: date out of range"),
+])
+def test_hostile_files_are_an_import_error_naming_the_file_and_what_is_wrong(tmp_path, monkeypatch, text, match):
+    """A RecursionError (naming no file) escaped the import and stopped a whole batch; a huge
+    number said \"use sys.set_int_max_str_digits()\"; a year-1 local date said \"is not JSON\"."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a year-1 local time is before the calendar's start in UTC
+    time.tzset()
+    try:
+        f = tmp_path / "deep.json"
+        f.write_text(text)
+        c = tether.Tether()
+        with pytest.raises(ImportFormatError, match=match):
+            c.import_session(f)
+        assert c.list_sessions() == []
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_missing_import_file_named(tmp_path):
     with pytest.raises(ImportFormatError, match="nope.json"):
         tether.Tether().import_session(tmp_path / "nope.json")

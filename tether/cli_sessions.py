@@ -186,7 +186,8 @@ def import_(files: tuple[Path, ...], overwrite: bool) -> None:
         except (TetherError, OSError, ValueError) as e:
             failed += 1
             hint = " (use --overwrite to replace it)" if type(e).__name__ == "SessionExists" else ""
-            click.echo(f"tether: error: {f}: {e}{hint}", err=True)
+            msg = str(e) if str(f) in str(e) else f"{f}: {e}"  # an import error names its file already
+            click.echo(f"tether: error: {msg}{hint}", err=True)
             continue
         click.echo(f"imported {sid} from {f}")
     if failed:
