@@ -112,6 +112,29 @@ def test_unknown_session_ids_fail_with_one_line():
         assert "no session with id" in fails(*cmd).stderr
 
 
+@pytest.mark.parametrize("tz", ["Asia/Tokyo", "America/Los_Angeles", "Pacific/Kiritimati"])
+def test_dates_at_the_calendars_ends_show_in_any_time_zone(tether_home, monkeypatch, tz):
+    """`sessions show` of a session dated 9999 ended in OverflowError east of UTC, and a
+    year-1 date did so in the listing west of it."""
+    import time
+
+    folder = Path(tether_home) / "sessions"
+    make_session("first")  # makes the folder
+    for sid, when in (("far", "9999-12-31T23:59:59Z"), ("early", "0001-01-01T00:00:00Z")):
+        (folder / f"{sid}.jsonl").write_text(json.dumps(
+            {"type": "header", "session": {"id": sid, "created_at": when, "updated_at": when}}) + "\n")
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert "used:     9999-12-3" in ok("sessions", "show", "far").stdout
+        assert "created:  0001-01-01" in ok("sessions", "show", "early").stdout
+        listing = ok("sessions", "list").stdout
+        assert "far" in listing and "early" in listing
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
 def test_rename_and_delete():
     sid = make_session("Old")
     ok("sessions", "rename", sid, "New", "title")

@@ -108,6 +108,38 @@ def test_hostile_files_are_an_import_error_naming_the_file_and_what_is_wrong(tmp
         time.tzset()
 
 
+def test_times_in_the_future_become_the_import_time_so_it_cannot_take_over_continue(tmp_path):
+    """A file dated 9999 listed as the most recently used session for good: `chat -c` and
+    `ask -c` sent the user's messages into it (with its system prompt and pinned model)."""
+    c = tether.Tether()
+    mine = c.create_session(title="mine")
+    f = tmp_path / "future.json"
+    f.write_text(json.dumps({"id": "future", "created_at": "9999-01-01T00:00:00Z", "updated_at": "9999-12-31T23:59:59Z",
+                             "messages": [{"role": "user", "content": "hi", "timestamp": "9999-12-31T23:59:59Z"}]}))
+    before = datetime.now(timezone.utc)
+    c.import_session(f)
+    after = datetime.now(timezone.utc)
+    s = c.load_session("future")
+    assert before <= s.created_at <= s.messages[0].timestamp == s.updated_at <= after
+    c.add_message(mine, "user", "used after the import")
+    assert [r.id for r in c.list_sessions()] == [mine, "future"]
+
+
+def test_clamped_times_keep_the_messages_in_order_and_skew_is_left_alone(tmp_path):
+    from datetime import timedelta
+
+    soon = datetime.now(timezone.utc) + timedelta(hours=2)  # a clock a little ahead: kept
+    c = tether.Tether()
+    c.import_session({"id": "s", "messages": [
+        {"role": "user", "content": "old", "timestamp": "2024-01-01T00:00:00Z"},
+        {"role": "user", "content": "skew", "timestamp": soon.isoformat()},
+        {"role": "assistant", "content": "far", "timestamp": "9999-12-31T23:59:59Z"},
+        {"role": "user", "content": "far", "timestamp": "9999-12-31T23:59:59Z"}]})
+    s = c.load_session("s")
+    assert [m.timestamp for m in s.messages] == [datetime(2024, 1, 1, tzinfo=timezone.utc), soon, soon, soon]
+    assert [m.content for m in s.messages] == ["old", "skew", "far", "far"]
+
+
 def test_missing_import_file_named(tmp_path):
     with pytest.raises(ImportFormatError, match="nope.json"):
         tether.Tether().import_session(tmp_path / "nope.json")
@@ -168,7 +200,8 @@ def test_markdown_export_has_every_turn():
 text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 json_scalar = st.none() | st.booleans() | st.integers(-10**6, 10**6) | text
 json_value = st.recursive(json_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(text, c, max_size=3), max_leaves=8)
-stamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc))
+# past times only: an import sets a future one to the time of the import (see clamp_future)
+stamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2024, 12, 31), timezones=st.just(timezone.utc))
 messages = st.builds(
     Message,
     role=st.sampled_from(["user", "assistant", "system", "tool"]),

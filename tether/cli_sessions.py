@@ -78,14 +78,15 @@ def show(session_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(c.export_session(sid, "json"))
         return
-    from .render import fmt_cost, make_console, print_transcript
+    from .render import fmt_cost, local_time, make_console, print_transcript
 
     s = c.load_session(sid)
     t = s.totals
+    created, used = local_time(s.created_at), local_time(s.updated_at)
     lines = [f"id:       {s.id}", f"title:    {s.title or '(untitled)'}", f"status:   {s.status}",
              f"model:    {s.pinned_model or '-'}" + (f" · pinned by {s.pin_reason}" if s.pin_reason else ""),
-             f"created:  {s.created_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
-             f"used:     {s.updated_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
+             f"created:  {created.date().isoformat()} {created:%H:%M}",  # isoformat: year 1 as 0001, not 1
+             f"used:     {used.date().isoformat()} {used:%H:%M}",
              f"messages: {t.messages} · tokens {t.total_tokens} · cost {fmt_cost(t.cost_usd)}"]
     if s.system:
         lines.append(f"system:   {s.system}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from ..errors import ImportFormatError
 from .ids import validate_id
-from .models import Session, Totals
+from .models import Session, Totals, utcnow
 from .records import record_json
 from .replay import json_problem
 
@@ -72,7 +72,32 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
         _check_storable(session, source)
     except RecursionError:  # json, pydantic: a file nested thousands deep
         raise ImportFormatError(f"{source}: nested too deeply") from None
+    clamp_future(session, utcnow())
     return session
+
+
+FUTURE_SKEW = timedelta(days=1)  # clocks that disagree by less are left alone
+
+
+def clamp_future(session: Session, now: datetime) -> None:
+    """Times after `now` (beyond clock skew) become `now`: `chat -c` continues the session used
+    last, and one dated 9999 would take over every `-c` for good. A clamped message is never
+    earlier than the one before it, so the messages keep their order in time."""
+    limit = now + FUTURE_SKEW
+    prev: datetime | None = None
+    for m in session.messages:
+        if _utc(m.timestamp) > limit:
+            m.timestamp = max(now, prev) if prev is not None else now
+        prev = _utc(m.timestamp)
+    if _utc(session.updated_at) > limit:
+        session.updated_at = max(now, prev) if prev is not None else now
+    if _utc(session.created_at) > limit:
+        session.created_at = now
+
+
+def _utc(value: datetime) -> datetime:
+    """A naive time (from a .jsonl file written by hand) compared as UTC, as the store reads it."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
 def _parse(data_or_path: str | bytes | Path | dict[str, Any], source: str) -> Session:
