@@ -199,6 +199,16 @@ def test_a_hostile_file_in_an_import_batch_is_named_once_and_the_next_still_impo
     assert [s.id for s in Tether().list_sessions()] == ["good"]
 
 
+def test_undo_in_an_imported_session_with_duplicate_ids_removes_the_last_exchange(tmp_path):
+    f = tmp_path / "dup.json"
+    f.write_text(json.dumps({"id": "dup", "messages": [
+        {"id": "A", "role": "user", "content": "first question"}, {"id": "B", "role": "assistant", "content": "first answer"},
+        {"id": "A", "role": "user", "content": "last question"}, {"id": "B", "role": "assistant", "content": "last answer"}]}))
+    ok("sessions", "import", str(f))
+    assert "removed the last exchange (2 messages)" in ok("chat", "--session", "dup", input="/undo\n/exit\n").output
+    assert [m.content for m in Tether().get_history("dup")] == ["first question", "first answer"]
+
+
 def test_search_titles_and_message_text():
     a = make_session("Kyoto itinerary", ("user", "temples"))
     b = make_session("Other", ("user", "a long message mentioning KYOTO somewhere"))

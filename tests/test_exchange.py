@@ -140,6 +140,29 @@ def test_clamped_times_keep_the_messages_in_order_and_skew_is_left_alone(tmp_pat
     assert [m.content for m in s.messages] == ["old", "skew", "far", "far"]
 
 
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_duplicate_message_ids_get_fresh_ids_so_undo_removes_the_last_exchange(tmp_path, fmt):
+    """Ids A, B, A, B imported as they were: removing by id hits the first match, and
+    `/undo` removed the earlier question and answer instead of the last ones."""
+    msgs = [{"id": "A", "role": "user", "content": "first question"}, {"id": "B", "role": "assistant", "content": "first answer"},
+            {"id": "A", "role": "user", "content": "last question"}, {"id": "B", "role": "assistant", "content": "last answer"}]
+    f = tmp_path / f"dup.{fmt}"
+    if fmt == "json":
+        f.write_text(json.dumps({"id": "dup", "messages": msgs}))
+    else:
+        lines = [{"type": "header", "session": {"id": "dup", "created_at": "2024-01-01T00:00:00Z"}}]
+        lines += [{"type": "message", "message": {**m, "timestamp": "2024-01-01T00:00:0%dZ" % i}} for i, m in enumerate(msgs)]
+        f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    c = tether.Tether()
+    c.import_session(f)
+    history = c.get_history("dup")
+    assert [m.content for m in history] == ["first question", "first answer", "last question", "last answer"]
+    assert [m.id for m in history[:2]] == ["A", "B"] and len({m.id for m in history}) == 4
+    for m in history[2:]:  # what /undo does
+        c.remove_message("dup", m.id)
+    assert [m.content for m in c.get_history("dup")] == ["first question", "first answer"]
+
+
 def test_missing_import_file_named(tmp_path):
     with pytest.raises(ImportFormatError, match="nope.json"):
         tether.Tether().import_session(tmp_path / "nope.json")

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ..errors import ImportFormatError
-from .ids import validate_id
+from .ids import new_id, validate_id
 from .models import Session, Totals, utcnow
 from .records import record_json
 from .replay import json_problem
@@ -73,7 +73,19 @@ def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
     except RecursionError:  # json, pydantic: a file nested thousands deep
         raise ImportFormatError(f"{source}: nested too deeply") from None
     clamp_future(session, utcnow())
+    fresh_duplicate_ids(session)
     return session
+
+
+def fresh_duplicate_ids(session: Session) -> None:
+    """A later message reusing an earlier one's id gets a new id (content and order kept):
+    removing and editing go by id and hit the first match, so `/undo` removed the earlier
+    pair of a file holding ids A, B, A, B."""
+    seen: set[str] = set()
+    for m in session.messages:
+        if m.id in seen:
+            m.id = new_id()
+        seen.add(m.id)
 
 
 FUTURE_SKEW = timedelta(days=1)  # clocks that disagree by less are left alone
