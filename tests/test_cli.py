@@ -87,6 +87,17 @@ def test_a_corrupt_session_is_named_once_and_the_rest_still_list(tether_home):
     assert ok("ask", "-c", "again").exit_code == 0  # -c finds the good one
 
 
+def test_a_session_file_nested_too_deeply_is_named_and_the_rest_still_list(tether_home):
+    good = make_session("good", ("user", "hi"))
+    path = Path(tether_home) / "sessions" / "deep.jsonl"
+    path.write_text('{"type":"header","session":{"id":"deep","metadata":{"x":' + "[" * 5000 + "]" * 5000 + "}}}\n")
+    for args in (("sessions", "list"), ("sessions", "list", "--json"), ("sessions", "search", "hi")):
+        r = ok(*args)
+        assert good in r.stdout and "nested too deeply" in r.stderr and str(path) in r.stderr
+    ok("ask", "-c", "again")
+    assert Tether().get_history(good)[-2].content == "again"
+
+
 def test_sessions_show_text_and_json_and_prefix_ids():
     sid = make_session("Shown", ("user", "what is tether?"), ("assistant", "a **router**"))
     out = ok("sessions", "show", sid[:-2]).output
@@ -99,6 +110,29 @@ def test_unknown_session_ids_fail_with_one_line():
     for cmd in (["sessions", "show", "nope"], ["sessions", "rename", "nope", "x"], ["sessions", "delete", "nope", "-y"],
                 ["sessions", "export", "nope"], ["ask", "--session", "nope", "hi"], ["sessions", "show", "../etc"]):
         assert "no session with id" in fails(*cmd).stderr
+
+
+@pytest.mark.parametrize("tz", ["Asia/Tokyo", "America/Los_Angeles", "Pacific/Kiritimati"])
+def test_dates_at_the_calendars_ends_show_in_any_time_zone(tether_home, monkeypatch, tz):
+    """`sessions show` of a session dated 9999 ended in OverflowError east of UTC, and a
+    year-1 date did so in the listing west of it."""
+    import time
+
+    folder = Path(tether_home) / "sessions"
+    make_session("first")  # makes the folder
+    for sid, when in (("far", "9999-12-31T23:59:59Z"), ("early", "0001-01-01T00:00:00Z")):
+        (folder / f"{sid}.jsonl").write_text(json.dumps(
+            {"type": "header", "session": {"id": sid, "created_at": when, "updated_at": when}}) + "\n")
+    monkeypatch.setenv("TZ", tz)
+    time.tzset()
+    try:
+        assert "used:     9999-12-3" in ok("sessions", "show", "far").stdout
+        assert "created:  0001-01-01" in ok("sessions", "show", "early").stdout
+        listing = ok("sessions", "list").stdout
+        assert "far" in listing and "early" in listing
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 def test_rename_and_delete():
@@ -148,6 +182,31 @@ def test_import_oblix_files_and_report_bad_ones(tmp_path):
     assert r.exit_code == 1 and f"imported {oblix['id']}" in r.stdout
     assert "bad.json" in r.stderr and "Traceback" not in r.output
     assert Tether().load_session(oblix["id"]).title == "From Oblix"
+
+
+def test_a_hostile_file_in_an_import_batch_is_named_once_and_the_next_still_imported(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"id":"deep","messages":[],"metadata":{"x":' + "[" * 5000 + "]" * 5000 + "}}")
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text('{"id":"wrong","messages":[{"role":"user","content":5}]}')
+    good = tmp_path / "good.json"
+    good.write_text('{"id":"good","messages":[{"role":"user","content":"hi"}]}')
+    r = run("sessions", "import", str(deep), str(wrong), str(good))
+    assert r.exit_code == 1 and "imported good" in r.stdout and "Traceback" not in r.output
+    errors = r.stderr.splitlines()
+    assert errors == [f"tether: error: {deep}: nested too deeply",
+                      f"tether: error: {wrong}: invalid value at messages.0.content: Input should be a valid string"]
+    assert [s.id for s in Tether().list_sessions()] == ["good"]
+
+
+def test_undo_in_an_imported_session_with_duplicate_ids_removes_the_last_exchange(tmp_path):
+    f = tmp_path / "dup.json"
+    f.write_text(json.dumps({"id": "dup", "messages": [
+        {"id": "A", "role": "user", "content": "first question"}, {"id": "B", "role": "assistant", "content": "first answer"},
+        {"id": "A", "role": "user", "content": "last question"}, {"id": "B", "role": "assistant", "content": "last answer"}]}))
+    ok("sessions", "import", str(f))
+    assert "removed the last exchange (2 messages)" in ok("chat", "--session", "dup", input="/undo\n/exit\n").output
+    assert [m.content for m in Tether().get_history("dup")] == ["first question", "first answer"]
 
 
 def test_search_titles_and_message_text():

@@ -125,6 +125,33 @@ def test_broken_toml_names_the_file(tether_home):
         load_config(tether_home)
 
 
+@pytest.mark.parametrize("body, match", [
+    (b'default_model = "caf\xe9"\n', r"line 1 is not UTF-8 text \(byte 0xe9\)"),
+    (b"x = " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested too deeply"),
+    (b"[context]\nk1 = " + b"[" * 3000 + b"]" * 3000 + b"\n", "nested too deeply"),
+    (b"retries = " + b"9" * 5000 + b"\n", r"a number has more than \d+ digits$"),
+])
+def test_an_unreadable_config_file_is_named_and_reported_as_invalid(tether_home, body, match):
+    """A bare UnicodeDecodeError, RecursionError or int() digit-limit error escaped, naming no
+    file, and `tether config` (which reports "valid: no") raised it instead."""
+    from click.testing import CliRunner
+
+    from tether.cli import main
+    from tether.turn.settings import check_config
+
+    tether_home.mkdir(parents=True)
+    path = tether_home / "config.toml"
+    path.write_bytes(body)
+    with pytest.raises(ConfigError, match=match) as e:
+        load_config(tether_home)
+    assert str(e.value).startswith(f"config file {path}: ")
+    rep = inspect_config(tether_home, None, check_config)
+    assert not rep.valid and rep.error == str(e.value)
+    r = CliRunner().invoke(main, ["config"])
+    assert r.exit_code == 1 and "valid:         no" in r.stdout and "Traceback" not in r.output
+    assert r.stderr == f"tether: error: {e.value}\n"
+
+
 def test_no_config_no_keys_means_echo_with_notice(tether_home):
     cfg = load_config(tether_home)
     assert cfg.default_model == ECHO_MODEL and cfg.source == "none"

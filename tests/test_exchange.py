@@ -73,6 +73,96 @@ def test_bad_imports_name_the_problem(bad, match):
     assert c.list_sessions() == []
 
 
+def _nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("text, match", [
+    ('{"id":"d","messages":[],"metadata":{"x":' + _nested(5000) + '}}', r"deep\.json: nested too deeply"),
+    (_nested(100000), r"deep\.json: nested too deeply"),
+    ('{"id":"d","messages":[],"metadata":{"x":' + _nested(300) + '}}', r"deep\.json: nested too deeply"),  # parses, too deep to store
+    ('{"type":"header","session":{"id":"d"}}\n{"type":"message","message":{"id":"m","role":"user","content":"x","metadata":{"x":'
+     + _nested(5000) + '}}}\n', r"deep\.json is not a readable tether session file: .*line 2 is nested too deeply"),
+    ('{"id":"d","messages":[{"role":"user","content":"x","usage":{"prompt_tokens":' + "9" * 5000 + '}}]}',
+     r"deep\.json is not JSON: a number has more than \d+ digits$"),
+    ('{"id":"d","created_at":"0001-01-01T00:00:00","messages":[]}', r"deep\.json: invalid value at created_at: date out of range"),
+    ('{"id":"d","messages":[{"role":"user","content":"x","timestamp":"0001-01-01T00:00:00"}]}',
+     r"deep\.json: invalid value at messages\.0\.timestamp: date out of range"),
+])
+def test_hostile_files_are_an_import_error_naming_the_file_and_what_is_wrong(tmp_path, monkeypatch, text, match):
+    """A RecursionError (naming no file) escaped the import and stopped a whole batch; a huge
+    number said \"use sys.set_int_max_str_digits()\"; a year-1 local date said \"is not JSON\"."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")  # a year-1 local time is before the calendar's start in UTC
+    time.tzset()
+    try:
+        f = tmp_path / "deep.json"
+        f.write_text(text)
+        c = tether.Tether()
+        with pytest.raises(ImportFormatError, match=match):
+            c.import_session(f)
+        assert c.list_sessions() == []
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_times_in_the_future_become_the_import_time_so_it_cannot_take_over_continue(tmp_path):
+    """A file dated 9999 listed as the most recently used session for good: `chat -c` and
+    `ask -c` sent the user's messages into it (with its system prompt and pinned model)."""
+    c = tether.Tether()
+    mine = c.create_session(title="mine")
+    f = tmp_path / "future.json"
+    f.write_text(json.dumps({"id": "future", "created_at": "9999-01-01T00:00:00Z", "updated_at": "9999-12-31T23:59:59Z",
+                             "messages": [{"role": "user", "content": "hi", "timestamp": "9999-12-31T23:59:59Z"}]}))
+    before = datetime.now(timezone.utc)
+    c.import_session(f)
+    after = datetime.now(timezone.utc)
+    s = c.load_session("future")
+    assert before <= s.created_at <= s.messages[0].timestamp == s.updated_at <= after
+    c.add_message(mine, "user", "used after the import")
+    assert [r.id for r in c.list_sessions()] == [mine, "future"]
+
+
+def test_clamped_times_keep_the_messages_in_order_and_skew_is_left_alone(tmp_path):
+    from datetime import timedelta
+
+    soon = datetime.now(timezone.utc) + timedelta(hours=2)  # a clock a little ahead: kept
+    c = tether.Tether()
+    c.import_session({"id": "s", "messages": [
+        {"role": "user", "content": "old", "timestamp": "2024-01-01T00:00:00Z"},
+        {"role": "user", "content": "skew", "timestamp": soon.isoformat()},
+        {"role": "assistant", "content": "far", "timestamp": "9999-12-31T23:59:59Z"},
+        {"role": "user", "content": "far", "timestamp": "9999-12-31T23:59:59Z"}]})
+    s = c.load_session("s")
+    assert [m.timestamp for m in s.messages] == [datetime(2024, 1, 1, tzinfo=timezone.utc), soon, soon, soon]
+    assert [m.content for m in s.messages] == ["old", "skew", "far", "far"]
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_duplicate_message_ids_get_fresh_ids_so_undo_removes_the_last_exchange(tmp_path, fmt):
+    """Ids A, B, A, B imported as they were: removing by id hits the first match, and
+    `/undo` removed the earlier question and answer instead of the last ones."""
+    msgs = [{"id": "A", "role": "user", "content": "first question"}, {"id": "B", "role": "assistant", "content": "first answer"},
+            {"id": "A", "role": "user", "content": "last question"}, {"id": "B", "role": "assistant", "content": "last answer"}]
+    f = tmp_path / f"dup.{fmt}"
+    if fmt == "json":
+        f.write_text(json.dumps({"id": "dup", "messages": msgs}))
+    else:
+        lines = [{"type": "header", "session": {"id": "dup", "created_at": "2024-01-01T00:00:00Z"}}]
+        lines += [{"type": "message", "message": {**m, "timestamp": "2024-01-01T00:00:0%dZ" % i}} for i, m in enumerate(msgs)]
+        f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    c = tether.Tether()
+    c.import_session(f)
+    history = c.get_history("dup")
+    assert [m.content for m in history] == ["first question", "first answer", "last question", "last answer"]
+    assert [m.id for m in history[:2]] == ["A", "B"] and len({m.id for m in history}) == 4
+    for m in history[2:]:  # what /undo does
+        c.remove_message("dup", m.id)
+    assert [m.content for m in c.get_history("dup")] == ["first question", "first answer"]
+
+
 def test_missing_import_file_named(tmp_path):
     with pytest.raises(ImportFormatError, match="nope.json"):
         tether.Tether().import_session(tmp_path / "nope.json")
@@ -133,7 +223,8 @@ def test_markdown_export_has_every_turn():
 text = st.text(st.characters(blacklist_categories=["Cs"]), max_size=40)
 json_scalar = st.none() | st.booleans() | st.integers(-10**6, 10**6) | text
 json_value = st.recursive(json_scalar, lambda c: st.lists(c, max_size=3) | st.dictionaries(text, c, max_size=3), max_leaves=8)
-stamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(timezone.utc))
+# past times only: an import sets a future one to the time of the import (see clamp_future)
+stamps = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2024, 12, 31), timezones=st.just(timezone.utc))
 messages = st.builds(
     Message,
     role=st.sampled_from(["user", "assistant", "system", "tool"]),

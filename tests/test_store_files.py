@@ -104,6 +104,24 @@ def test_a_malformed_record_skips_its_session_only(client, tmp_path, record):
         client.import_session(path)
 
 
+def test_a_file_nested_too_deeply_is_skipped_and_named(client):
+    """A header nested thousands deep made json raise RecursionError, which no reader caught:
+    every listing (and `chat -c`) stopped, naming no file."""
+    good = client.create_session(title="good")
+    client.add_message(good, "user", "hello")
+    path = sessions_dir(client) / "deep.jsonl"
+    header = {"type": "header", "session": {"id": "deep", "created_at": "2024-01-01T00:00:00Z", "metadata": {}}}
+    deep = "[" * 5000 + "]" * 5000
+    line = json.dumps(header).replace('"metadata": {}', f'"metadata": {{"x": {deep}}}')
+    for text in (line + "\n", line):  # a whole line, and one without its newline (read as a whole record)
+        path.write_text(text)
+        assert [r.id for r in client.list_sessions()] == [good]
+        assert "nested too deeply" in client.store.problems["deep"] and str(path) in client.store.problems["deep"]
+        assert [s.id for s, _ in client.search_sessions("hello")] == [good]
+        with pytest.raises(SessionCorrupt, match="deep.jsonl.*line 1 is nested too deeply"):
+            client.load_session("deep")
+
+
 def test_unreadable_file_reported(client):
     ok = client.create_session()
     (sessions_dir(client) / "dir.jsonl").mkdir()  # a name that cannot be read as a file

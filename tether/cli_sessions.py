@@ -78,14 +78,15 @@ def show(session_id: str, as_json: bool) -> None:
     if as_json:
         echo(c.export_session(sid, "json"))
         return
-    from .render import fmt_cost, make_console, print_transcript
+    from .render import fmt_cost, local_time, make_console, print_transcript
 
     s = c.load_session(sid)
     t = s.totals
+    created, used = local_time(s.created_at), local_time(s.updated_at)
     lines = [f"id:       {s.id}", f"title:    {s.title or '(untitled)'}", f"status:   {s.status}",
              f"model:    {s.pinned_model or '-'}" + (f" · pinned by {s.pin_reason}" if s.pin_reason else ""),
-             f"created:  {s.created_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
-             f"used:     {s.updated_at.astimezone().strftime('%Y-%m-%d %H:%M')}",
+             f"created:  {created.date().isoformat()} {created:%H:%M}",  # isoformat: year 1 as 0001, not 1
+             f"used:     {used.date().isoformat()} {used:%H:%M}",
              f"messages: {t.messages} · tokens {t.total_tokens} · cost {fmt_cost(t.cost_usd)}"]
     if s.system:
         lines.append(f"system:   {s.system}")
@@ -186,7 +187,8 @@ def import_(files: tuple[Path, ...], overwrite: bool) -> None:
         except (TetherError, OSError, ValueError) as e:
             failed += 1
             hint = " (use --overwrite to replace it)" if type(e).__name__ == "SessionExists" else ""
-            echo(f"tether: error: {f}: {e}{hint}", err=True)
+            msg = str(e) if str(f) in str(e) else f"{f}: {e}"  # an import error names its file already
+            echo(f"tether: error: {msg}{hint}", err=True)
             continue
         echo(f"imported {sid} from {f}")
     if failed:

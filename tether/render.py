@@ -71,7 +71,16 @@ def fmt_when(value: datetime | str | None, now: datetime | None = None) -> str:
         return f"{int(secs // 3600)}h ago"
     if secs < 7 * 86400:
         return f"{int(secs // 86400)}d ago"
-    return value.astimezone().strftime("%Y-%m-%d")
+    return local_time(value).date().isoformat()
+
+
+def local_time(value: datetime) -> datetime:
+    """`value` in local time, or as it is where that falls off the calendar (year 1 west of
+    UTC, 9999 east of it): a session dated so must not crash the listing that shows it."""
+    try:
+        return value.astimezone()
+    except (OverflowError, ValueError, OSError):
+        return value
 
 
 def cells(text: str) -> int:

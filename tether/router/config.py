@@ -348,6 +348,18 @@ def _load(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None,
         raise ConfigError(f"config file {path}: {e}") from None
     except OSError as e:
         raise ConfigError(f"config file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:  # the bare codec error named no file
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path}: line {line} is not UTF-8 text (byte {e.object[e.start]:#04x})") from None
+    except RecursionError:  # tomllib recurses per nesting level
+        raise ConfigError(f"config file {path}: nested too deeply") from None
+    except ValueError as e:  # int() refuses a number of more than 4300 digits, in words about Python
+        import sys
+
+        why = str(e)
+        if "integer string conversion" in why:
+            why = f"a number has more than {sys.get_int_max_str_digits()} digits"
+        raise ConfigError(f"config file {path}: {why}") from None
     try:
         cfg = parse_config(raw, path=path, source="file")
         if check:

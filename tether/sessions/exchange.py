@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import ImportFormatError
-from .ids import validate_id
-from .models import Session, Totals
+from .ids import new_id, validate_id
+from .models import Session, Totals, utcnow
 from .records import record_json
+from .replay import json_problem
 
 EXPORT_FORMAT = "tether.session"
 
@@ -59,31 +60,90 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def parse_import(data_or_path: str | bytes | Path | dict[str, Any]) -> Session:
-    """A Session from an export document, an Oblix file, a tether .jsonl file, or their text."""
+    """A Session from an export document, an Oblix file, a tether .jsonl file, or their text.
+
+    Every problem is an ImportFormatError naming the source, so a batch import reports the
+    bad file and goes on with the next."""
     source = "input"
+    if isinstance(data_or_path, Path) or (isinstance(data_or_path, str) and not data_or_path.lstrip()[:1] in ("{", "[") and "\n" not in data_or_path):
+        source = str(data_or_path)
+    try:
+        session = _parse(data_or_path, source)
+        _check_storable(session, source)
+    except RecursionError:  # json, pydantic: a file nested thousands deep
+        raise ImportFormatError(f"{source}: nested too deeply") from None
+    clamp_future(session, utcnow())
+    fresh_duplicate_ids(session)
+    return session
+
+
+def fresh_duplicate_ids(session: Session) -> None:
+    """A later message reusing an earlier one's id gets a new id (content and order kept):
+    removing and editing go by id and hit the first match, so `/undo` removed the earlier
+    pair of a file holding ids A, B, A, B."""
+    seen: set[str] = set()
+    for m in session.messages:
+        if m.id in seen:
+            m.id = new_id()
+        seen.add(m.id)
+
+
+FUTURE_SKEW = timedelta(days=1)  # clocks that disagree by less are left alone
+
+
+def clamp_future(session: Session, now: datetime) -> None:
+    """Times after `now` (beyond clock skew) become `now`: `chat -c` continues the session used
+    last, and one dated 9999 would take over every `-c` for good. A clamped message is never
+    earlier than the one before it, so the messages keep their order in time."""
+    limit = now + FUTURE_SKEW
+    prev: datetime | None = None
+    for m in session.messages:
+        if _utc(m.timestamp) > limit:
+            m.timestamp = max(now, prev) if prev is not None else now
+        prev = _utc(m.timestamp)
+    if _utc(session.updated_at) > limit:
+        session.updated_at = max(now, prev) if prev is not None else now
+    if _utc(session.created_at) > limit:
+        session.created_at = now
+
+
+def _utc(value: datetime) -> datetime:
+    """A naive time (from a .jsonl file written by hand) compared as UTC, as the store reads it."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+def _parse(data_or_path: str | bytes | Path | dict[str, Any], source: str) -> Session:
     if isinstance(data_or_path, dict):
         return _from_document(data_or_path, source)
-    if isinstance(data_or_path, Path) or (isinstance(data_or_path, str) and not data_or_path.lstrip()[:1] in ("{", "[") and "\n" not in data_or_path):
-        path = Path(data_or_path)
-        source = str(path)
+    if source != "input":
+        path = Path(data_or_path)  # type: ignore[arg-type]
         try:
             raw = path.read_bytes()
         except OSError as e:
             raise ImportFormatError(f"cannot read {path}: {e.strerror or e}") from None
     else:
         # text with a lone surrogate (from a file read with surrogateescape...) stays readable as JSON
-        raw = data_or_path.encode("utf-8", "backslashreplace") if isinstance(data_or_path, str) else data_or_path
+        raw = data_or_path.encode("utf-8", "backslashreplace") if isinstance(data_or_path, str) else data_or_path  # type: ignore[union-attr]
     try:
         doc = json.loads(raw)
-        if isinstance(doc, dict) and doc.get("type") == "header":  # a .jsonl file of one line
-            return _from_jsonl(raw, source)
-        return _from_document(doc, source)
     except ValueError as first:
-        if isinstance(first, ImportFormatError):
-            raise
         if b'"type":"header"' in raw[:200].replace(b" ", b""):
             return _from_jsonl(raw, source)
-        raise ImportFormatError(f"{source} is not JSON: {first}") from None
+        raise ImportFormatError(f"{source} is not JSON: {json_problem(first)}") from None
+    if isinstance(doc, dict) and doc.get("type") == "header":  # a .jsonl file of one line
+        return _from_jsonl(raw, source)
+    return _from_document(doc, source)
+
+
+def _check_storable(session: Session, source: str) -> None:
+    """Refuse here what the store could not write: pydantic serializes only so deep (about
+    250 levels), and the error came from the store, after a valid-looking import."""
+    try:
+        session.model_dump(mode="json")
+    except ValueError as e:
+        if "depth" in str(e):
+            raise ImportFormatError(f"{source}: nested too deeply") from None
+        raise ImportFormatError(f"{source}: cannot be stored: {e}") from None
 
 
 def _from_jsonl(raw: bytes, source: str) -> Session:
@@ -142,9 +202,14 @@ def _from_document(doc: Any, source: str) -> Session:
         raise ImportFormatError(f"{source}: invalid value at {where}: {err.get('msg')}") from None
     # Oblix writes local times without an offset: read as UTC, a session from east of
     # Greenwich sat hours in the future and `chat -c` kept picking it. Read them as local.
-    for obj, name in [(session, "created_at"), (session, "updated_at"), *((m, "timestamp") for m in session.messages)]:
+    fields = [(session, "created_at", "created_at"), (session, "updated_at", "updated_at"),
+              *((m, "timestamp", f"messages.{i}.timestamp") for i, m in enumerate(session.messages))]
+    for obj, name, where in fields:
         value = getattr(obj, name)
         if isinstance(value, datetime) and value.tzinfo is None:
-            setattr(obj, name, value.astimezone(timezone.utc))
+            try:
+                setattr(obj, name, value.astimezone(timezone.utc))
+            except (ValueError, OverflowError):  # year 1 or 9999 moved past the calendar's ends
+                raise ImportFormatError(f"{source}: invalid value at {where}: date out of range ({value})") from None
     session.totals = Totals.of(session.messages)
     return session

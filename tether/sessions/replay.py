@@ -6,6 +6,7 @@ session before pydantic and the client have loaded; `records.Fold` builds on thi
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]
         end = len(data)
     try:
         records = json.loads(b"[" + b",".join(ln for ln in lines if ln.strip()) + b"]")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         records = []
         for no, ln in enumerate(lines, 1):
             if not ln.strip():
@@ -35,10 +36,20 @@ def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]
             try:
                 records.append(json.loads(ln))
             except (ValueError, UnicodeDecodeError) as e:
-                raise SessionCorrupt(path, f"line {no} is not valid JSON ({e})") from None
+                raise SessionCorrupt(path, f"line {no} is not valid JSON ({json_problem(e)})") from None
+            except RecursionError:  # one hostile file must not stop every listing, unnamed
+                raise SessionCorrupt(path, f"line {no} is nested too deeply") from None
     if not all(isinstance(r, dict) for r in records):
         raise SessionCorrupt(path, "a record is not a JSON object")
     return records, end
+
+
+def json_problem(e: ValueError) -> str:
+    """json's error in plain words: int() refuses a number of more than 4300 digits with a
+    message about sys.set_int_max_str_digits, which tells a user nothing about their file."""
+    if "integer string conversion" in str(e):
+        return f"a number has more than {sys.get_int_max_str_digits()} digits"
+    return str(e)
 
 
 LEGACY_SUMMARY_KEY = "context_summary"  # context.summary.META_KEY (sessions imports nothing of ours)
@@ -55,9 +66,12 @@ def check_file_id(path: Path, session_id: object) -> None:
 
 
 def is_record(line: bytes) -> bool:
-    """Whether a line is one whole JSON object (a torn write never is)."""
+    """Whether a line is one whole JSON object (a torn write never is). One nested too deeply
+    to parse counts as whole, so the reader reports it (naming the file) rather than dropping it."""
     try:
         return isinstance(json.loads(line), dict)
+    except RecursionError:
+        return line.lstrip()[:1] == b"{" and line.rstrip()[-1:] == b"}"
     except (ValueError, UnicodeDecodeError):
         return False
 
