@@ -95,6 +95,33 @@ def test_contract_edits_removals_clear_delete(client):
         client.add_message(sid, "user", "x")
 
 
+def test_contract_answers_taken_out_stay_in_the_spend(client):
+    """/retry, /undo and clear_history take answers out; what they cost was still paid."""
+    def spend(sid):
+        t = client.load_session(sid).totals
+        row = [r for r in client.list_sessions() if r.id == sid][0].totals
+        assert (row.total_tokens, round(row.cost_usd, 6)) == (t.total_tokens, round(t.cost_usd, 6))  # listing agrees
+        return t.messages, t.total_tokens, round(t.cost_usd, 6)
+
+    usage = {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    sid = client.create_session()
+    client.add_message(sid, "user", "q1")
+    first = client.add_message(sid, "assistant", "a1", usage=usage, cost_usd=0.5)
+    client.add_message(sid, "user", "q2")
+    client.add_message(sid, "assistant", "a2", usage=usage, cost_usd=0.25)
+    assert spend(sid) == (4, 8, 0.75)
+    client.remove_message(sid, first.id)
+    assert spend(sid) == (3, 8, 0.75)
+    client.store.compact(sid)  # the rewrite keeps it
+    assert spend(sid) == (3, 8, 0.75)
+    client.clear_history(sid)
+    client.add_message(sid, "assistant", "a3", usage=usage, cost_usd=0.125)
+    assert spend(sid) == (1, 12, 0.875)
+    copy = json.loads(client.export_session(sid))
+    copy["id"] = "spent-copy"
+    assert spend(client.import_session(copy)) == (1, 12, 0.875)
+
+
 def test_contract_ids_duplicates_export(client):
     client.create_session(session_id="same")
     with pytest.raises(SessionExists):

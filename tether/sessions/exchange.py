@@ -211,5 +211,5 @@ def _from_document(doc: Any, source: str) -> Session:
                 setattr(obj, name, value.astimezone(timezone.utc))
             except (ValueError, OverflowError):  # year 1 or 9999 moved past the calendar's ends
                 raise ImportFormatError(f"{source}: invalid value at {where}: date out of range ({value})") from None
-    session.totals = Totals.of(session.messages)
+    session.totals = Totals.of(session.messages, session.discarded)
     return session

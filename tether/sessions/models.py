@@ -117,10 +117,20 @@ class Totals(Record):
         self.cost_usd += cost
 
     @classmethod
-    def of(cls, messages: list[Message]) -> "Totals":
+    def of(cls, messages: list[Message], discarded: "Totals | None" = None) -> "Totals":
+        """The messages' totals, plus the spend of answers since taken out (`discarded`)."""
         t = cls()
         t.add_all(messages)
+        if discarded is not None:
+            t.add_spend(discarded)
         return t
+
+    def add_spend(self, other: "Totals") -> None:
+        """Tokens and cost only: removed messages no longer count as messages."""
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.total_tokens += other.total_tokens
+        self.cost_usd += other.cost_usd
 
 
 SessionStatus = Literal["active", "archived", "closed"]
@@ -147,6 +157,8 @@ class Session(Record):
     status: SessionStatus = "active"
     messages: list[Message] = Field(default_factory=list)
     events: list[SessionEvent] = Field(default_factory=list)
+    # the spend of answers taken out (retry, undo, clear): paid for, so still in `totals`
+    discarded: Totals | None = None
     totals: Totals = Field(default_factory=Totals)
 
     def header_dict(self) -> dict[str, Any]:

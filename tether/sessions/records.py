@@ -95,7 +95,7 @@ class Fold(Replay):
                 s = Session.model_validate(data)
         except ValidationError as e:
             raise SessionCorrupt(path, f"invalid data: {e.errors()[0].get('msg')} at {e.errors()[0].get('loc')}") from None
-        s.totals = Totals.of(s.messages)
+        s.totals = Totals.of(s.messages, s.discarded)
         return s
 
     def summary(self) -> dict[str, Any]:
@@ -103,6 +103,8 @@ class Fold(Replay):
         totals = Totals()
         for m in self.messages.values():
             summary_add_message(totals, m)
+        if isinstance(h.get("discarded"), dict):
+            totals.add_spend(Totals.model_validate(h["discarded"]))
         return {
             "id": h.get("id"), "title": h.get("title"), "created_at": h.get("created_at"),
             "updated_at": h.get("updated_at"), "user_id": h.get("user_id"), "status": h.get("status", "active"),

@@ -52,6 +52,7 @@ def json_problem(e: ValueError) -> str:
     return str(e)
 
 
+DISCARDED_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens", "cost_usd")
 LEGACY_SUMMARY_KEY = "context_summary"  # context.summary.META_KEY (sessions imports nothing of ours)
 
 
@@ -153,8 +154,12 @@ class Replay:
                 m.update(rec["fields"])
             self.dead += 1
         elif kind == "remove":
-            self.dead += 1 + (self.messages.pop(rec["id"], None) is not None)
+            m = self.messages.pop(rec["id"], None)
+            self.dead += 1 + (m is not None)
+            if m is not None:
+                self._discard((m,))
         elif kind == "clear":
+            self._discard(self.messages.values())
             # summaries hold the cleared conversation's text: they go with it
             kept = [e for e in self.events if e.get("type") != "summary"]
             self.dead += 1 + len(self.messages) + len(self.events) - len(kept)
@@ -167,6 +172,22 @@ class Replay:
             self.events.append(rec["event"])
         else:  # written by a newer tether: keep it through compaction
             self.unknown.append(rec)
+
+    def _discard(self, messages: Any) -> None:
+        """Messages taken out were still paid for: their tokens and cost go to the header's
+        `discarded`, which compaction keeps, so the session's totals never shrink."""
+        spent = [0, 0, 0, 0.0]
+        for m in messages:
+            u = m.get("usage") or {}
+            spent[0] += u.get("prompt_tokens", 0) or 0
+            spent[1] += u.get("completion_tokens", 0) or 0
+            spent[2] += u.get("total_tokens", 0) or 0
+            spent[3] += m.get("cost_usd") or 0.0
+        if any(spent):
+            d = dict(self.header.get("discarded") or {})
+            for k, v in zip(DISCARDED_FIELDS, spent):
+                d[k] = (d.get(k) or 0) + v
+            self.header["discarded"] = d
 
     def records(self) -> list[dict[str, Any]]:
         """The minimal records that rebuild this state (for compaction)."""
