@@ -194,3 +194,33 @@ def test_a_key_of_no_known_shape_that_the_provider_repeats_is_hidden(make_tether
     assert failed.kind == "auth" and "has expired" in failed.error and "SECRET" not in failed.error
     blob = b"".join(p.read_bytes() for p in tether_home.rglob("*") if p.is_file())
     assert b"has expired" in blob and b"SECRET" not in blob
+
+
+@pytest.mark.parametrize("key", ["k3y2024", "LiteralKeyValue9f8e7d6c5b4a"])
+def test_a_key_the_provider_repeats_glued_to_other_text_is_hidden_everywhere(make_tether, tether_home, fake_server,
+                                                                              key):
+    """Hiding only whole tokens of 8+ characters let "KEY-v2", "key_KEY_for" and a short
+    llama.cpp --api-key through to the attempt, the session file, the export and the events."""
+    t = make_tether(models={"odd": {"model": "openai/odd", "api_base": fake_server.base, "api_key": key}})
+    events: list[str] = []
+    t.on("fallback", lambda e: events.append(repr(e)))
+    fake_server.fail("odd", "401glued")
+    r = t.chat_once("hello", model="odd")
+    assert r.model == "backup" and fake_server.keys[0] == f"Bearer {key}"
+    failed = r.attempts[0]
+    assert failed.kind == "auth" and "unknown credential" in failed.error and "_for_project" in failed.error
+    blob = b"".join(p.read_bytes() for p in tether_home.rglob("*") if p.is_file()).decode()
+    assert "unknown credential" in blob and events
+    for text in (failed.error, repr(r), blob, t.export_session(r.session_id), *events):
+        assert key not in text
+
+
+def test_litellms_own_log_records_hide_the_key(make_tether, fake_server, caplog):
+    """An app with DEBUG logging gets litellm's "Received openai error ... <provider text>"."""
+    key = "EnvKeyValue0a1b2c3d4e5f6a7b"
+    t = make_tether(models={"odd": {"model": "openai/odd", "api_base": fake_server.base, "api_key": key}})
+    fake_server.fail("odd", "401key")
+    with caplog.at_level("DEBUG", logger="LiteLLM"):
+        assert t.chat_once("hello", model="odd").model == "backup"
+    assert "has expired" in caplog.text  # litellm did log the provider's text
+    assert key not in caplog.text
