@@ -56,7 +56,7 @@ def classify(e: BaseException, api_key: str | None = None) -> Classified:
         return Classified("mid_stream", inner.status, None, inner.message)
     status = getattr(e, "status_code", None)
     status = status if isinstance(status, int) else None
-    msg = _scrub(str(e), api_key)
+    msg = safe_error(e, api_key)
     if isinstance(e, ContextOverflow) or isinstance(e, lm.ContextWindowExceededError):
         return Classified("context_overflow", status, None, msg)
     if isinstance(e, lm.ContentPolicyViolationError):
@@ -137,6 +137,13 @@ def hide_keys(text: str, api_key: str | None = None) -> str:
         if key in text:
             text = text.replace(key, key[:3] + "…" if len(key) >= 12 else "***")
     return text
+
+
+def safe_error(e: BaseException, api_key: str | None = None) -> str:
+    """The one way a model call's exception becomes text (an attempt, an event, a log line):
+    providers repeat the request's key in their error texts, so it is hidden first
+    (`api_key`: the key the call used; the keys tether was given are hidden too)."""
+    return _scrub(str(e), api_key)
 
 
 def _scrub(text: str, api_key: str | None = None) -> str:
