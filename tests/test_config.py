@@ -105,6 +105,25 @@ def test_a_missing_api_key_env_is_not_replaced_by_the_providers_usual_key(tether
     assert fake_server.keys[-1] == "Bearer sk-local-key-with-a-crlf-line-end"
 
 
+def test_an_api_base_with_no_key_of_its_own_never_gets_the_providers_key(tether_home, fake_server, monkeypatch):
+    """[models.local] with an api_base and no api_key/api_key_env: litellm sent the user's
+    OPENAI_API_KEY to that server. It gets a placeholder (local servers take any key), also
+    for an api_base given to one call; params.base_url, the same hole, is refused."""
+    from tether import Tether
+
+    real = "sk-the-users-real-openai-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", real)
+    local = {"model": "openai/llama3", "api_base": fake_server.base}
+    t = Tether(home=tether_home, config={"default_model": "local", "models": {"local": local}})
+    assert t.chat_once("hi").model == "local"
+    with t.stream("and streamed") as st:
+        "".join(st)
+    assert t.chat_once("raw", model="openai/other", api_base=fake_server.base).model == "openai/other"
+    assert fake_server.keys == ["Bearer no-key"] * 3
+    with pytest.raises(ConfigError, match=r"models.local.params.base_url: not allowed here \(use `api_base`"):
+        parse_config({"models": {"local": {"model": "openai/llama3", "params": {"base_url": fake_server.base}}}})
+
+
 def test_bad_file_reported_not_raised_and_sessions_still_work(tether_home):
     tether_home.mkdir(parents=True)
     (tether_home / "config.toml").write_text('default_model = "fast"\n[models.fast]\nmodel = 3\n')

@@ -108,8 +108,9 @@ def _retry_after(e: BaseException) -> float | None:
 
 # key values tether was given (config, the variables api_key_env names, a call's own): hidden
 # wherever they appear, in error texts and in litellm's log records. Shorter values would hide
-# ordinary words.
+# ordinary words. NO_KEY is what a custom api_base with no key of its own is sent (not a secret).
 MIN_KEY = 4
+NO_KEY = "no-key"
 _keys: frozenset[str] = frozenset()
 _keys_lock = threading.Lock()
 # litellm's loggers (litellm/_logging.py); a filter on a logger does not cover its children
@@ -120,7 +121,7 @@ def remember_key(key: str | None) -> None:
     """Hide this value in every error text and litellm log record of this process from now on
     (a provider may repeat the key anywhere in its error text, glued to other characters)."""
     global _keys
-    if isinstance(key, str) and len(key) >= MIN_KEY and key not in _keys:
+    if isinstance(key, str) and len(key) >= MIN_KEY and key != NO_KEY and key not in _keys:
         with _keys_lock:
             _keys = _keys | {key}
 
@@ -130,7 +131,7 @@ def hide_keys(text: str, api_key: str | None = None) -> str:
     given, and provider keys in the environment (`*_API_KEY`, which litellm sends when a call
     has no key; only long ones, so a placeholder such as "not-needed" keeps its words)."""
     keys = set(_keys)
-    if api_key and len(api_key) >= MIN_KEY:
+    if api_key and len(api_key) >= MIN_KEY and api_key != NO_KEY:
         keys.add(api_key)
     keys.update(v.strip() for k, v in os.environ.items() if k.endswith("_API_KEY") and len(v.strip()) >= 16)
     for key in sorted(keys, key=len, reverse=True):  # a key holding another is replaced whole
