@@ -22,7 +22,8 @@ def reply_for(model: str, messages: list[dict[str, Any]]) -> str:
 class FakeServer:
     """`faults[model]` is a queue of fault names consumed one per request; `always[model]` repeats.
 
-    Faults: "429" or "429:<retry-after>", "400", "500", "503", "401", "401key" (repeats the key), "404", "timeout",
+    Faults: "429" or "429:<retry-after>", "400", "500", "503", "401", "401key" (repeats the key), "401glued"
+    (repeats it glued to other characters), "404", "timeout",
     "malformed", "cut" (stream cut after 3 chunks), "short" (stream ended cleanly after 3
     chunks, with no finish reason and no [DONE]), "context" (context-length 400),
     "hang" (never answers until shutdown).
@@ -140,6 +141,10 @@ class FakeServer:
         elif name == "401key":  # a provider that repeats the request's key in its error text
             key = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
             self._json(h, 401, {"error": {"message": f"token {key} has expired", "type": "auth_error"}})
+        elif name == "401glued":  # ... with the key glued to other characters
+            key = (h.headers.get("Authorization") or "").removeprefix("Bearer ")
+            self._json(h, 401, {"error": {"message": f"unknown credential {key}-v2, invalid key_{key}_for_project",
+                                          "type": "auth_error"}})
         elif name == "context":
             self._json(h, 400, {"error": {
                 "message": "This model's maximum context length is 100 tokens. However, your messages resulted in 999 tokens.",

@@ -105,6 +105,25 @@ def test_a_missing_api_key_env_is_not_replaced_by_the_providers_usual_key(tether
     assert fake_server.keys[-1] == "Bearer sk-local-key-with-a-crlf-line-end"
 
 
+def test_an_api_base_with_no_key_of_its_own_never_gets_the_providers_key(tether_home, fake_server, monkeypatch):
+    """[models.local] with an api_base and no api_key/api_key_env: litellm sent the user's
+    OPENAI_API_KEY to that server. It gets a placeholder (local servers take any key), also
+    for an api_base given to one call; params.base_url, the same hole, is refused."""
+    from tether import Tether
+
+    real = "sk-the-users-real-openai-key-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", real)
+    local = {"model": "openai/llama3", "api_base": fake_server.base}
+    t = Tether(home=tether_home, config={"default_model": "local", "models": {"local": local}})
+    assert t.chat_once("hi").model == "local"
+    with t.stream("and streamed") as st:
+        "".join(st)
+    assert t.chat_once("raw", model="openai/other", api_base=fake_server.base).model == "openai/other"
+    assert fake_server.keys == ["Bearer no-key"] * 3
+    with pytest.raises(ConfigError, match=r"models.local.params.base_url: not allowed here \(use `api_base`"):
+        parse_config({"models": {"local": {"model": "openai/llama3", "params": {"base_url": fake_server.base}}}})
+
+
 def test_bad_file_reported_not_raised_and_sessions_still_work(tether_home):
     tether_home.mkdir(parents=True)
     (tether_home / "config.toml").write_text('default_model = "fast"\n[models.fast]\nmodel = 3\n')
@@ -221,3 +240,33 @@ def test_a_key_of_no_known_shape_that_the_provider_repeats_is_hidden(make_tether
     assert failed.kind == "auth" and "has expired" in failed.error and "SECRET" not in failed.error
     blob = b"".join(p.read_bytes() for p in tether_home.rglob("*") if p.is_file())
     assert b"has expired" in blob and b"SECRET" not in blob
+
+
+@pytest.mark.parametrize("key", ["k3y2024", "LiteralKeyValue9f8e7d6c5b4a"])
+def test_a_key_the_provider_repeats_glued_to_other_text_is_hidden_everywhere(make_tether, tether_home, fake_server,
+                                                                              key):
+    """Hiding only whole tokens of 8+ characters let "KEY-v2", "key_KEY_for" and a short
+    llama.cpp --api-key through to the attempt, the session file, the export and the events."""
+    t = make_tether(models={"odd": {"model": "openai/odd", "api_base": fake_server.base, "api_key": key}})
+    events: list[str] = []
+    t.on("fallback", lambda e: events.append(repr(e)))
+    fake_server.fail("odd", "401glued")
+    r = t.chat_once("hello", model="odd")
+    assert r.model == "backup" and fake_server.keys[0] == f"Bearer {key}"
+    failed = r.attempts[0]
+    assert failed.kind == "auth" and "unknown credential" in failed.error and "_for_project" in failed.error
+    blob = b"".join(p.read_bytes() for p in tether_home.rglob("*") if p.is_file()).decode()
+    assert "unknown credential" in blob and events
+    for text in (failed.error, repr(r), blob, t.export_session(r.session_id), *events):
+        assert key not in text
+
+
+def test_litellms_own_log_records_hide_the_key(make_tether, fake_server, caplog):
+    """An app with DEBUG logging gets litellm's "Received openai error ... <provider text>"."""
+    key = "EnvKeyValue0a1b2c3d4e5f6a7b"
+    t = make_tether(models={"odd": {"model": "openai/odd", "api_base": fake_server.base, "api_key": key}})
+    fake_server.fail("odd", "401key")
+    with caplog.at_level("DEBUG", logger="LiteLLM"):
+        assert t.chat_once("hello", model="odd").model == "backup"
+    assert "has expired" in caplog.text  # litellm did log the provider's text
+    assert key not in caplog.text

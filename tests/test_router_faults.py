@@ -307,9 +307,10 @@ def test_a_turn_too_large_for_every_model_names_its_size_and_leaves_the_circuits
 
 
 def test_a_missing_api_key_is_an_auth_error_not_retried(make_tether, fake_server, monkeypatch):
-    """The OpenAI SDK reports a missing key as a 500; retrying it only delays the fallback."""
+    """The OpenAI SDK reports a missing key as a 500; retrying it only delays the fallback.
+    (No api_base: one gets a placeholder key rather than the environment's.)"""
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    nokey = {"model": "openai/main", "api_base": fake_server.base}
+    nokey = {"model": "openai/main"}
     r = make_tether(default_model="nokey", retries=3, models={"nokey": nokey}).chat_once("hi")
     assert kinds(r) == [("nokey", "auth"), ("backup", "ok")]
     assert "Missing credentials" in r.attempts[0].error
@@ -329,7 +330,8 @@ def test_an_auth_failure_says_which_variable_to_set(make_tether, fake_server, mo
         t.chat_once("hi")
     msg = str(e.value)
     assert "envkey: auth: LOCAL_KEY is not set" in msg  # not called at all: no 401
-    assert "nokey: auth (401): set OPENAI_API_KEY" in msg
+    assert "nokey: auth (401): its api_base gets no key from the environment: set api_key_env" in msg
+    assert fake_server.keys[0] == "Bearer no-key"  # nokey's call; envkey was not called
     assert "given: auth (401): the configured key was refused" in msg and "abcdefgh" not in msg
 
 

@@ -276,3 +276,23 @@ def test_a_session_deleted_or_cleared_while_its_summary_is_made(make_tether, fak
         if end == "clear":
             assert not [e for e in t.load_session(sid).events if e.type == "summary"]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_failed_summary_logs_the_providers_text_without_the_key(make_tether, fake_server, monkeypatch, caplog):
+    """The summary thread logged the raw exception at WARNING: with a provider that repeats the
+    key, `tether ask` printed it on stderr."""
+    key = "EnvKeyValue0a1b2c3d4e5f6a7b"  # no known key shape: hidden by value only
+    monkeypatch.setenv("LOCAL_KEY", key)
+    t = make_tether(context={"summary": True, "summary_every": 4},
+                    models={"mid": {"model": "openai/mid", "api_base": fake_server.base, "api_key_env": "LOCAL_KEY",
+                                    "context_window": 1500}})
+    sid = t.create_session(model="mid")
+    _long_session(t, sid)
+    fake_server.fail("mid", "slow:0", "401key")  # the answer, then the summary's call is refused
+    with caplog.at_level("DEBUG", logger="tether"):
+        t.chat_once("q", session_id=sid)
+        join_summaries(10)
+    assert fake_server.keys[-1] == f"Bearer {key}"
+    said = [r.getMessage() for r in caplog.records if r.name == "tether" and "summary" in r.getMessage()]
+    assert said and all("has expired" in m for m in said)
+    assert not [m for m in said if key in m]

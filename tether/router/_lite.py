@@ -32,6 +32,9 @@ def litellm() -> Any:
 
             lm.suppress_debug_info = True
             lm.disable_hf_tokenizer_download = True
+            from .errors import install_log_filter
+
+            install_log_filter()  # litellm's own log records repeat providers' error texts
             from .echo import register
 
             register(lm)

@@ -48,8 +48,8 @@ _WHEN_KEYS = {"min_prompt_tokens": int, "max_prompt_tokens": int, "contains": (s
 _PARAMS_RESERVED = {
     "model": "the model is the table's `model`", "messages": "the window is built from the session",
     "stream": "the caller chooses streaming", "fallbacks": "use `fallbacks`", "api_key": "use `api_key` or `api_key_env`",
-    "api_base": "use `api_base`", "timeout": "use `timeout`", "max_retries": "use `retries`",
-    "num_retries": "use `retries`",
+    "api_base": "use `api_base`", "base_url": "use `api_base`, which gets only the key configured for it",
+    "timeout": "use `timeout`", "max_retries": "use `retries`", "num_retries": "use `retries`",
 }
 # "os.environ/KEY" (litellm proxy configs), "$KEY", "${KEY}": meant as a reference, sent as the key
 _ENV_REF = re.compile(r"(?:os\.environ/|\$\{?)([A-Za-z_][A-Za-z0-9_]*)\}?")

@@ -22,7 +22,7 @@ from ..errors import AllModelsFailed, ContextOverflow, PromptTooLarge
 from .breaker import CircuitBreaker
 from .catalogue import Catalogue, ModelInfo
 from .config import ModelSpec, RouterConfig
-from .errors import TRANSIENT, TURN_FAULTS, Classified, MidStreamError, classify, describe
+from .errors import NO_KEY, TRANSIENT, TURN_FAULTS, Classified, MidStreamError, classify, describe, remember_key
 
 SHRINK = 0.7  # after a provider's context-length error, rebuild at 70% of what was sent
 
@@ -98,6 +98,8 @@ class Router:
         self.config = config
         self.catalogue = Catalogue(config)
         self.breaker = breaker or CircuitBreaker(config.breaker_failures, config.breaker_cooldown)
+        for spec in config.models.values():  # hidden in errors and litellm's logs before any call
+            remember_key(spec.resolved_api_key())
 
     # -- call options -------------------------------------------------------
     def call_kwargs(self, spec: ModelSpec, messages: list[dict[str, Any]], params: dict[str, Any],
@@ -115,6 +117,12 @@ class Router:
             kw["max_tokens"] = spec.max_output_tokens
         kw.update(spec.params)
         kw.update(params)
+        if (kw.get("api_base") or kw.get("base_url")) and not kw.get("api_key"):
+            # a server of the user's choosing gets only the key configured for it: with none,
+            # litellm would send the provider's key from the environment (OPENAI_API_KEY) there;
+            # local servers (llama.cpp, ollama, vLLM) take any key
+            kw["api_key"] = NO_KEY
+        remember_key(kw.get("api_key"))  # the variable may be set since, or the call passed its own
         if stream:
             kw["stream"] = True
             kw["stream_options"] = {"include_usage": True}
@@ -235,6 +243,8 @@ class Router:
             return f"{spec.api_key_env} is not set"
         if spec.resolved_api_key():
             return "the configured key was refused"
+        if spec.api_base:
+            return "its api_base gets no key from the environment: set api_key_env (or api_key) for it"
         try:
             from ._lite import litellm
 

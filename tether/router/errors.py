@@ -1,6 +1,10 @@
 """Map whatever litellm raised to a small set of kinds the fallback policy acts on."""
 from __future__ import annotations
 
+import logging
+import os
+import re
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +56,7 @@ def classify(e: BaseException, api_key: str | None = None) -> Classified:
         return Classified("mid_stream", inner.status, None, inner.message)
     status = getattr(e, "status_code", None)
     status = status if isinstance(status, int) else None
-    msg = _scrub(str(e), api_key)
+    msg = safe_error(e, api_key)
     if isinstance(e, ContextOverflow) or isinstance(e, lm.ContextWindowExceededError):
         return Classified("context_overflow", status, None, msg)
     if isinstance(e, lm.ContentPolicyViolationError):
@@ -102,18 +106,51 @@ def _retry_after(e: BaseException) -> float | None:
     return float(v) if v is not None and v >= 0 else None
 
 
+# key values tether was given (config, the variables api_key_env names, a call's own): hidden
+# wherever they appear, in error texts and in litellm's log records. Shorter values would hide
+# ordinary words. NO_KEY is what a custom api_base with no key of its own is sent (not a secret).
+MIN_KEY = 4
+NO_KEY = "no-key"
+_keys: frozenset[str] = frozenset()
+_keys_lock = threading.Lock()
+# litellm's loggers (litellm/_logging.py); a filter on a logger does not cover its children
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "LiteLLM Proxy.stdout")
+
+
+def remember_key(key: str | None) -> None:
+    """Hide this value in every error text and litellm log record of this process from now on
+    (a provider may repeat the key anywhere in its error text, glued to other characters)."""
+    global _keys
+    if isinstance(key, str) and len(key) >= MIN_KEY and key != NO_KEY and key not in _keys:
+        with _keys_lock:
+            _keys = _keys | {key}
+
+
+def hide_keys(text: str, api_key: str | None = None) -> str:
+    """Replace every known key value as a plain substring: the call's key, the keys tether was
+    given, and provider keys in the environment (`*_API_KEY`, which litellm sends when a call
+    has no key; only long ones, so a placeholder such as "not-needed" keeps its words)."""
+    keys = set(_keys)
+    if api_key and len(api_key) >= MIN_KEY and api_key != NO_KEY:
+        keys.add(api_key)
+    keys.update(v.strip() for k, v in os.environ.items() if k.endswith("_API_KEY") and len(v.strip()) >= 16)
+    for key in sorted(keys, key=len, reverse=True):  # a key holding another is replaced whole
+        if key in text:
+            text = text.replace(key, key[:3] + "…" if len(key) >= 12 else "***")
+    return text
+
+
+def safe_error(e: BaseException, api_key: str | None = None) -> str:
+    """The one way a model call's exception becomes text (an attempt, an event, a log line):
+    providers repeat the request's key in their error texts, so it is hidden first
+    (`api_key`: the key the call used; the keys tether was given are hidden too)."""
+    return _scrub(str(e), api_key)
+
+
 def _scrub(text: str, api_key: str | None = None) -> str:
     """Error texts sometimes echo the request; cut it short and hide anything key-like: the
-    call's key and the provider keys in the environment by value, other keys by shape."""
-    import os
-    import re
-
-    keys = [api_key] if api_key and len(api_key) >= 8 else []
-    keys += [v for k, v in os.environ.items() if k.endswith("_API_KEY") and len(v) >= 16]  # not "not-needed"
-    for key in keys:
-        if key in text:  # whole tokens only: a short placeholder must not eat "1234567890 tokens"
-            text = re.sub(rf"(?<![\w-]){re.escape(key)}(?![\w-])", key[:3] + "…", text)
-
+    call's key and the keys tether knows by value, other keys by shape."""
+    text = hide_keys(text, api_key)
     # provider key shapes: OpenAI/Anthropic sk-..., Groq gsk_..., Google AIza..., xAI xai-..., bearer tokens
     text = re.sub(r"\b((?:sk|gsk|xai|pk)[-_][A-Za-z0-9]{2})[A-Za-z0-9_\-]{8,}", r"\1…", text)
     text = re.sub(r"\b(AIza)[A-Za-z0-9_\-]{20,}", r"\1…", text)
@@ -122,6 +159,35 @@ def _scrub(text: str, api_key: str | None = None) -> str:
     text = re.sub(r"(?i)(api[ _-]?key(?:\s+provided)?['\"=:\s]+)[^\s'\",]{6,}", r"\1***", text)
     text = re.sub(r"(?i)([?&](?:key|api_key|token)=)[^&\s'\"]+", r"\1***", text)
     return text[:500]
+
+
+class KeyFilter(logging.Filter):
+    """Hides known key values in litellm's log records: an app's DEBUG logging otherwise gets
+    litellm's "Received openai error ... <the provider's text>", key and all. On the logger,
+    not a handler, so it covers every handler the record reaches (an app's root handler too)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is the logging module's to report
+            return True
+        safe = hide_keys(msg)
+        if safe != msg:
+            record.msg, record.args = safe, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = hide_keys(logging.Formatter().formatException(record.exc_info))
+        if record.stack_info:
+            record.stack_info = hide_keys(record.stack_info)
+        return True
+
+
+_FILTER = KeyFilter()
+
+
+def install_log_filter() -> None:
+    """Put the key filter on litellm's loggers (once: addFilter ignores a filter already there)."""
+    for name in LITELLM_LOGGERS:
+        logging.getLogger(name).addFilter(_FILTER)
 
 
 def describe(model: str, kind: str, status: int | None, error: str | None, hint: str | None = None) -> str:

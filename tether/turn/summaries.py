@@ -17,6 +17,7 @@ from typing import Any
 
 from ..router.config import RouterConfig
 from ..router.engine import Outcome, Router
+from ..router.errors import safe_error
 from ..sessions import Session, SessionStore
 from .cache import SessionCache
 from .settings import ContextSettings
@@ -24,6 +25,10 @@ from .settings import ContextSettings
 log = logging.getLogger("tether")
 SUMMARY_EXIT_WAIT = 15.0  # seconds a process exiting gives rolling summaries still being made
 _THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+class SummaryFailed(Exception):
+    """The summary's model call failed; the message is the provider's, with keys hidden."""
 
 
 class Summaries:
@@ -51,7 +56,7 @@ class Summaries:
                 summarise(self.store, lambda msgs: self._complete(out.model, msgs, reply), session, window,
                           self.settings, room, out.spec.model, lambda: self.cache.load(session.id))
             except Exception as e:  # noqa: BLE001 - deleted meanwhile, or the store failed: a later turn retries
-                log.debug("no summary for session %s: %s", session.id, e)
+                log.debug("no summary for session %s: %s", session.id, safe_error(e))
             finally:
                 with self._lock:
                     self._running.discard(session.id)
@@ -78,7 +83,10 @@ class Summaries:
         cap = {} if {"thinking", "max_completion_tokens", "reasoning_effort"} & spec.params.keys() else {
             "max_tokens": max_tokens}
         kwargs = self.router.call_kwargs(spec, messages, cap)
-        return litellm().completion(**kwargs).choices[0].message.content or ""
+        try:
+            return litellm().completion(**kwargs).choices[0].message.content or ""
+        except Exception as e:  # noqa: BLE001 - its text may repeat the key: only a key-free copy leaves
+            raise SummaryFailed(safe_error(e, kwargs.get("api_key"))) from None
 
 
 def summarise(store: SessionStore, complete: Any, session: Session, window: Any, settings: ContextSettings,
@@ -105,7 +113,7 @@ def summarise(store: SessionStore, complete: Any, session: Session, window: Any,
             return False  # no room for any of it beside the earlier summary
         text = complete(request).strip()
     except Exception as e:  # noqa: BLE001 - the answer is stored; a summary can wait for the next turn
-        log.warning("could not update the summary of session %s: %s", session.id, e)
+        log.warning("could not update the summary of session %s: %s", session.id, safe_error(e))
         return False
     if not text:
         log.warning("the summary of session %s came back empty", session.id)
