@@ -227,8 +227,8 @@ import tether.turn.summaries as summaries
 from conftest import router_config
 from fakeserver import FakeServer
 summaries.SUMMARY_EXIT_WAIT = {wait}
-srv = FakeServer(timeout_sleep=30).start()
-cfg = router_config(srv, timeout=30, context={{"summary": True, "summary_every": 4}},
+srv = FakeServer(timeout_sleep=60).start()
+cfg = router_config(srv, timeout=60, context={{"summary": True, "summary_every": 4}},
                     models={{"mid": {{"context_window": 1500}}}})
 from tether import Tether
 t = Tether(config=cfg)
@@ -253,13 +253,12 @@ def test_a_process_exiting_waits_for_its_summary_but_not_for_long(tether_home, s
     from tether import Tether
 
     script = _EXIT_SCRIPT.format(tests=str(Path(__file__).parent), wait=2.0, summary_fault=summary_fault)
-    t0 = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    elapsed = time.monotonic() - t0
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    sid = json.loads(out.stdout.splitlines()[-1])["sid"]
-    assert any(e.type == "summary" for e in Tether().load_session(sid).events) is made
-    assert elapsed < 25  # the summary call's own timeout is 30 s
+    done = json.loads(out.stdout.splitlines()[-1])
+    exiting = time.monotonic() - done["answered"]  # a system-wide clock: from the answer to the exit
+    assert any(e.type == "summary" for e in Tether().load_session(done["sid"]).events) is made
+    assert exiting < 30, exiting  # the exit waits 2 s; the summary call's own timeout is 60 s
 
 
 def test_a_session_deleted_or_cleared_while_its_summary_is_made(make_tether, fake_server, capfd):
