@@ -455,3 +455,20 @@ def test_two_processes_asking_a_failed_question_again_do_not_share_it(make_tethe
         a.chat_once("again", session_id=sid)
     fake_server.always.clear()
     assert b.retry(sid).text.startswith("main says: again")  # A's claim was released
+
+
+def test_text_utf8_cannot_carry_is_the_turns_fault_named_not_a_server_500(make_tether, fake_server):
+    """A lone surrogate (a non-UTF-8 terminal or pipe, stored by an older tether) fails inside
+    the client before any request; litellm calls it a 500, which was retried on every model."""
+    from tether import AllModelsFailed
+    from tether.sessions import Message
+
+    t = make_tether(retries=2)
+    sid = t.create_session()
+    t.store.append_message(sid, Message(role="user", content="caf\udce9"))
+    fake_server.reset()
+    with pytest.raises(AllModelsFailed) as e:
+        t.chat_once("translate the above", session_id=sid)
+    assert [a.kind for a in e.value.attempts] == ["bad_request", "bad_request"]  # one try each, no back-off
+    assert "surrogates not allowed" in str(e.value) and "500" not in str(e.value)
+    assert fake_server.calls() == []

@@ -72,6 +72,10 @@ def classify(e: BaseException, api_key: str | None = None) -> Classified:
         return Classified("auth", status if status and status < 500 else 401, None, msg)
     if isinstance(e, lm.NotFoundError):
         return Classified("not_found", status, None, msg)
+    # text UTF-8 cannot carry (lone surrogates from a non-UTF-8 terminal or pipe) fails before
+    # any request is sent, reported as a 500: the turn's fault, and no model would take it
+    if isinstance(e, UnicodeEncodeError) or "surrogates not allowed" in msg:
+        return Classified("bad_request", None, None, msg)
     # litellm reports a refused connection and an unparsable body as InternalServerError(500)
     if isinstance(e, lm.APIResponseValidationError) or "JSONDecodeError" in msg or "Expecting value" in msg:
         return Classified("malformed", status, None, msg)
@@ -193,6 +197,8 @@ def install_log_filter() -> None:
 def describe(model: str, kind: str, status: int | None, error: str | None, hint: str | None = None) -> str:
     """One failed attempt for an error message: the model, the kind, and what the provider said
     when the kind alone does not tell the user what to fix."""
+    if kind == "mid_stream":  # litellm reports a dropped stream as a 500 the server never sent
+        return f"{model}: cut off mid-answer"
     out = f"{model}: {kind}" + (f" ({status})" if status else "")
     if hint:
         return f"{out}: {hint}"
