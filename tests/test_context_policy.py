@@ -69,6 +69,24 @@ def test_relevance_does_not_crowd_out_recency() -> None:
     assert sum(1 for i in special if f"u{i}" in got) >= 5
 
 
+def test_a_recent_match_is_kept_when_the_query_points_back() -> None:
+    """A query matching many old turns shrinks the recency block; a recent turn that matches
+    as well still gets in (it ranks higher), without a whole block of unmatched recent turns."""
+    special = {i: f"we talked about the zebra exhibit again ({i})" for i in range(0, 60, 2)}
+    special[95] = "the zebra exhibit moved to the new hall"
+    hist = chat(100, special)
+    q = "what about the zebra exhibit?"
+
+    def old_matches(got: list[str]) -> int:
+        return sum(1 for i in special if i < 60 and f"u{i}" in got)
+
+    got = ids(build_window(hist, q, budget_tokens=800))
+    assert {"u95", "a95", "u99"} <= set(got)
+    assert "u95" not in ids(build_window(hist, q, budget_tokens=800, recent_boost=0))  # the block alone misses it
+    block = ids(build_window(hist, q, budget_tokens=800, recency_gate=0))  # a full block keeps it...
+    assert "u95" in block and old_matches(got) > old_matches(block) + 4  # ...at the cost of old matches
+
+
 def test_date_cue_prefers_messages_from_that_time() -> None:
     special = {i: f"went to the concert in the park ({i})" for i in (10, 50)}
     hist = chat(90, special, start=datetime(2023, 1, 1))
@@ -294,10 +312,11 @@ def _two_sittings() -> list[dict]:
 
 def test_query_about_older_turns_gets_only_the_current_sitting_as_recency() -> None:
     q = "what about the zebra exhibit?"
-    got = ids(build_window(_two_sittings(), q, budget_tokens=800))
+    block = {"recency_min": 0.25}  # a shrunk recency block big enough to reach across the silence
+    got = ids(build_window(_two_sittings(), q, budget_tokens=800, **block))
     assert {"u60", "a60", "u61", "a61"} <= set(got), "the current sitting is kept"
     assert "u59" not in got and "u58" not in got, "turns before the long silence are not taken for recency"
-    off = ids(build_window(_two_sittings(), q, budget_tokens=800, session_gap=0))
+    off = ids(build_window(_two_sittings(), q, budget_tokens=800, session_gap=0, **block))
     assert "u59" in off, "without sittings the recency share crosses the silence"
 
     def early(w: list[str]) -> int:  # turns from the part of the chat the query is about

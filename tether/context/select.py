@@ -22,8 +22,10 @@ class Policy:
 
     # budget shares
     recency_share: float = 0.45      # of the history budget, for the newest whole turns...
-    recency_min: float = 0.25        # ...shrunk to this when the query points to older turns:
+    recency_min: float = 0.10        # ...shrunk to this when the query points to older turns:
     recency_gate: int = 10           # no recent message among this many best matches (0: never shrink)
+    recent_boost: float = 1.0        # then turns within recent_reach of the end rank (1 + this) x higher
+    recent_reach: float = 0.25       # ...(a share of the history budget, from the newest turn back)
     session_gap: float = SITTING_GAP_HOURS  # hours of silence that end a sitting: a shrunk recency share stops there
     truncate_share: float = 0.5      # a message longer than the whole budget is cut to this share of it
     min_truncated: int = 16          # a cut message keeps at least this many tokens of text (the cut marker takes ~12)
@@ -79,11 +81,11 @@ class Policy:
         return cls(**options)
 
 
-_SHARES = ("recency_share", "recency_min", "truncate_share", "b", "embedding_weight")
+_SHARES = ("recency_share", "recency_min", "recent_reach", "truncate_share", "b", "embedding_weight")
 _NON_NEGATIVE = (
     "recency_gate", "session_gap", "min_truncated", "k1", "typo_weight", "term_rarity", "feedback_docs",
     "feedback_terms", "feedback_weight", "passage_weight", "passage_reach", "neighbour_weight", "neighbour_reach",
-    "speaker_boost", "date_boost", "answer_boost",
+    "speaker_boost", "date_boost", "answer_boost", "recent_boost",
 )
 _MAXIMA = {"passage_reach": 50, "neighbour_reach": 50, "k1": 100, "feedback_docs": 1000, "feedback_terms": 1000}
 _FIELDS: dict[type, frozenset[str]] = {}  # option names per Policy class (fields() is slow per turn)
@@ -201,6 +203,8 @@ def select(
             break
         g -= 1
     oldest_recent = g + 1
+    if ranked and scores and policy.recent_boost and share < policy.recency_share:
+        ranked = _boost_recent(h, ranked, scores, int(budget * policy.recent_reach), policy.recent_boost)
     # 4. relevance fill
     # Ranked units and older turns run to thousands, and once the budget is nearly full
     # few fit: a unit's token total (a prefix-sum difference) is its exact cost when none of
@@ -231,6 +235,28 @@ def select(
     if h.has_atoms:
         chosen = _whole_atoms(h, p, grow=False)
     return Selection(chosen, {i: p.sizes[i] for i in chosen}, {i: n for i, n in p.truncated.items() if i in p.sizes and i in chosen})
+
+
+def _boost_recent(h: History, ranked: list[range], scores: dict[int, float], reach: int,
+                  boost: float) -> list[range]:
+    """A query that points back shrinks the block of recent turns, which then misses a recent
+    turn that matches (the soon view's evidence): instead of a block, the newest turns, within
+    `reach` tokens, compete for the relevance fill with their matches counted (1 + boost) x."""
+    g, seen = len(h.groups) - 1, 0
+    while g >= 0 and seen <= reach:
+        s, e = h.groups[g]
+        seen += h.cum[e] - h.cum[s]
+        g -= 1
+    lo = h.groups[g + 1][0]
+    if not any(u[0] >= lo for u in ranked):
+        return ranked
+    f = 1.0 + boost
+
+    def key(u: range) -> float:  # a unit ranks as its best message (ranking.rank_units)
+        m = max(scores.get(i, 0.0) for i in u)
+        return -(m * f if u[0] >= lo else m)
+
+    return sorted(ranked, key=key)  # stable: equal scores keep their order
 
 
 def _sitting_start(h: History, gap_hours: float, reach: int | None = None) -> int:
