@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -282,3 +283,74 @@ def test_chat_into_a_pipe_keeps_the_prompt_on_the_terminal(tether_home, tmp_path
         child.close()
     assert out.read_text().startswith("echo: hello there")
     assert "›" not in out.read_text() and "\x1b" not in out.read_text()
+
+
+class DripServer:
+    """The fake server, its streams sending one word every `delay` seconds (an answer that takes a while)."""
+
+    def __new__(cls, delay: float):
+        from fakeserver import FakeServer
+
+        class Drip(FakeServer):
+            def _stream(self, h, *a, **kw):
+                flush = h.wfile.flush
+
+                def slow_flush() -> None:
+                    flush()
+                    time.sleep(delay)
+
+                h.wfile.flush = slow_flush
+                try:
+                    super()._stream(h, *a, **kw)
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (Ctrl-C)
+                    pass
+
+        return Drip()
+
+
+def test_keys_typed_while_an_answer_streams_wait_for_the_next_prompt_unechoed(tether_home):
+    """The terminal echoed keys typed during an answer (and Ctrl-C's `^C`) into the live
+    answer, whose redrawing then duplicated lines; they now appear at the next prompt only."""
+    pexpect = pytest.importorskip("pexpect")
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fixed["main"] = " ".join(f"word{i}" for i in range(50))
+    child = pexpect.spawn(TETHER, ["chat"], env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")
+        child.send("story\r")
+        child.expect("word5 ")
+        child.send("typed ahead")
+        child.expect("word49")
+        answer = child.before
+        child.expect("›")
+        answer += child.before
+        assert "typed ahead" not in answer  # not echoed inside the answer
+        child.expect("typed ahead")  # but waiting in the next prompt
+        srv.fixed.clear()
+        child.send("\r")
+        child.expect("main says: typed ahead")
+        srv.fixed["main"] = " ".join(f"word{i}" for i in range(50))
+        child.expect("›")
+        child.send("again\r")
+        child.expect("word5 ")
+        child.send("kept")
+        child.sendintr()  # stops the answer, not what was typed
+        child.expect("interrupted: the partial answer is saved")
+        assert "^C" not in child.before and "kept" not in child.before
+        child.expect("›")
+        child.expect("kept")
+        srv.fixed.clear()
+        child.send("\r")
+        child.expect("main says: kept")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    (s,) = Tether().list_sessions()
+    users = [m.content for m in Tether().get_history(s.id) if m.role == "user"]
+    assert users == ["story", "typed ahead", "again", "kept"]

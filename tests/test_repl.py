@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from tether import Tether
 from tether.render import AnswerView, make_console
 
@@ -236,3 +238,34 @@ def test_a_note_from_another_thread_is_said_even_when_the_chat_ends_with_ctrl_d(
     with chat(tether_home) as c:
         c.repl.note_later("tether: the summary of session x came back empty")
         assert "came back empty" in c.run("\x04")
+
+
+def test_the_terminal_stops_echoing_keys_only_while_an_answer_is_drawn(tether_home, monkeypatch):
+    """Echo is off while a turn runs (keys typed then would land inside the live answer) and
+    the terminal's own settings are back after it, also when the turn raised."""
+    import os
+    import sys
+    import termios
+
+    from tether.repl import Loader, Repl
+
+    master, slave = os.openpty()
+    tty = os.fdopen(slave, "r")
+    try:
+        monkeypatch.setattr(sys, "stdin", tty)
+        before = termios.tcgetattr(slave)
+        assert before[3] & termios.ECHO and before[3] & termios.ISIG
+        seen: list[int] = []
+        client = Tether(home=tether_home)
+        client.on("message", lambda e: seen.append(termios.tcgetattr(slave)[3]))
+        repl = Repl(Loader(client=client, preload=False), make_console(file=io.StringIO()), home=tether_home)
+        repl.send("hello")
+        assert len(seen) == 2 and all(not lflag & (termios.ECHO | termios.ECHOCTL) for lflag in seen)
+        assert all(lflag & termios.ISIG and lflag & termios.ICANON for lflag in seen)  # Ctrl-C still stops it
+        assert termios.tcgetattr(slave) == before
+        with pytest.raises(ZeroDivisionError):  # a turn that fails before it starts
+            repl.send("again", start=lambda: 1 / 0)
+        assert termios.tcgetattr(slave) == before
+    finally:
+        tty.close()
+        os.close(master)

@@ -7,9 +7,11 @@ in a thread while the user types, and the first turn waits for it if it must.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -299,6 +301,52 @@ class Repl:
     def send(self, text: str, start: Callable[[], Any] | None = None) -> None:
         """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted.
         `start`: what opens the stream instead of a new question (for `/retry`)."""
+        with self._keys_unechoed():
+            self._send(text, start)
+
+    @contextmanager
+    def _keys_unechoed(self) -> Iterator[None]:
+        """While an answer is drawn, keys typed (and the `^C` of Ctrl-C) are not echoed: the
+        terminal would write them inside the live answer and break its redrawing. Ctrl-C still
+        interrupts (ISIG stays on, without flushing what was typed) and typed text stays queued
+        (ICANON is left as it is) for the next prompt, which reads it. Only for the chat's own terminal on stdin."""
+        fd = self._tty_fd()
+        before: list[Any] | None = None
+        if fd is not None:
+            import termios
+
+            try:
+                before = termios.tcgetattr(fd)
+                quiet = list(before)
+                quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+                quiet[3] |= termios.NOFLSH  # Ctrl-C stops the answer, it does not throw away type-ahead
+                termios.tcsetattr(fd, termios.TCSANOW, quiet)  # not TCSAFLUSH: that drops type-ahead
+            except (termios.error, OSError):
+                before = None
+        try:
+            yield
+        finally:
+            if fd is not None and before is not None:
+                import termios
+
+                try:
+                    termios.tcsetattr(fd, termios.TCSANOW, before)
+                except (termios.error, OSError):
+                    pass
+
+    def _tty_fd(self) -> int | None:
+        """stdin's descriptor when this chat reads keys from it and it is a terminal."""
+        if self._input is not None or sys.stdin is None:
+            return None
+        try:
+            import termios  # noqa: F401  (not on Windows)
+
+            fd = sys.stdin.fileno()
+            return fd if os.isatty(fd) else None
+        except (ImportError, OSError, ValueError):
+            return None
+
+    def _send(self, text: str, start: Callable[[], Any] | None) -> None:
         from .router.streaming import Restart
 
         try:
