@@ -354,3 +354,42 @@ def test_keys_typed_while_an_answer_streams_wait_for_the_next_prompt_unechoed(te
     (s,) = Tether().list_sessions()
     users = [m.content for m in Tether().get_history(s.id) if m.role == "user"]
     assert users == ["story", "typed ahead", "again", "kept"]
+
+
+def test_chat_into_tee_shows_progress_and_outlives_ctrl_c_killing_tee(tether_home, tmp_path):
+    """`tether chat | tee log`: the terminal stayed blank while an answer was held for the
+    pipe, and Ctrl-C, which ends tee too, then ended the chat silently (broken pipe, status 0)."""
+    pexpect = pytest.importorskip("pexpect")
+    import shlex
+
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fixed["main"] = " ".join(f"word{i}" for i in range(80))
+    log = tmp_path / "log.txt"
+    child = pexpect.spawn("bash", ["-c", f"{shlex.quote(TETHER)} chat | tee {shlex.quote(str(log))}"],
+                          env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")
+        child.send("long one\r")
+        child.expect("answering… [0-9,]+ characters")  # progress on the terminal while the pipe waits
+        child.sendintr()  # ends tee as well
+        child.expect(r"stdout closed: answers are shown here")
+        child.expect("word0 word1 word2")  # the partial answer, which tee could not take any more
+        child.expect("interrupted: the partial answer is saved")
+        child.expect("›")
+        srv.fixed.clear()
+        child.send("still there?\r")
+        child.expect("main says: still there")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    assert "Traceback" not in child.before
+    (s,) = Tether().list_sessions()
+    msgs = Tether().get_history(s.id)
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted"), ("user", "ok"),
+                                                  ("assistant", "ok")]

@@ -269,3 +269,42 @@ def test_the_terminal_stops_echoing_keys_only_while_an_answer_is_drawn(tether_ho
     finally:
         tty.close()
         os.close(master)
+
+
+def test_a_piped_answer_is_read_by_the_pipe_before_the_next_prompt(tether_home, monkeypatch):
+    """`tether chat | tee log`: tee shows what went into the pipe, the prompt is drawn on the
+    terminal directly; without waiting for the pipe to drain the prompt came first and the
+    answer landed after (inside) it."""
+    import os
+    import sys
+    import threading
+    import time
+
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from tether.repl import Loader, Repl
+
+    r, w = os.pipe()
+    monkeypatch.setattr(sys, "stdout", os.fdopen(w, "w"))
+    read_at: list[float] = []
+
+    def slow_reader() -> None:
+        time.sleep(0.03)
+        os.read(r, 65536)
+        read_at.append(time.monotonic())
+
+    with create_pipe_input() as keys:
+        repl = Repl(Loader(client=Tether(home=tether_home), preload=False), make_console(), input=keys,
+                    output=DummyOutput(), home=tether_home)
+        drawn: list[float] = []
+        repl.session.app.before_render += lambda _app: drawn.append(time.monotonic())
+        repl.console.print("the last answer")  # into the pipe
+        reader = threading.Thread(target=slow_reader)
+        reader.start()
+        keys.send_text("\x04")
+        assert repl.run() == 0
+        reader.join()
+    sys.stdout.close()
+    os.close(r)
+    assert drawn and read_at and drawn[0] >= read_at[0]

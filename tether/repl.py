@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +22,8 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from .errors import SessionNotFound, TetherError
-from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, notice, print_transcript
+from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, markdown, notice,
+                     print_transcript)
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
 if TYPE_CHECKING:
@@ -120,6 +122,7 @@ class Repl:
             # a piped chat, or `tether chat | tee`: stdout carries the answers only
             self._notes = make_console(file=sys.stderr)
         self.errors = 0
+        self._interactive = False  # run(): someone at the terminal, who keeps chatting if stdout closes
 
     @property
     def session(self) -> PromptSession[str]:
@@ -250,9 +253,11 @@ class Repl:
             from prompt_toolkit.output import create_output
 
             self._output = create_output(stdout=sys.stderr)
+        self._interactive = True
         if self.hint:
             notice(self.notes, self.hint, style="dim")
         while self.running:
+            self._drain_stdout()
             try:
                 default, self.next_default = self.next_default, ""
                 text = self.session.prompt(default=default)
@@ -261,9 +266,60 @@ class Repl:
             except EOFError:  # Ctrl-D on an empty line leaves
                 break
             self._say_later()
-            self.handle(text)
+            try:
+                self.handle(text)
+            except BrokenPipeError:  # a command's output: the pipe is gone, the chat goes on
+                self._pipe_closed()
         self._say_later()  # Ctrl-D: what arrived meanwhile is still said
         return 0
+
+    def _drain_stdout(self) -> None:
+        """`tether chat | tee log`: what went into the pipe reaches the terminal through tee,
+        while the prompt is drawn on stderr directly. Flush, then give tee up to 100 ms to
+        read the pipe empty, so the answer shows above the next prompt rather than inside it."""
+        if self._notes is None or self.console.file is not sys.stdout:
+            return
+        try:
+            sys.stdout.flush()
+            fd = sys.stdout.fileno()
+            import stat
+
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return
+            import array
+            import fcntl
+            import termios
+        except BrokenPipeError:
+            self._pipe_closed()
+            return
+        except (ImportError, OSError, ValueError):
+            return
+        unread = array.array("i", [0])
+        deadline = time.monotonic() + 0.1
+        while time.monotonic() < deadline:
+            try:
+                fcntl.ioctl(fd, termios.FIONREAD, unread, True)
+            except OSError:
+                return
+            if unread[0] == 0:
+                return
+            time.sleep(0.005)
+
+    def _pipe_closed(self) -> None:
+        """stdout's reader has gone: in `tether chat | tee log`, Ctrl-C also ends tee (it is in
+        the same process group). The chat goes on, its answers shown on the terminal."""
+        if self._notes is None or not self._interactive:
+            # answers already go to the terminal; or a script (`tether chat < file | head`), whose
+            # reader wants no more: end quietly, as `tether ask | head -1` does
+            raise BrokenPipeError
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # what is still buffered for the pipe goes nowhere, quietly
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        self.console, self._notes = self._notes, None
+        notice(self.console, "(stdout closed: answers are shown here from now on)")
 
     def _say_later(self) -> None:
         while self._later:
@@ -291,6 +347,8 @@ class Repl:
                 dispatch(self, text)
             except (TetherError, ValueError) as e:
                 self.error(str(e))
+            except BrokenPipeError:  # stdout's reader has gone: not the command's fault
+                raise
             except OSError as e:  # /export to a missing folder, a directory...: say so, keep chatting
                 self.error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
             except KeyboardInterrupt:
@@ -370,27 +428,53 @@ class Repl:
             self.error(str(e))
             return
         view = AnswerView(self.console, status=stream.waiting, notes=self._notes, hold=self._notes is not None)
+        progress = _PipeProgress(self._notes, stream.waiting, view) if self._notes is not None else None
         try:
             view.start()
+            if progress is not None:
+                progress.start()
             for piece in stream:
                 if isinstance(piece, Restart):
                     view.restart(piece.from_model, piece.to_model, piece.reason)
                     continue
                 view.add(piece)
         except KeyboardInterrupt:
-            view.stop()
-            stream.close()
+            try:
+                self._end(view, progress, interrupted=True)
+            finally:
+                stream.close()
             what = "the partial answer is saved" if view.text.strip() else "no answer yet; your message is saved"
             notice(self.notes, f"(interrupted: {what}; /retry asks again)")
             self.refresh()
             return
         except Exception as e:  # noqa: BLE001 - AllModelsFailed, or a bug in a provider
-            view.stop()
+            self._end(view, progress)
             self.error(f"{e} (your message is saved; /retry asks again)")
             self.refresh()
             return
-        view.finish()
+        self._end(view, progress, final=True)
         self.after_turn(stream.result)
+
+    def _end(self, view: AnswerView, progress: _PipeProgress | None, final: bool = False,
+             interrupted: bool = False) -> None:
+        """End an answer's display: a held answer is written now. If stdout's reader has gone,
+        the answer is shown on the terminal instead and later ones go there too. After Ctrl-C,
+        which ends `tee` as well, the pipe may lose its reader only a moment later (a write then
+        would vanish into it): wait for that briefly."""
+        if progress is not None:
+            progress.stop()
+        try:
+            if interrupted and self._notes is not None and _reader_gone(sys.stdout, 0.15):
+                raise BrokenPipeError
+            view.finish() if final else view.stop()
+            if self._notes is not None:
+                self.console.file.flush()  # a dead pipe says so now, not at the next answer
+                self._drain_stdout()  # and notes that follow show below the answer, not above it
+        except BrokenPipeError:
+            self._pipe_closed()
+            if view.text.strip():
+                self.console.print(markdown(view.text) if self.console.is_terminal else view.text.rstrip("\n"),
+                                   markup=False, highlight=False)
 
     def after_turn(self, result: Any) -> None:
         if result is None:
@@ -403,6 +487,54 @@ class Repl:
         self.pinned = result.pinned_model
         self.tokens += int(result.usage.get("total_tokens", 0) or 0)
         self.cost += result.cost_usd or 0.0
+
+
+def _reader_gone(out: Any, wait: float) -> bool:
+    """True once the pipe `out` writes into has no reader left, waiting up to `wait` seconds
+    (poll reports POLLERR on a pipe's write end when its last reader has closed)."""
+    try:
+        import select
+
+        fd = out.fileno()
+        p = select.poll()
+        p.register(fd, 0)  # no events asked for: only an error (no reader) ends the wait
+        return any(ev & select.POLLERR for _, ev in p.poll(int(wait * 1000)))
+    except (AttributeError, ImportError, OSError, ValueError):
+        return False
+
+
+class _PipeProgress:
+    """`tether chat | tee log`: the answer goes to the pipe once final, so the terminal
+    (stderr) would stay blank meanwhile. A transient line there says what the turn waits for,
+    then how much has arrived; it is gone when the answer is written."""
+
+    def __init__(self, console: Console, status: Callable[[], str], view: AnswerView) -> None:
+        self.console, self.status, self.view = console, status, view
+        self.since = time.monotonic()
+        self.live: Any = None
+
+    def start(self) -> None:
+        if not self.console.is_terminal:
+            return
+        from rich.live import Live
+
+        self.live = Live(self, console=self.console, refresh_per_second=4, transient=True,
+                         redirect_stdout=False, redirect_stderr=False)  # stdout is the pipe's, untouched
+        self.live.start()
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __rich_console__(self, console: Console, options: Any) -> Any:
+        from rich.text import Text
+
+        waited = time.monotonic() - self.since
+        hint = "  (Ctrl-C to stop)" if waited >= 3 else ""
+        got = len(self.view.text)
+        what = f"answering… {got:,} characters (written to stdout when complete)" if got else f"{self.status()}…"
+        yield Text(f"{what} {waited:.0f}s{hint}", style="dim")
 
 
 def _esc(text: str) -> str:
