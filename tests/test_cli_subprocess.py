@@ -393,3 +393,24 @@ def test_chat_into_tee_shows_progress_and_outlives_ctrl_c_killing_tee(tether_hom
     msgs = Tether().get_history(s.id)
     assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted"), ("user", "ok"),
                                                   ("assistant", "ok")]
+
+
+def test_ask_with_a_latin1_file_on_stdin_sends_its_bad_bytes_as_replacement_characters(tether_home):
+    """`printf 'caf\\xe9' | tether ask ...` read stdin in the locale's encoding: lone surrogates,
+    stored, then every model failed to encode them and the turn failed as "server (500)"."""
+    from fakeserver import FakeServer
+
+    from test_cli import write_config
+
+    srv = FakeServer().start()
+    try:
+        write_config(tether_home, srv)
+        p = subprocess.run([TETHER, "ask", "translate this"], input="café crème\n".encode("latin-1"),
+                           capture_output=True, env=env(tether_home, LC_ALL="C.UTF-8"), timeout=120)
+    finally:
+        srv.stop()
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode() == "main says: translate this\n\ncaf\ufffd cr\ufffdme (1 messages)\n"
+    assert p.stderr.decode().splitlines()[0] == "tether: 2 bytes of stdin are not UTF-8: sent as \ufffd"
+    (s,) = Tether().list_sessions()
+    assert Tether().get_history(s.id)[0].content == "translate this\n\ncaf\ufffd cr\ufffdme"

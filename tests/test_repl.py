@@ -308,3 +308,19 @@ def test_a_piped_answer_is_read_by_the_pipe_before_the_next_prompt(tether_home, 
     sys.stdout.close()
     os.close(r)
     assert drawn and read_at and drawn[0] >= read_at[0]
+
+
+def test_a_message_typed_in_a_non_utf8_locale_is_saved_and_sent_with_its_bad_bytes_replaced(tether_home, fake_server):
+    """A terminal whose locale is not UTF-8 hands Python lone surrogates for bytes it cannot
+    decode; saved as they were, every model call failed to encode them (a fake "server (500)")."""
+    from conftest import router_config
+
+    with chat(tether_home, config=router_config(fake_server)) as c:
+        c.repl.send("caf\udce9 cr\udce8me")
+        msgs = c.messages()
+        assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
+        assert msgs[0].content == "caf\ufffd cr\ufffdme"
+        assert msgs[1].content == "main says: caf\ufffd cr\ufffdme (1 messages)"
+        assert c.client.load_session(c.repl.session_id).title == "caf\ufffd cr\ufffdme"
+        c.repl.send("emoji from a JSON escape \ud83d\ude00")  # a surrogate pair is its character
+        assert c.messages()[2].content == "emoji from a JSON escape \U0001f600"

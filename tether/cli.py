@@ -207,7 +207,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     """One turn from the shell: prints the answer; a piped stdin is appended to PROMPT."""
     text = " ".join(prompt)
     if not sys.stdin.isatty():
-        piped = sys.stdin.read().rstrip()  # not the final newline every file and echo ends with
+        piped = _read_stdin().rstrip()  # not the final newline every file and echo ends with
         if piped.strip():
             text = f"{text}\n\n{piped}" if text else piped
     if not text.strip():
@@ -244,6 +244,24 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
         echo(f"tether: {note}", err=True)
     if sys.stderr.isatty() and not as_json:
         echo(f"session {result.session_id} · {result.model}", err=True)
+
+
+def _read_stdin() -> str:
+    """Piped stdin as UTF-8, bytes that are not (a Latin-1 file) as U+FFFD, said in one line.
+    Read as text in the locale's encoding, they became lone surrogates, which no model call
+    can encode: every model then failed as if the server had."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text-only stream (an embedding app's StringIO)
+        return sys.stdin.read()
+    data = raw.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    bad = sum(1 for c in data.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff")
+    echo(f"tether: {bad} byte{'' if bad == 1 else 's'} of stdin {'is' if bad == 1 else 'are'} not UTF-8: "
+         f"sent as \ufffd", err=True)
+    return data.decode("utf-8", "replace")
 
 
 def _write(text: str) -> bool:
