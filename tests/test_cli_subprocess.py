@@ -414,3 +414,19 @@ def test_ask_with_a_latin1_file_on_stdin_sends_its_bad_bytes_as_replacement_char
     assert p.stderr.decode().splitlines()[0] == "tether: 2 bytes of stdin are not UTF-8: sent as \ufffd"
     (s,) = Tether().list_sessions()
     assert Tether().get_history(s.id)[0].content == "translate this\n\ncaf\ufffd cr\ufffdme"
+
+
+def test_ask_and_chat_with_stdin_closed(tether_home):
+    """`tether ask q <&-` and `tether chat <&-`: Python starts with sys.stdin = None, and both
+    ended in `AttributeError: 'NoneType' object has no attribute 'isatty'`."""
+    def closed_stdin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([TETHER, *args], capture_output=True, text=True, env=env(tether_home), timeout=120,
+                              preexec_fn=lambda: os.close(0))
+
+    p = closed_stdin("ask", "nothing piped")
+    assert p.returncode == 0 and p.stdout.startswith("echo: nothing piped [1 messages"), p.stderr
+    p = closed_stdin("chat")
+    empty = subprocess.run([TETHER, "chat"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=env(tether_home), timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (empty.returncode, empty.stdout, empty.stderr) == (0, "", p.stderr)
+    assert "Traceback" not in p.stderr and "error" not in p.stderr

@@ -183,13 +183,13 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
             if title:
                 c.rename_session(sid, title)
             repl.load(sid)
-    if sys.stdin.isatty():
+    if sys.stdin is not None and sys.stdin.isatty():
         _StderrHandler.defer_to(repl.note_later)
         try:
             repl.run()
         finally:
             _StderrHandler.defer_to(None)
-    elif repl.run_lines(sys.stdin):
+    elif repl.run_lines(sys.stdin or ()):  # no stdin at all (`<&-`): an empty script, as `< /dev/null`
         sys.exit(1)
 
 
@@ -206,7 +206,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
         as_json: bool, no_stream: bool) -> None:
     """One turn from the shell: prints the answer; a piped stdin is appended to PROMPT."""
     text = " ".join(prompt)
-    if not sys.stdin.isatty():
+    if sys.stdin is not None and not sys.stdin.isatty():  # None: started with stdin closed (`<&-`)
         piped = _read_stdin().rstrip()  # not the final newline every file and echo ends with
         if piped.strip():
             text = f"{text}\n\n{piped}" if text else piped

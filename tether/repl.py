@@ -118,7 +118,7 @@ class Repl:
         self._session: PromptSession[str] | None = None
         self._later: list[str] = []  # notes from the line editor's threads, shown between prompts
         self._notes: Console | None = None  # where notes and errors go when not the answers' console
-        if console.file is sys.stdout and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if console.file is sys.stdout and not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()):
             # a piped chat, or `tether chat | tee`: stdout carries the answers only
             self._notes = make_console(file=sys.stderr)
         self.errors = 0
