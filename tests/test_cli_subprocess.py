@@ -430,3 +430,24 @@ def test_ask_and_chat_with_stdin_closed(tether_home):
                            env=env(tether_home), timeout=120)
     assert (p.returncode, p.stdout, p.stderr) == (empty.returncode, empty.stdout, empty.stderr) == (0, "", p.stderr)
     assert "Traceback" not in p.stderr and "error" not in p.stderr
+
+
+
+def test_ask_in_a_terminal_says_what_it_waits_for(tether_home):
+    """The terminal stayed blank until the first piece arrived (up to the timeout)."""
+    pexpect = pytest.importorskip("pexpect")
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fail("main", "slow:2")
+    child = pexpect.spawn(TETHER, ["ask", "take your time"], env=env(tether_home), encoding="utf-8", timeout=60,
+                          dimensions=(20, 100))
+    try:
+        child.expect("waiting for main… [0-9]s")
+        child.expect("main says: take your time")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    assert child.exitstatus == 0

@@ -287,31 +287,55 @@ def _stream_to_stdout(stream: Any) -> Any:
     open_ = True
     held: list[str] = []
     last = ""
+    progress = _progress(stream, held)  # until the first piece on a terminal, else until the end
     try:
         for piece in stream:
             if isinstance(piece, Restart):
+                if progress is not None:
+                    progress.stop()
                 echo(f"{chr(10) if live else ''}tether: {piece.from_model} failed mid-answer ({piece.reason}); "
-                           f"{piece.to_model} answers from the start", err=True)
+                     f"{piece.to_model} answers from the start", err=True)
                 held.clear()
+                if progress is not None and not live:
+                    progress.start()
                 continue
             if not live:
                 held.append(piece)
             elif open_ and piece:
+                if progress is not None:
+                    progress.stop()
+                    progress = None
                 open_ = _write(piece)
                 last = piece
     except KeyboardInterrupt:
+        if progress is not None:
+            progress.stop()
         stream.close()  # the partial answer is saved, marked interrupted
         if held:
             _write("".join(held))
         if held or (live and last):
             _write("\n")  # "tether: interrupted" then starts its own line
         raise
+    finally:
+        if progress is not None:
+            progress.stop()
     if held:
         last = "".join(held)
         open_ = _write(last)
     if open_ and last and not last.endswith("\n"):
         _write("\n")
     return stream.result
+
+
+def _progress(stream: Any, held: list[str]) -> Any:
+    """A status line on the terminal (stderr) while it shows no answer: the model waited for,
+    then, when the answer is held for a pipe, how much arrived. None when stderr is no terminal."""
+    if sys.stderr is None or not sys.stderr.isatty():
+        return None
+    from .progress import Progress
+    from .render import make_console
+
+    return Progress(make_console(file=sys.stderr), stream.waiting, lambda: sum(map(len, held))).start()
 
 
 # -- models and config ---------------------------------------------------------------

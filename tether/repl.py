@@ -22,6 +22,7 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from .errors import SessionNotFound, TetherError
+from .progress import Progress
 from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, markdown, notice,
                      print_transcript)
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
@@ -428,7 +429,8 @@ class Repl:
             self.error(str(e))
             return
         view = AnswerView(self.console, status=stream.waiting, notes=self._notes, hold=self._notes is not None)
-        progress = _PipeProgress(self._notes, stream.waiting, view) if self._notes is not None else None
+        # the answer is held for the pipe: the terminal says what the turn waits for meanwhile
+        progress = Progress(self._notes, stream.waiting, lambda: len(view.text)) if self._notes is not None else None
         try:
             view.start()
             if progress is not None:
@@ -455,7 +457,7 @@ class Repl:
         self._end(view, progress, final=True)
         self.after_turn(stream.result)
 
-    def _end(self, view: AnswerView, progress: _PipeProgress | None, final: bool = False,
+    def _end(self, view: AnswerView, progress: Progress | None, final: bool = False,
              interrupted: bool = False) -> None:
         """End an answer's display: a held answer is written now. If stdout's reader has gone,
         the answer is shown on the terminal instead and later ones go there too. After Ctrl-C,
@@ -501,40 +503,6 @@ def _reader_gone(out: Any, wait: float) -> bool:
         return any(ev & select.POLLERR for _, ev in p.poll(int(wait * 1000)))
     except (AttributeError, ImportError, OSError, ValueError):
         return False
-
-
-class _PipeProgress:
-    """`tether chat | tee log`: the answer goes to the pipe once final, so the terminal
-    (stderr) would stay blank meanwhile. A transient line there says what the turn waits for,
-    then how much has arrived; it is gone when the answer is written."""
-
-    def __init__(self, console: Console, status: Callable[[], str], view: AnswerView) -> None:
-        self.console, self.status, self.view = console, status, view
-        self.since = time.monotonic()
-        self.live: Any = None
-
-    def start(self) -> None:
-        if not self.console.is_terminal:
-            return
-        from rich.live import Live
-
-        self.live = Live(self, console=self.console, refresh_per_second=4, transient=True,
-                         redirect_stdout=False, redirect_stderr=False)  # stdout is the pipe's, untouched
-        self.live.start()
-
-    def stop(self) -> None:
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-
-    def __rich_console__(self, console: Console, options: Any) -> Any:
-        from rich.text import Text
-
-        waited = time.monotonic() - self.since
-        hint = "  (Ctrl-C to stop)" if waited >= 3 else ""
-        got = len(self.view.text)
-        what = f"answering… {got:,} characters (written to stdout when complete)" if got else f"{self.status()}…"
-        yield Text(f"{what} {waited:.0f}s{hint}", style="dim")
 
 
 def _esc(text: str) -> str:
