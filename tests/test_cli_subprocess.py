@@ -451,3 +451,28 @@ def test_ask_in_a_terminal_says_what_it_waits_for(tether_home):
         child.close()
         srv.stop()
     assert child.exitstatus == 0
+
+
+def test_ctrl_c_during_ask_names_the_session_holding_the_partial_answer(tether_home):
+    """Ctrl-C printed only "tether: interrupted": the saved partial answer's session went unsaid."""
+    pexpect = pytest.importorskip("pexpect")
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fixed["main"] = " ".join(f"word{i}" for i in range(80))
+    child = pexpect.spawn(TETHER, ["ask", "stream me"], env=env(tether_home), encoding="utf-8", timeout=60,
+                          dimensions=(20, 200))
+    try:
+        child.expect("word5 ")
+        child.sendintr()
+        child.expect(r"tether: interrupted: the partial answer is saved in session (\w+) ")
+        sid = child.match.group(1)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    assert child.exitstatus == 130
+    msgs = Tether().get_history(sid)
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted")]
+    assert msgs[1].content.startswith("word0 word1 word2 word3 word4 word5")

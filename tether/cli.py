@@ -314,8 +314,11 @@ def _stream_to_stdout(stream: Any) -> Any:
         if held:
             _write("".join(held))
         if held or (live and last):
-            _write("\n")  # "tether: interrupted" then starts its own line
-        raise
+            _write("\n")  # the note then starts its own line
+        what = "the partial answer is" if held or last else "no answer yet; your question is"
+        sid = stream.session_id
+        echo(f"tether: interrupted: {what} saved in session {sid} (tether chat --session {sid} continues it)", err=True)
+        raise click.exceptions.Exit(130) from None
     finally:
         if progress is not None:
             progress.stop()
