@@ -156,7 +156,8 @@ def test_chat_in_a_real_terminal_then_resume(tether_home):
     child = pexpect.spawn(TETHER, ["chat", "-c"], env=env(tether_home), encoding="utf-8", timeout=60,
                           dimensions=(40, 120))
     try:
-        child.expect(f"session {s.id}")
+        child.expect("No model configured")  # the hint first, not between the resumed turns and the prompt
+        child.expect(f"session {s.id} · hello from a pty · last used just now")
         child.expect("hello from a pty")  # the last turns, shown before the prompt
         child.expect("›")
         child.send("/exit\r")

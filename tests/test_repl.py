@@ -324,3 +324,26 @@ def test_a_message_typed_in_a_non_utf8_locale_is_saved_and_sent_with_its_bad_byt
         assert c.client.load_session(c.repl.session_id).title == "caf\ufffd cr\ufffdme"
         c.repl.send("emoji from a JSON escape \ud83d\ude00")  # a surrogate pair is its character
         assert c.messages()[2].content == "emoji from a JSON escape \U0001f600"
+
+
+def test_a_resumed_session_says_when_it_was_last_used(tether_home):
+    """Resumed days later, the turns shown read as if just said; the heading says how old they are."""
+    import re
+    from datetime import datetime, timedelta
+
+    from tether.cli_util import quick_resume
+
+    t = Tether(home=tether_home)
+    sid = t.chat_once("about kayaks").session_id
+    path = tether_home / "sessions" / f"{sid}.jsonl"
+
+    def three_days_earlier(m: re.Match) -> str:
+        when = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")) - timedelta(days=3)
+        return '"' + when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + '"'
+
+    path.write_text(re.sub(r'"(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|\+00:00))"', three_days_earlier, path.read_text()))
+    with chat(tether_home) as full, chat(tether_home) as quick:
+        full.repl.load(sid)
+        quick.repl.load_replay(*quick_resume(tether_home, sid, cont=False))
+        for c in (full, quick):
+            assert c.out.getvalue().splitlines()[0] == f"session {sid} · about kayaks · last used 3d ago"

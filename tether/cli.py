@@ -166,6 +166,8 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
         _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
     repl = Repl(loader, make_console(), model=model, system=system, title=title,
                 default_model=cfg.default_model, home=home, hint=hint)
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    repl.show_hint(plain=not interactive)  # before a resumed session's turns
     if quick:
         repl.load_replay(*quick)
     if resume:
@@ -183,7 +185,7 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
             if title:
                 c.rename_session(sid, title)
             repl.load(sid)
-    if sys.stdin is not None and sys.stdin.isatty():
+    if interactive:
         _StderrHandler.defer_to(repl.note_later)
         try:
             repl.run()

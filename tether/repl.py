@@ -23,7 +23,7 @@ from prompt_toolkit.output import Output
 
 from .errors import SessionNotFound, TetherError
 from .progress import Progress
-from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, markdown, notice,
+from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, fmt_when, make_console, markdown, notice,
                      print_transcript)
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
@@ -124,6 +124,7 @@ class Repl:
             self._notes = make_console(file=sys.stderr)
         self.errors = 0
         self._interactive = False  # run(): someone at the terminal, who keeps chatting if stdout closes
+        self._hinted = False
 
     @property
     def session(self) -> PromptSession[str]:
@@ -177,7 +178,7 @@ class Repl:
         """Make `session_id` current and show its last few messages."""
         s = self.client.load_session(session_id)
         self._enter(s.id, s.pinned_model, s.title, s.system, s.totals.total_tokens, s.totals.cost_usd,
-                    s.messages, show, s.status)
+                    s.messages, show, s.status, s.updated_at)
 
     def load_replay(self, session_id: str, replay: Any, show: int = RESUME_MESSAGES) -> None:
         """As load(), from a pydantic-free replay of the session file: a resumed chat draws
@@ -192,17 +193,20 @@ class Repl:
         tokens += spent.get("total_tokens", 0) or 0
         cost += spent.get("cost_usd", 0.0) or 0.0
         self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show,
-                    h.get("status"))
+                    h.get("status"), h.get("updated_at"))
 
     def _enter(self, sid: str, pinned: str | None, title: str | None, system: str | None,
-               tokens: int, cost: float, messages: list[Any], show: int, status: str | None = None) -> None:
+               tokens: int, cost: float, messages: list[Any], show: int, status: str | None = None,
+               used: Any = None) -> None:
         self.session_id, self.pinned, self.model = sid, pinned, None
         self.title, self.system = title, system
         self.tokens, self.cost = tokens, cost
         if show:
             recent = messages[-show:]
             more = len(messages) - len(recent)
+            # when it was last used: a chat resumed days later reads differently from one left a minute ago
             head = f"session {sid}" + (f" · {title}" if title else "") + (
+                f" · last used {fmt_when(used)}" if used else "") + (
                 f" · {more} earlier messages not shown" if more else "")
             print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)  # the transcript, piped too
         if status == "closed":
@@ -255,8 +259,7 @@ class Repl:
 
             self._output = create_output(stdout=sys.stderr)
         self._interactive = True
-        if self.hint:
-            notice(self.notes, self.hint, style="dim")
+        self.show_hint()
         while self.running:
             self._drain_stdout()
             try:
@@ -322,6 +325,16 @@ class Repl:
         self.console, self._notes = self._notes, None
         notice(self.console, "(stdout closed: answers are shown here from now on)")
 
+    def show_hint(self, plain: bool = False) -> None:
+        """The start-up hint (no model configured...), once: `tether chat -c` says it before the
+        resumed turns, not between them and the prompt. `plain`: a piped chat's line on stderr."""
+        if self.hint and not self._hinted:
+            self._hinted = True
+            if plain:
+                print(self.hint, file=sys.stderr)
+            else:
+                notice(self.notes, self.hint, style="dim")
+
     def _say_later(self) -> None:
         while self._later:
             self.info(self._later.pop(0))
@@ -330,8 +343,7 @@ class Repl:
         """Stdin is not a terminal: every line is a message or a slash command, no line editor.
         Answers go to stdout, notes and errors to stderr; the status is 1 if any turn failed."""
         self.loader.start()
-        if self.hint:
-            print(self.hint, file=sys.stderr)
+        self.show_hint(plain=True)
         for line in lines:
             if not self.running:
                 break
