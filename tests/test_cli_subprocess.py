@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,7 +156,8 @@ def test_chat_in_a_real_terminal_then_resume(tether_home):
     child = pexpect.spawn(TETHER, ["chat", "-c"], env=env(tether_home), encoding="utf-8", timeout=60,
                           dimensions=(40, 120))
     try:
-        child.expect(f"session {s.id}")
+        child.expect("No model configured")  # the hint first, not between the resumed turns and the prompt
+        child.expect(f"session {s.id} · hello from a pty · last used just now")
         child.expect("hello from a pty")  # the last turns, shown before the prompt
         child.expect("›")
         child.send("/exit\r")
@@ -282,3 +284,196 @@ def test_chat_into_a_pipe_keeps_the_prompt_on_the_terminal(tether_home, tmp_path
         child.close()
     assert out.read_text().startswith("echo: hello there")
     assert "›" not in out.read_text() and "\x1b" not in out.read_text()
+
+
+class DripServer:
+    """The fake server, its streams sending one word every `delay` seconds (an answer that takes a while)."""
+
+    def __new__(cls, delay: float):
+        from fakeserver import FakeServer
+
+        class Drip(FakeServer):
+            def _stream(self, h, *a, **kw):
+                flush = h.wfile.flush
+
+                def slow_flush() -> None:
+                    flush()
+                    time.sleep(delay)
+
+                h.wfile.flush = slow_flush
+                try:
+                    super()._stream(h, *a, **kw)
+                except (BrokenPipeError, ConnectionResetError):  # the client stopped reading (Ctrl-C)
+                    pass
+
+        return Drip()
+
+
+def test_keys_typed_while_an_answer_streams_wait_for_the_next_prompt_unechoed(tether_home):
+    """The terminal echoed keys typed during an answer (and Ctrl-C's `^C`) into the live
+    answer, whose redrawing then duplicated lines; they now appear at the next prompt only."""
+    pexpect = pytest.importorskip("pexpect")
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fixed["main"] = " ".join(f"word{i}" for i in range(50))
+    child = pexpect.spawn(TETHER, ["chat"], env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")
+        child.send("story\r")
+        child.expect("word5 ")
+        child.send("typed ahead")
+        child.expect("word49")
+        answer = child.before
+        child.expect("›")
+        answer += child.before
+        assert "typed ahead" not in answer  # not echoed inside the answer
+        child.expect("typed ahead")  # but waiting in the next prompt
+        srv.fixed.clear()
+        child.send("\r")
+        child.expect("main says: typed ahead")
+        srv.fixed["main"] = " ".join(f"word{i}" for i in range(50))
+        child.expect("›")
+        child.send("again\r")
+        child.expect("word5 ")
+        child.send("kept")
+        child.sendintr()  # stops the answer, not what was typed
+        child.expect("interrupted: the partial answer is saved")
+        assert "^C" not in child.before and "kept" not in child.before
+        child.expect("›")
+        child.expect("kept")
+        srv.fixed.clear()
+        child.send("\r")
+        child.expect("main says: kept")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    (s,) = Tether().list_sessions()
+    users = [m.content for m in Tether().get_history(s.id) if m.role == "user"]
+    assert users == ["story", "typed ahead", "again", "kept"]
+
+
+def test_chat_into_tee_shows_progress_and_outlives_ctrl_c_killing_tee(tether_home, tmp_path):
+    """`tether chat | tee log`: the terminal stayed blank while an answer was held for the
+    pipe, and Ctrl-C, which ends tee too, then ended the chat silently (broken pipe, status 0)."""
+    pexpect = pytest.importorskip("pexpect")
+    import shlex
+
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fixed["main"] = " ".join(f"word{i}" for i in range(80))
+    log = tmp_path / "log.txt"
+    child = pexpect.spawn("bash", ["-c", f"{shlex.quote(TETHER)} chat | tee {shlex.quote(str(log))}"],
+                          env=env(tether_home), encoding="utf-8", timeout=60, dimensions=(40, 120))
+    try:
+        child.expect("›")
+        child.send("long one\r")
+        child.expect("answering… [0-9,]+ characters")  # progress on the terminal while the pipe waits
+        child.sendintr()  # ends tee as well
+        child.expect(r"stdout closed: answers are shown here")
+        child.expect("word0 word1 word2")  # the partial answer, which tee could not take any more
+        child.expect("interrupted: the partial answer is saved")
+        child.expect("›")
+        srv.fixed.clear()
+        child.send("still there?\r")
+        child.expect("main says: still there")
+        child.expect("›")
+        child.sendcontrol("d")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    assert "Traceback" not in child.before
+    (s,) = Tether().list_sessions()
+    msgs = Tether().get_history(s.id)
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted"), ("user", "ok"),
+                                                  ("assistant", "ok")]
+
+
+def test_ask_with_a_latin1_file_on_stdin_sends_its_bad_bytes_as_replacement_characters(tether_home):
+    """`printf 'caf\\xe9' | tether ask ...` read stdin in the locale's encoding: lone surrogates,
+    stored, then every model failed to encode them and the turn failed as "server (500)"."""
+    from fakeserver import FakeServer
+
+    from test_cli import write_config
+
+    srv = FakeServer().start()
+    try:
+        write_config(tether_home, srv)
+        p = subprocess.run([TETHER, "ask", "translate this"], input="café crème\n".encode("latin-1"),
+                           capture_output=True, env=env(tether_home, LC_ALL="C.UTF-8"), timeout=120)
+    finally:
+        srv.stop()
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode() == "main says: translate this\n\ncaf\ufffd cr\ufffdme (1 messages)\n"
+    assert p.stderr.decode().splitlines()[0] == "tether: 2 bytes of stdin are not UTF-8: sent as \ufffd"
+    (s,) = Tether().list_sessions()
+    assert Tether().get_history(s.id)[0].content == "translate this\n\ncaf\ufffd cr\ufffdme"
+
+
+def test_ask_and_chat_with_stdin_closed(tether_home):
+    """`tether ask q <&-` and `tether chat <&-`: Python starts with sys.stdin = None, and both
+    ended in `AttributeError: 'NoneType' object has no attribute 'isatty'`."""
+    def closed_stdin(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([TETHER, *args], capture_output=True, text=True, env=env(tether_home), timeout=120,
+                              preexec_fn=lambda: os.close(0))
+
+    p = closed_stdin("ask", "nothing piped")
+    assert p.returncode == 0 and p.stdout.startswith("echo: nothing piped [1 messages"), p.stderr
+    p = closed_stdin("chat")
+    empty = subprocess.run([TETHER, "chat"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           env=env(tether_home), timeout=120)
+    assert (p.returncode, p.stdout, p.stderr) == (empty.returncode, empty.stdout, empty.stderr) == (0, "", p.stderr)
+    assert "Traceback" not in p.stderr and "error" not in p.stderr
+
+
+
+def test_ask_in_a_terminal_says_what_it_waits_for(tether_home):
+    """The terminal stayed blank until the first piece arrived (up to the timeout)."""
+    pexpect = pytest.importorskip("pexpect")
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fail("main", "slow:2")
+    child = pexpect.spawn(TETHER, ["ask", "take your time"], env=env(tether_home), encoding="utf-8", timeout=60,
+                          dimensions=(20, 100))
+    try:
+        child.expect("waiting for main… [0-9]s")
+        child.expect("main says: take your time")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    assert child.exitstatus == 0
+
+
+def test_ctrl_c_during_ask_names_the_session_holding_the_partial_answer(tether_home):
+    """Ctrl-C printed only "tether: interrupted": the saved partial answer's session went unsaid."""
+    pexpect = pytest.importorskip("pexpect")
+    from test_cli import write_config
+
+    srv = DripServer(0.04).start()
+    write_config(tether_home, srv)
+    srv.fixed["main"] = " ".join(f"word{i}" for i in range(80))
+    child = pexpect.spawn(TETHER, ["ask", "stream me"], env=env(tether_home), encoding="utf-8", timeout=60,
+                          dimensions=(20, 200))
+    try:
+        child.expect("word5 ")
+        child.sendintr()
+        child.expect(r"tether: interrupted: the partial answer is saved in session (\w+) ")
+        sid = child.match.group(1)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+        srv.stop()
+    assert child.exitstatus == 130
+    msgs = Tether().get_history(sid)
+    assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted")]
+    assert msgs[1].content.startswith("word0 word1 word2 word3 word4 word5")

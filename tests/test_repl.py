@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import io
 
+import pytest
+
 from tether import Tether
 from tether.render import AnswerView, make_console
 
@@ -236,3 +238,112 @@ def test_a_note_from_another_thread_is_said_even_when_the_chat_ends_with_ctrl_d(
     with chat(tether_home) as c:
         c.repl.note_later("tether: the summary of session x came back empty")
         assert "came back empty" in c.run("\x04")
+
+
+def test_the_terminal_stops_echoing_keys_only_while_an_answer_is_drawn(tether_home, monkeypatch):
+    """Echo is off while a turn runs (keys typed then would land inside the live answer) and
+    the terminal's own settings are back after it, also when the turn raised."""
+    import os
+    import sys
+    import termios
+
+    from tether.repl import Loader, Repl
+
+    master, slave = os.openpty()
+    tty = os.fdopen(slave, "r")
+    try:
+        monkeypatch.setattr(sys, "stdin", tty)
+        before = termios.tcgetattr(slave)
+        assert before[3] & termios.ECHO and before[3] & termios.ISIG
+        seen: list[int] = []
+        client = Tether(home=tether_home)
+        client.on("message", lambda e: seen.append(termios.tcgetattr(slave)[3]))
+        repl = Repl(Loader(client=client, preload=False), make_console(file=io.StringIO()), home=tether_home)
+        repl.send("hello")
+        assert len(seen) == 2 and all(not lflag & (termios.ECHO | termios.ECHOCTL) for lflag in seen)
+        assert all(lflag & termios.ISIG and lflag & termios.ICANON for lflag in seen)  # Ctrl-C still stops it
+        assert termios.tcgetattr(slave) == before
+        with pytest.raises(ZeroDivisionError):  # a turn that fails before it starts
+            repl.send("again", start=lambda: 1 / 0)
+        assert termios.tcgetattr(slave) == before
+    finally:
+        tty.close()
+        os.close(master)
+
+
+def test_a_piped_answer_is_read_by_the_pipe_before_the_next_prompt(tether_home, monkeypatch):
+    """`tether chat | tee log`: tee shows what went into the pipe, the prompt is drawn on the
+    terminal directly; without waiting for the pipe to drain the prompt came first and the
+    answer landed after (inside) it."""
+    import os
+    import sys
+    import threading
+    import time
+
+    from prompt_toolkit.input import create_pipe_input
+    from prompt_toolkit.output import DummyOutput
+
+    from tether.repl import Loader, Repl
+
+    r, w = os.pipe()
+    monkeypatch.setattr(sys, "stdout", os.fdopen(w, "w"))
+    read_at: list[float] = []
+
+    def slow_reader() -> None:
+        time.sleep(0.03)
+        os.read(r, 65536)
+        read_at.append(time.monotonic())
+
+    with create_pipe_input() as keys:
+        repl = Repl(Loader(client=Tether(home=tether_home), preload=False), make_console(), input=keys,
+                    output=DummyOutput(), home=tether_home)
+        drawn: list[float] = []
+        repl.session.app.before_render += lambda _app: drawn.append(time.monotonic())
+        repl.console.print("the last answer")  # into the pipe
+        reader = threading.Thread(target=slow_reader)
+        reader.start()
+        keys.send_text("\x04")
+        assert repl.run() == 0
+        reader.join()
+    sys.stdout.close()
+    os.close(r)
+    assert drawn and read_at and drawn[0] >= read_at[0]
+
+
+def test_a_message_typed_in_a_non_utf8_locale_is_saved_and_sent_with_its_bad_bytes_replaced(tether_home, fake_server):
+    """A terminal whose locale is not UTF-8 hands Python lone surrogates for bytes it cannot
+    decode; saved as they were, every model call failed to encode them (a fake "server (500)")."""
+    from conftest import router_config
+
+    with chat(tether_home, config=router_config(fake_server)) as c:
+        c.repl.send("caf\udce9 cr\udce8me")
+        msgs = c.messages()
+        assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
+        assert msgs[0].content == "caf\ufffd cr\ufffdme"
+        assert msgs[1].content == "main says: caf\ufffd cr\ufffdme (1 messages)"
+        assert c.client.load_session(c.repl.session_id).title == "caf\ufffd cr\ufffdme"
+        c.repl.send("emoji from a JSON escape \ud83d\ude00")  # a surrogate pair is its character
+        assert c.messages()[2].content == "emoji from a JSON escape \U0001f600"
+
+
+def test_a_resumed_session_says_when_it_was_last_used(tether_home):
+    """Resumed days later, the turns shown read as if just said; the heading says how old they are."""
+    import re
+    from datetime import datetime, timedelta
+
+    from tether.cli_util import quick_resume
+
+    t = Tether(home=tether_home)
+    sid = t.chat_once("about kayaks").session_id
+    path = tether_home / "sessions" / f"{sid}.jsonl"
+
+    def three_days_earlier(m: re.Match) -> str:
+        when = datetime.fromisoformat(m.group(1).replace("Z", "+00:00")) - timedelta(days=3)
+        return '"' + when.strftime("%Y-%m-%dT%H:%M:%S.%fZ") + '"'
+
+    path.write_text(re.sub(r'"(\d{4}-\d\d-\d\dT[\d:.]+(?:Z|\+00:00))"', three_days_earlier, path.read_text()))
+    with chat(tether_home) as full, chat(tether_home) as quick:
+        full.repl.load(sid)
+        quick.repl.load_replay(*quick_resume(tether_home, sid, cont=False))
+        for c in (full, quick):
+            assert c.out.getvalue().splitlines()[0] == f"session {sid} · about kayaks · last used 3d ago"

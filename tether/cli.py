@@ -166,6 +166,8 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
         _StderrHandler.quiet.add(cfg.notice)  # shown once as the hint, not again at the first turn
     repl = Repl(loader, make_console(), model=model, system=system, title=title,
                 default_model=cfg.default_model, home=home, hint=hint)
+    interactive = sys.stdin is not None and sys.stdin.isatty()
+    repl.show_hint(plain=not interactive)  # before a resumed session's turns
     if quick:
         repl.load_replay(*quick)
     if resume:
@@ -183,13 +185,13 @@ def chat(session_id: str | None, cont: bool, model: str | None, system: str | No
             if title:
                 c.rename_session(sid, title)
             repl.load(sid)
-    if sys.stdin.isatty():
+    if interactive:
         _StderrHandler.defer_to(repl.note_later)
         try:
             repl.run()
         finally:
             _StderrHandler.defer_to(None)
-    elif repl.run_lines(sys.stdin):
+    elif repl.run_lines(sys.stdin or ()):  # no stdin at all (`<&-`): an empty script, as `< /dev/null`
         sys.exit(1)
 
 
@@ -206,8 +208,8 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
         as_json: bool, no_stream: bool) -> None:
     """One turn from the shell: prints the answer; a piped stdin is appended to PROMPT."""
     text = " ".join(prompt)
-    if not sys.stdin.isatty():
-        piped = sys.stdin.read().rstrip()  # not the final newline every file and echo ends with
+    if sys.stdin is not None and not sys.stdin.isatty():  # None: started with stdin closed (`<&-`)
+        piped = _read_stdin().rstrip()  # not the final newline every file and echo ends with
         if piped.strip():
             text = f"{text}\n\n{piped}" if text else piped
     if not text.strip():
@@ -246,6 +248,24 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
         echo(f"session {result.session_id} · {result.model}", err=True)
 
 
+def _read_stdin() -> str:
+    """Piped stdin as UTF-8, bytes that are not (a Latin-1 file) as U+FFFD, said in one line.
+    Read as text in the locale's encoding, they became lone surrogates, which no model call
+    can encode: every model then failed as if the server had."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # a text-only stream (an embedding app's StringIO)
+        return sys.stdin.read()
+    data = raw.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    bad = sum(1 for c in data.decode("utf-8", "surrogateescape") if "\udc80" <= c <= "\udcff")
+    echo(f"tether: {bad} byte{'' if bad == 1 else 's'} of stdin {'is' if bad == 1 else 'are'} not UTF-8: "
+         f"sent as \ufffd", err=True)
+    return data.decode("utf-8", "replace")
+
+
 def _write(text: str) -> bool:
     """Write to stdout; False once the reader has gone away (`| head -1`) or there is none (`>&-`)."""
     if sys.stdout is None:
@@ -269,31 +289,58 @@ def _stream_to_stdout(stream: Any) -> Any:
     open_ = True
     held: list[str] = []
     last = ""
+    progress = _progress(stream, held)  # until the first piece on a terminal, else until the end
     try:
         for piece in stream:
             if isinstance(piece, Restart):
+                if progress is not None:
+                    progress.stop()
                 echo(f"{chr(10) if live else ''}tether: {piece.from_model} failed mid-answer ({piece.reason}); "
-                           f"{piece.to_model} answers from the start", err=True)
+                     f"{piece.to_model} answers from the start", err=True)
                 held.clear()
+                if progress is not None and not live:
+                    progress.start()
                 continue
             if not live:
                 held.append(piece)
             elif open_ and piece:
+                if progress is not None:
+                    progress.stop()
+                    progress = None
                 open_ = _write(piece)
                 last = piece
     except KeyboardInterrupt:
+        if progress is not None:
+            progress.stop()
         stream.close()  # the partial answer is saved, marked interrupted
         if held:
             _write("".join(held))
         if held or (live and last):
-            _write("\n")  # "tether: interrupted" then starts its own line
-        raise
+            _write("\n")  # the note then starts its own line
+        what = "the partial answer is" if held or last else "no answer yet; your question is"
+        sid = stream.session_id
+        echo(f"tether: interrupted: {what} saved in session {sid} (tether chat --session {sid} continues it)", err=True)
+        raise click.exceptions.Exit(130) from None
+    finally:
+        if progress is not None:
+            progress.stop()
     if held:
         last = "".join(held)
         open_ = _write(last)
     if open_ and last and not last.endswith("\n"):
         _write("\n")
     return stream.result
+
+
+def _progress(stream: Any, held: list[str]) -> Any:
+    """A status line on the terminal (stderr) while it shows no answer: the model waited for,
+    then, when the answer is held for a pipe, how much arrived. None when stderr is no terminal."""
+    if sys.stderr is None or not sys.stderr.isatty():
+        return None
+    from .progress import Progress
+    from .render import make_console
+
+    return Progress(make_console(file=sys.stderr), stream.waiting, lambda: sum(map(len, held))).start()
 
 
 # -- models and config ---------------------------------------------------------------

@@ -7,9 +7,12 @@ in a thread while the user types, and the first turn waits for it if it must.
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,9 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from .errors import SessionNotFound, TetherError
-from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, notice, print_transcript
+from .progress import Progress
+from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, fmt_when, make_console, markdown, notice,
+                     print_transcript)
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
 if TYPE_CHECKING:
@@ -114,10 +119,12 @@ class Repl:
         self._session: PromptSession[str] | None = None
         self._later: list[str] = []  # notes from the line editor's threads, shown between prompts
         self._notes: Console | None = None  # where notes and errors go when not the answers' console
-        if console.file is sys.stdout and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        if console.file is sys.stdout and not (sys.stdin is not None and sys.stdin.isatty() and sys.stdout.isatty()):
             # a piped chat, or `tether chat | tee`: stdout carries the answers only
             self._notes = make_console(file=sys.stderr)
         self.errors = 0
+        self._interactive = False  # run(): someone at the terminal, who keeps chatting if stdout closes
+        self._hinted = False
 
     @property
     def session(self) -> PromptSession[str]:
@@ -171,7 +178,7 @@ class Repl:
         """Make `session_id` current and show its last few messages."""
         s = self.client.load_session(session_id)
         self._enter(s.id, s.pinned_model, s.title, s.system, s.totals.total_tokens, s.totals.cost_usd,
-                    s.messages, show, s.status)
+                    s.messages, show, s.status, s.updated_at)
 
     def load_replay(self, session_id: str, replay: Any, show: int = RESUME_MESSAGES) -> None:
         """As load(), from a pydantic-free replay of the session file: a resumed chat draws
@@ -186,17 +193,20 @@ class Repl:
         tokens += spent.get("total_tokens", 0) or 0
         cost += spent.get("cost_usd", 0.0) or 0.0
         self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show,
-                    h.get("status"))
+                    h.get("status"), h.get("updated_at"))
 
     def _enter(self, sid: str, pinned: str | None, title: str | None, system: str | None,
-               tokens: int, cost: float, messages: list[Any], show: int, status: str | None = None) -> None:
+               tokens: int, cost: float, messages: list[Any], show: int, status: str | None = None,
+               used: Any = None) -> None:
         self.session_id, self.pinned, self.model = sid, pinned, None
         self.title, self.system = title, system
         self.tokens, self.cost = tokens, cost
         if show:
             recent = messages[-show:]
             more = len(messages) - len(recent)
+            # when it was last used: a chat resumed days later reads differently from one left a minute ago
             head = f"session {sid}" + (f" · {title}" if title else "") + (
+                f" · last used {fmt_when(used)}" if used else "") + (
                 f" · {more} earlier messages not shown" if more else "")
             print_transcript(self.console, recent, heading=head, limit=PREVIEW_CHARS)  # the transcript, piped too
         if status == "closed":
@@ -248,9 +258,10 @@ class Repl:
             from prompt_toolkit.output import create_output
 
             self._output = create_output(stdout=sys.stderr)
-        if self.hint:
-            notice(self.notes, self.hint, style="dim")
+        self._interactive = True
+        self.show_hint()
         while self.running:
+            self._drain_stdout()
             try:
                 default, self.next_default = self.next_default, ""
                 text = self.session.prompt(default=default)
@@ -259,9 +270,70 @@ class Repl:
             except EOFError:  # Ctrl-D on an empty line leaves
                 break
             self._say_later()
-            self.handle(text)
+            try:
+                self.handle(text)
+            except BrokenPipeError:  # a command's output: the pipe is gone, the chat goes on
+                self._pipe_closed()
         self._say_later()  # Ctrl-D: what arrived meanwhile is still said
         return 0
+
+    def _drain_stdout(self) -> None:
+        """`tether chat | tee log`: what went into the pipe reaches the terminal through tee,
+        while the prompt is drawn on stderr directly. Flush, then give tee up to 100 ms to
+        read the pipe empty, so the answer shows above the next prompt rather than inside it."""
+        if self._notes is None or self.console.file is not sys.stdout:
+            return
+        try:
+            sys.stdout.flush()
+            fd = sys.stdout.fileno()
+            import stat
+
+            if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+                return
+            import array
+            import fcntl
+            import termios
+        except BrokenPipeError:
+            self._pipe_closed()
+            return
+        except (ImportError, OSError, ValueError):
+            return
+        unread = array.array("i", [0])
+        deadline = time.monotonic() + 0.1
+        while time.monotonic() < deadline:
+            try:
+                fcntl.ioctl(fd, termios.FIONREAD, unread, True)
+            except OSError:
+                return
+            if unread[0] == 0:
+                return
+            time.sleep(0.005)
+
+    def _pipe_closed(self) -> None:
+        """stdout's reader has gone: in `tether chat | tee log`, Ctrl-C also ends tee (it is in
+        the same process group). The chat goes on, its answers shown on the terminal."""
+        if self._notes is None or not self._interactive:
+            # answers already go to the terminal; or a script (`tether chat < file | head`), whose
+            # reader wants no more: end quietly, as `tether ask | head -1` does
+            raise BrokenPipeError
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # what is still buffered for the pipe goes nowhere, quietly
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
+        self.console, self._notes = self._notes, None
+        notice(self.console, "(stdout closed: answers are shown here from now on)")
+
+    def show_hint(self, plain: bool = False) -> None:
+        """The start-up hint (no model configured...), once: `tether chat -c` says it before the
+        resumed turns, not between them and the prompt. `plain`: a piped chat's line on stderr."""
+        if self.hint and not self._hinted:
+            self._hinted = True
+            if plain:
+                print(self.hint, file=sys.stderr)
+            else:
+                notice(self.notes, self.hint, style="dim")
 
     def _say_later(self) -> None:
         while self._later:
@@ -271,8 +343,7 @@ class Repl:
         """Stdin is not a terminal: every line is a message or a slash command, no line editor.
         Answers go to stdout, notes and errors to stderr; the status is 1 if any turn failed."""
         self.loader.start()
-        if self.hint:
-            print(self.hint, file=sys.stderr)
+        self.show_hint(plain=True)
         for line in lines:
             if not self.running:
                 break
@@ -289,6 +360,8 @@ class Repl:
                 dispatch(self, text)
             except (TetherError, ValueError) as e:
                 self.error(str(e))
+            except BrokenPipeError:  # stdout's reader has gone: not the command's fault
+                raise
             except OSError as e:  # /export to a missing folder, a directory...: say so, keep chatting
                 self.error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
             except KeyboardInterrupt:
@@ -299,6 +372,52 @@ class Repl:
     def send(self, text: str, start: Callable[[], Any] | None = None) -> None:
         """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted.
         `start`: what opens the stream instead of a new question (for `/retry`)."""
+        with self._keys_unechoed():
+            self._send(text, start)
+
+    @contextmanager
+    def _keys_unechoed(self) -> Iterator[None]:
+        """While an answer is drawn, keys typed (and the `^C` of Ctrl-C) are not echoed: the
+        terminal would write them inside the live answer and break its redrawing. Ctrl-C still
+        interrupts (ISIG stays on, without flushing what was typed) and typed text stays queued
+        (ICANON is left as it is) for the next prompt, which reads it. Only for the chat's own terminal on stdin."""
+        fd = self._tty_fd()
+        before: list[Any] | None = None
+        if fd is not None:
+            import termios
+
+            try:
+                before = termios.tcgetattr(fd)
+                quiet = list(before)
+                quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+                quiet[3] |= termios.NOFLSH  # Ctrl-C stops the answer, it does not throw away type-ahead
+                termios.tcsetattr(fd, termios.TCSANOW, quiet)  # not TCSAFLUSH: that drops type-ahead
+            except (termios.error, OSError):
+                before = None
+        try:
+            yield
+        finally:
+            if fd is not None and before is not None:
+                import termios
+
+                try:
+                    termios.tcsetattr(fd, termios.TCSANOW, before)
+                except (termios.error, OSError):
+                    pass
+
+    def _tty_fd(self) -> int | None:
+        """stdin's descriptor when this chat reads keys from it and it is a terminal."""
+        if self._input is not None or sys.stdin is None:
+            return None
+        try:
+            import termios  # noqa: F401  (not on Windows)
+
+            fd = sys.stdin.fileno()
+            return fd if os.isatty(fd) else None
+        except (ImportError, OSError, ValueError):
+            return None
+
+    def _send(self, text: str, start: Callable[[], Any] | None) -> None:
         from .router.streaming import Restart
 
         try:
@@ -322,27 +441,54 @@ class Repl:
             self.error(str(e))
             return
         view = AnswerView(self.console, status=stream.waiting, notes=self._notes, hold=self._notes is not None)
+        # the answer is held for the pipe: the terminal says what the turn waits for meanwhile
+        progress = Progress(self._notes, stream.waiting, lambda: len(view.text)) if self._notes is not None else None
         try:
             view.start()
+            if progress is not None:
+                progress.start()
             for piece in stream:
                 if isinstance(piece, Restart):
                     view.restart(piece.from_model, piece.to_model, piece.reason)
                     continue
                 view.add(piece)
         except KeyboardInterrupt:
-            view.stop()
-            stream.close()
+            try:
+                self._end(view, progress, interrupted=True)
+            finally:
+                stream.close()
             what = "the partial answer is saved" if view.text.strip() else "no answer yet; your message is saved"
             notice(self.notes, f"(interrupted: {what}; /retry asks again)")
             self.refresh()
             return
         except Exception as e:  # noqa: BLE001 - AllModelsFailed, or a bug in a provider
-            view.stop()
+            self._end(view, progress)
             self.error(f"{e} (your message is saved; /retry asks again)")
             self.refresh()
             return
-        view.finish()
+        self._end(view, progress, final=True)
         self.after_turn(stream.result)
+
+    def _end(self, view: AnswerView, progress: Progress | None, final: bool = False,
+             interrupted: bool = False) -> None:
+        """End an answer's display: a held answer is written now. If stdout's reader has gone,
+        the answer is shown on the terminal instead and later ones go there too. After Ctrl-C,
+        which ends `tee` as well, the pipe may lose its reader only a moment later (a write then
+        would vanish into it): wait for that briefly."""
+        if progress is not None:
+            progress.stop()
+        try:
+            if interrupted and self._notes is not None and _reader_gone(sys.stdout, 0.15):
+                raise BrokenPipeError
+            view.finish() if final else view.stop()
+            if self._notes is not None:
+                self.console.file.flush()  # a dead pipe says so now, not at the next answer
+                self._drain_stdout()  # and notes that follow show below the answer, not above it
+        except BrokenPipeError:
+            self._pipe_closed()
+            if view.text.strip():
+                self.console.print(markdown(view.text) if self.console.is_terminal else view.text.rstrip("\n"),
+                                   markup=False, highlight=False)
 
     def after_turn(self, result: Any) -> None:
         if result is None:
@@ -355,6 +501,20 @@ class Repl:
         self.pinned = result.pinned_model
         self.tokens += int(result.usage.get("total_tokens", 0) or 0)
         self.cost += result.cost_usd or 0.0
+
+
+def _reader_gone(out: Any, wait: float) -> bool:
+    """True once the pipe `out` writes into has no reader left, waiting up to `wait` seconds
+    (poll reports POLLERR on a pipe's write end when its last reader has closed)."""
+    try:
+        import select
+
+        fd = out.fileno()
+        p = select.poll()
+        p.register(fd, 0)  # no events asked for: only an error (no reader) ends the wait
+        return any(ev & select.POLLERR for _, ev in p.poll(int(wait * 1000)))
+    except (AttributeError, ImportError, OSError, ValueError):
+        return False
 
 
 def _esc(text: str) -> str:

@@ -39,6 +39,19 @@ def title_from(prompt: str) -> str:
     return first_line[:60] + ("…" if len(first_line) > 60 else "")
 
 
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate as U+FFFD. Undecodable input (a non-UTF-8 terminal, a
+    file read with surrogateescape) holds them; UTF-8 cannot carry them, so every model call
+    with the message in its window would fail to encode. A surrogate pair becomes its character."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 class Turns:
     """Everything a turn does, independent of sync/async (I/O helpers are plain functions)."""
 
@@ -73,6 +86,7 @@ class Turns:
         `loaded`: the session as cheap_start() just loaded it."""
         if not isinstance(prompt, str) or not prompt:
             raise ValueError("prompt must be a non-empty string")
+        prompt = well_formed(prompt)
         if session_id is not None and self.claims.end_open_stream(session_id):
             loaded = None  # the stream's partial answer was just stored: read the session again
         if session_id is None:
