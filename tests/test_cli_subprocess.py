@@ -431,6 +431,9 @@ def test_ask_and_chat_with_stdin_closed(tether_home):
                            env=env(tether_home), timeout=120)
     assert (p.returncode, p.stdout, p.stderr) == (empty.returncode, empty.stdout, empty.stderr) == (0, "", p.stderr)
     assert "Traceback" not in p.stderr and "error" not in p.stderr
+    sid = Tether().create_session(title="doomed")
+    p = closed_stdin("sessions", "delete", sid)  # no one to ask: deleted as in a script
+    assert p.returncode == 0 and p.stdout.strip() == f"deleted {sid}", p.stderr
 
 
 

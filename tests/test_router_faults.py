@@ -457,18 +457,28 @@ def test_two_processes_asking_a_failed_question_again_do_not_share_it(make_tethe
     assert b.retry(sid).text.startswith("main says: again")  # A's claim was released
 
 
-def test_text_utf8_cannot_carry_is_the_turns_fault_named_not_a_server_500(make_tether, fake_server):
-    """A lone surrogate (a non-UTF-8 terminal or pipe, stored by an older tether) fails inside
-    the client before any request; litellm calls it a 500, which was retried on every model."""
-    from tether import AllModelsFailed
+def test_a_stored_lone_surrogate_is_sent_as_a_replacement_character(make_tether, fake_server):
+    """A message stored with a lone surrogate (an older tether, a non-UTF-8 pipe) failed every
+    later turn whose window held it: UTF-8 cannot carry it, and litellm called that a 500."""
     from tether.sessions import Message
 
-    t = make_tether(retries=2)
+    t = make_tether()
     sid = t.create_session()
     t.store.append_message(sid, Message(role="user", content="caf\udce9"))
     fake_server.reset()
-    with pytest.raises(AllModelsFailed) as e:
-        t.chat_once("translate the above", session_id=sid)
-    assert [a.kind for a in e.value.attempts] == ["bad_request", "bad_request"]  # one try each, no back-off
-    assert "surrogates not allowed" in str(e.value) and "500" not in str(e.value)
-    assert fake_server.calls() == []
+    t.chat_once("translate the above", session_id=sid)
+    assert any(m["content"] == "caf\ufffd" for m in fake_server.calls()[0]["messages"])
+    assert t.load_session(sid).messages[0].content == "caf\udce9"  # stored as it came
+
+
+def test_text_utf8_cannot_carry_is_a_bad_request_naming_the_cause(fake_server):
+    """Should such text reach litellm, it fails before any request, reported as a 500: it is
+    the turn's fault (no retry, no strike) and the error says what was wrong."""
+    from tether.router._lite import litellm
+    from tether.router.errors import classify
+
+    with pytest.raises(Exception) as e:
+        litellm().completion(model="openai/main", api_base=fake_server.base, api_key="k", max_retries=0,
+                             messages=[{"role": "user", "content": "caf\udce9"}])
+    c = classify(e.value)
+    assert (c.kind, c.status) == ("bad_request", None) and "surrogates not allowed" in c.message

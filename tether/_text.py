@@ -33,3 +33,16 @@ def printable(text: str, one_line: bool = False) -> str:
     if one_line:
         text = " ".join(_BIDI.sub("", text).split())
     return _CONTROL.sub(_picture, text) if _CONTROL.search(text) else text
+
+
+def well_formed(text: str) -> str:
+    """`text` with each lone surrogate as U+FFFD. Undecodable input (a non-UTF-8 terminal, a
+    file read with surrogateescape) holds them; UTF-8 cannot carry them, so every model call
+    with the message in its window would fail to encode. A surrogate pair becomes its character."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")

@@ -244,7 +244,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     note = fallback_note(result)
     if note:
         echo(f"tether: {note}", err=True)
-    if sys.stderr.isatty() and not as_json:
+    if sys.stderr is not None and sys.stderr.isatty() and not as_json:
         echo(f"session {result.session_id} · {result.model}", err=True)
 
 

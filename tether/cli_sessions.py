@@ -24,7 +24,7 @@ def _resolve(c: Any, session_id: str) -> str:
 
 def interactive() -> bool:
     """Ask before destroying only when a person can answer (not in scripts or pipes)."""
-    return sys.stdin.isatty()
+    return sys.stdin is not None and sys.stdin.isatty()  # None: started with stdin closed (`<&-`)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from tether._text import well_formed
 from tether.errors import ContextOverflow
 from tether.sessions.models import Message
 
@@ -109,12 +110,15 @@ class Window:
             out.append({"role": "user", "content": ORPHAN_MARKER})
         for m in self.messages:
             if type(m) is Message:  # a session's own message: typed fields, tool fields only as extras
-                d: dict[str, Any] = {"role": m.role, "content": m.content or ""}
+                # a message stored with a lone surrogate (add_message of undecodable text, an older
+                # tether) would fail every request it is in: UTF-8 cannot carry it
+                d: dict[str, Any] = {"role": m.role, "content": well_formed(m.content or "")}
                 name = m.name
                 f = m.__pydantic_extra__ or _NO_EXTRA
             else:
                 f = fields_of(m)
-                d = {"role": f.get("role") or "user", "content": f.get("content") or ""}
+                content = f.get("content") or ""
+                d = {"role": f.get("role") or "user", "content": well_formed(content) if isinstance(content, str) else content}
                 name = f.get("name")
             if name and _NAME_OK.match(name):
                 d["name"] = name

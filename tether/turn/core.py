@@ -16,6 +16,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+from .._text import well_formed
 from ..context import Window
 from ..context.tokens import content_tokens, encoding_for, encoding_loaded
 from ..errors import AllModelsFailed, SessionClosed
@@ -37,19 +38,6 @@ def title_from(prompt: str) -> str:
     """A new session's title: its first message's first line, cut at 60 characters."""
     first_line = prompt.strip().splitlines()[0] if prompt.strip() else prompt
     return first_line[:60] + ("…" if len(first_line) > 60 else "")
-
-
-def well_formed(text: str) -> str:
-    """`text` with each lone surrogate as U+FFFD. Undecodable input (a non-UTF-8 terminal, a
-    file read with surrogateescape) holds them; UTF-8 cannot carry them, so every model call
-    with the message in its window would fail to encode. A surrogate pair becomes its character."""
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class Turns:
