@@ -21,9 +21,27 @@ def test_help_lists_every_command(tether_home):
 
 def test_unknown_command_and_literal_slash(tether_home):
     with chat(tether_home) as c:
-        out = c.run("/frobnicate\r//etc/hosts is a path\r")
-        assert "unknown command /frobnicate" in out
-        assert c.messages()[0].content == "/etc/hosts is a path"
+        # back in the prompt: Enter there sends it again (^U then clears the line so ^D can leave)
+        out = c.run("/frobnicate the logs\r\r\x15")
+        assert out.count("unknown command /frobnicate") == 2 and "start it with //" in out
+        assert c.repl.session_id is None  # nothing sent, and nothing lost
+        c.run("//frobnicate the logs\r")  # // sends /frobnicate as a message
+        assert [m.content for m in c.messages() if m.role == "user"] == ["/frobnicate the logs"]
+
+
+def test_text_starting_with_a_slash_is_a_message_unless_it_is_a_command_word(tether_home):
+    """A path, a pasted C comment or a `//` note is a message sent as typed; only one line whose
+    first word is / and letters is a command (in any case)."""
+    with chat(tether_home) as c:
+        out = c.run("/etc/hosts has a weird line, why?\r"
+                    "\x1b[200~/* main.c */\nint main(void) { return 0; }\x1b[201~\r"
+                    "// a note\r"
+                    "\x1b[200~/help\nwhat does this do?\x1b[201~\r"
+                    "/HELP\r")
+        asked = [m.content for m in c.messages() if m.role == "user"]
+        assert asked == ["/etc/hosts has a weird line, why?", "/* main.c */\nint main(void) { return 0; }",
+                         "// a note", "/help\nwhat does this do?"]
+        assert "unknown command" not in out and "commands:" in out
 
 
 def test_new_sessions_and_switch(tether_home):

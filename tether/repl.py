@@ -279,9 +279,9 @@ class Repl:
     def handle(self, text: str) -> None:
         if not text.strip():
             return
-        if text.startswith("/") and not text.startswith("//"):
-            from .repl_commands import dispatch
+        from .repl_commands import as_message, dispatch, is_command
 
+        if is_command(text):
             try:
                 dispatch(self, text)
             except (TetherError, ValueError) as e:
@@ -291,7 +291,7 @@ class Repl:
             except KeyboardInterrupt:
                 self.info("(cancelled)")
             return
-        self.send(text[1:] if text.startswith("//") else text)
+        self.send(as_message(text))
 
     def send(self, text: str, start: Callable[[], Any] | None = None) -> None:
         """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted.

@@ -1,6 +1,7 @@
 """Slash commands of the chat. Each handler gets the Repl and the text after the command."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ class Command:
 def _help(r: Repl, arg: str) -> None:
     lines = [f"  {c.usage:<24} {c.help}" for c in COMMANDS.values()]
     keys = ["  Enter sends · Alt-Enter or Esc Enter inserts a newline · pasted newlines are kept",
-            "  Ctrl-C stops an answer or clears the line · Ctrl-D or /exit leaves · //text sends '/text'"]
+            "  Ctrl-C stops an answer or clears the line · Ctrl-D or /exit leaves · //word sends '/word' as a message"]
     r.console.print("\n".join(["commands:", *lines, "keys:", *keys]), markup=False, highlight=False)
 
 
@@ -243,8 +244,26 @@ COMMANDS: dict[str, Command] = {
 ALIASES = {"/quit": "/exit", "/q": "/exit", "/?": "/help"}
 
 
+# a command is one line whose first word is a slash and letters (or /?): `/etc/hosts is odd`,
+# `/* main.c */` or `// note` are messages, sent as typed
+_COMMAND = re.compile(r"/(?:[^\W\d_]+|\?)(?=\s|$)")
+
+
+def is_command(text: str) -> bool:
+    """Whether a line typed at the prompt is a slash command rather than a message."""
+    line = text.strip()
+    return "\n" not in line and text.startswith("/") and _COMMAND.match(line) is not None
+
+
+def as_message(text: str) -> str:
+    """The message a non-command line sends: `//word …` is the escape for `/word …`; any other
+    text, `// a comment` included, goes as typed."""
+    return text[1:] if text.startswith("//") and is_command(text[1:]) else text
+
+
 def dispatch(r: Repl, text: str) -> None:
     name, _, arg = text.strip().partition(" ")
+    typed, name = name, name.lower()
     name = ALIASES.get(name, name)
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -252,6 +271,9 @@ def dispatch(r: Repl, text: str) -> None:
         if len(hits) == 1:
             cmd = COMMANDS[hits[0]]
         else:
-            r.error(f"unknown command {name}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)"))
+            # what was typed comes back in the prompt: it may have been a message after all
+            r.next_default = text
+            r.error(f"unknown command {typed}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)")
+                    + f"; to send it as a message, start it with //")
             return
     cmd.run(r, arg.strip())
