@@ -125,10 +125,63 @@ def test_undo_removes_the_last_exchange_and_puts_it_back_in_the_prompt(tether_ho
     with chat(tether_home) as c:
         c.run("keep\rdrop this\r")
         out = c.run("/undo\r\x03")  # Ctrl-C clears the pre-filled line so Ctrl-D can leave
-        assert "removed the last exchange" in out
+        assert "removed your last question and 1 message after it" in out
         assert [m.content.split(" [")[0] for m in c.messages()] == ["keep", "echo: keep"]
         c.run("/undo\r edited\r")  # the prompt was pre-filled with "keep"
         assert [m.content for m in c.messages() if m.role == "user"] == ["keep edited"]
+
+
+def _asked(c) -> list[str]:
+    return [m.content for m in c.messages() if m.role == "user"]
+
+
+def test_retry_and_undo_never_act_on_another_terminals_exchange(tether_home):
+    """Two chats on one session: B's /retry and /undo regenerated or removed A's newer exchange
+    (and put A's text in B's prompt). They act on B's own, and only while it is the session's last."""
+    with chat(tether_home) as b, chat(tether_home) as a:
+        b.run("B: my question\r")
+        sid = b.repl.session_id
+        a.repl.load(sid)
+        a.run("A: secret plan\r")
+        before = [m.id for m in b.messages()]
+        out = b.run("/retry\r")
+        assert "moved on since your question \u201cB: my question\u201d" in out
+        assert "the last question now being \u201cA: secret plan\u201d" in out
+        out = b.run("/undo\r\x15")  # (^U: a wrongly refilled prompt would keep ^D from leaving)
+        assert "moved on since your question" in out and "removed" not in out
+        assert [m.id for m in b.messages()] == before  # nothing regenerated, nothing removed
+        assert b.repl.next_default == ""  # A's words are not put in B's prompt
+
+        out = a.run("/undo\r\x15")  # A's own exchange is the last: A can take it back
+        assert "removed your last question" in out and _asked(a) == ["B: my question"]
+        b.run("/retry\r")  # and B's is the last again
+        msgs = b.messages()
+        assert [m.id for m in msgs][:1] == before[:1] and len(msgs) == 2 and msgs[1].id != before[1]
+
+        a.run("A: again\r")
+        assert "moved on" in b.run("/undo\r\x15")
+        b.run(f"/switch {sid}\r")  # B has now been shown A's exchange: /undo takes it back
+        out = b.run("/undo\r\x15")
+        assert "removed your last question" in out and _asked(b) == ["B: my question"]
+
+
+def test_undo_when_the_other_terminals_answer_came_in_between(tether_home):
+    """Interleaved: B asked, then A asked, then B's answer was stored. /undo in B deleted A's
+    question and answer and B's answer too; now both are refused: neither is the last exchange
+    alone (a message of the other's follows each question), and nothing is removed."""
+    with chat(tether_home) as b, chat(tether_home) as a:
+        b.run("B: first\r")
+        sid = b.repl.session_id
+        a.repl.load(sid)
+        a.run("A: second\r")
+        # B asked a question that the session answered after A's: put B's answer last
+        b_q, b_ans, a_q, a_ans = b.messages()
+        b.client.remove_message(sid, b_ans.id)
+        b.client.store.append_message(sid, b_ans)
+        assert [m.id for m in b.messages()] == [b_q.id, a_q.id, a_ans.id, b_ans.id]
+        assert "moved on" in b.run("/undo\r\x15")
+        assert "moved on" in a.run("/undo\r\x15")  # B's answer came after A's question
+        assert len(b.messages()) == 4
 
 
 def test_export_prints_or_writes(tether_home, tmp_path):

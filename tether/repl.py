@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,29 @@ class Loader:
         return self._client
 
 
+@dataclass
+class Exchange:
+    """A question and the answers to it this chat knows of: what it asked itself, or what its
+    session held when it was opened. /retry and /undo act on the last one, so a second terminal
+    on the same session cannot have its exchange regenerated or removed from this one."""
+
+    session_id: str
+    question_id: str
+    question: str
+    answers: set[str] = field(default_factory=set)
+
+    @classmethod
+    def split(cls, session_id: str, messages: Iterable[Any]) -> list[Exchange]:
+        """A session's messages cut at each question (whatever follows belongs to it)."""
+        out: list[Exchange] = []
+        for m in messages:
+            if m.role == "user":
+                out.append(cls(session_id, m.id, m.content))
+            elif out:
+                out[-1].answers.add(m.id)
+        return out
+
+
 class Repl:
     """One chat: the current session, its pinned model and running totals."""
 
@@ -109,6 +133,8 @@ class Repl:
         self.cost = 0.0
         self.pinned: str | None = None
         self.next_default = ""  # text to pre-fill the next prompt with (after /undo)
+        self.exchanges: list[Exchange] = []  # of the current session, oldest first (see Exchange)
+        self._watching = False
         self.running = True
         self._home, self._input, self._output = home, input, output
         self._session: PromptSession[str] | None = None
@@ -140,7 +166,19 @@ class Repl:
     # -- the client, loaded in the background ------------------------------------------
     @property
     def client(self) -> Tether:
-        return self.loader.client()
+        client = self.loader.client()
+        if not self._watching:  # every message this chat stores is its own: remember those exchanges
+            self._watching = True
+            client.on("message", self._on_message)
+        return client
+
+    def _on_message(self, event: dict[str, Any]) -> None:
+        """A message this chat's client stored: a question starts an exchange, an answer joins it."""
+        m, sid = event["message"], event["session_id"]
+        if m.role == "user":
+            self.exchanges.append(Exchange(sid, m.id, m.content))
+        elif self.exchanges and self.exchanges[-1].session_id == sid:
+            self.exchanges[-1].answers.add(m.id)
 
     def _first_render(self, _app: Any) -> None:
         self.session.app.after_render -= self._first_render
@@ -167,9 +205,12 @@ class Repl:
                 f" · session {_esc(sid)} · Alt-Enter: newline · /help")
         return HTML(text)
 
-    def load(self, session_id: str, show: int = RESUME_MESSAGES) -> None:
-        """Make `session_id` current and show its last few messages."""
+    def load(self, session_id: str, show: int = RESUME_MESSAGES, remember: bool = True) -> None:
+        """Make `session_id` current and show its last few messages. `remember`: take its
+        exchanges as known (opened, switched to), not when merely refreshing the totals."""
         s = self.client.load_session(session_id)
+        if remember:
+            self.exchanges = Exchange.split(s.id, s.messages)
         self._enter(s.id, s.pinned_model, s.title, s.system, s.totals.total_tokens, s.totals.cost_usd,
                     s.messages, show, s.status)
 
@@ -180,6 +221,7 @@ class Repl:
 
         h = replay.header
         msgs = [SimpleNamespace(**{"model": None, "status": "ok", **m}) for m in replay.messages.values()]
+        self.exchanges = Exchange.split(session_id, msgs)
         tokens = sum((m.get("usage") or {}).get("total_tokens", 0) or 0 for m in replay.messages.values())
         cost = sum(m.get("cost_usd") or 0.0 for m in replay.messages.values())
         self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show,
@@ -202,11 +244,12 @@ class Repl:
 
     def refresh(self) -> None:
         if self.session_id:
-            self.load(self.session_id, show=0)
+            self.load(self.session_id, show=0, remember=False)  # what changed since is not this chat's
 
     def new_session(self) -> None:
         self.session_id, self.pinned, self.title, self.system = None, None, None, self.given_system
         self.tokens, self.cost = 0, 0.0
+        self.exchanges = []
 
     def start_turn(self, text: str) -> Any:
         """Start a streamed turn. A new session is created by its first message, so an idle chat

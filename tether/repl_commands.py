@@ -5,13 +5,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .cli_util import resolve_session_id
 from .render import fmt_circuit, fmt_cost, fmt_per_million, plural, sessions_table, shorten, table
 
 if TYPE_CHECKING:
-    from .repl import Repl
+    from .repl import Exchange, Repl
 
 
 @dataclass(frozen=True)
@@ -141,40 +141,75 @@ def _tokens(r: Repl, arg: str) -> None:
                     markup=False, highlight=False)
 
 
-def _last_user(r: Repl) -> tuple[int, list]:
-    msgs = r.client.get_history(r.session_id) if r.session_id else []
-    for i in range(len(msgs) - 1, -1, -1):
-        if msgs[i].role == "user":
-            return i, msgs
-    return -1, msgs
+def _own_last(r: Repl, verb: str) -> tuple[Exchange, list[Any], int] | None:
+    """This chat's last exchange, the session's messages and where its question is, when the
+    exchange is still the session's last; else None, having said why. Another terminal on the
+    session may have asked since: /retry and /undo must not act on what this one never saw."""
+    if r.session_id is None:
+        r.info(f"nothing to {verb}")
+        return None
+    sid = r.session_id
+    msgs = r.client.get_history(sid)
+    mine = [e for e in r.exchanges if e.session_id == sid]
+    if not mine:
+        r.info(f"nothing to {verb}")
+        return None
+    ex = mine[-1]
+    at = next((i for i, m in enumerate(msgs) if m.id == ex.question_id), None)
+    if at is None:  # removed elsewhere (another terminal's /undo or /clear history)
+        r.exchanges.remove(ex)
+        r.error(f"your last question \u201c{shorten(ex.question, 50)}\u201d is no longer in the session "
+                f"(removed elsewhere): nothing to {verb}")
+        return None
+    newer = [m for m in msgs[at + 1:] if m.id not in ex.answers]
+    if newer:
+        asked = [m for m in newer if m.role == "user"]
+        now = f", the last question now being \u201c{shorten(asked[-1].content, 50)}\u201d" if asked else ""
+        why = ("/retry can only ask the session's last question again" if verb == "retry" else
+               "/undo takes back only the session's last exchange, not one that later messages followed")
+        r.error(f"not done: the session has moved on since your question \u201c{shorten(ex.question, 50)}\u201d "
+                f"({plural(len(newer), 'newer message')} from elsewhere{now}); {why}. "
+                f"/switch {sid} shows the session again, after which /{verb} acts on its last question")
+        return None
+    return ex, msgs, at
 
 
 def _retry(r: Repl, arg: str) -> None:
-    """Ask the last question again, answered in place. The old answer is removed only once a
-    new one is stored: when none arrives (every model failed, Ctrl-C), it stands."""
-    i, msgs = _last_user(r)
-    if i < 0:
-        r.info("nothing to retry")
+    """Ask this chat's last question again, answered in place. The old answer is removed only
+    once a new one is stored: when none arrives (every model failed, Ctrl-C), it stands."""
+    found = _own_last(r, "retry")
+    if found is None:
         return
-    sid = r.session_id
-    r.send(msgs[i].content, start=lambda: r.client.retry_stream(sid, replace=True))
+    ex, msgs, at = found
+    sid = ex.session_id
+
+    def start() -> Any:
+        # the client retries the session's last question: refuse if another terminal asked in between
+        last = [m for m in r.client.get_history(sid) if m.role == "user"]
+        if not last or last[-1].id != ex.question_id:
+            raise ValueError(f"not done: another question was asked in session {sid} just now; /retry again to see")
+        return r.client.retry_stream(sid, replace=True)
+
+    r.send(ex.question, start=start)
     after = r.client.get_history(sid)
-    kept = [m.id for m in msgs[i + 1:] if m.role == "assistant" and m.status == "ok"]
+    kept = [m.id for m in msgs[at + 1:] if m.role == "assistant" and m.status == "ok"]
     if kept and kept[-1] in {m.id for m in after}:
         r.info("(the previous answer is kept)")
 
 
 def _undo(r: Repl, arg: str) -> None:
-    """Remove the last question and its answer; the question comes back in the prompt to edit."""
-    i, msgs = _last_user(r)
-    if i < 0:
-        r.info("nothing to undo")
+    """Remove this chat's last question and its answer; the question comes back in the prompt to edit."""
+    found = _own_last(r, "undo")
+    if found is None:
         return
-    for m in msgs[i:]:
-        r.client.remove_message(r.session_id, m.id)
+    ex, msgs, at = found
+    for m in msgs[at:]:
+        r.client.remove_message(ex.session_id, m.id)
+    r.exchanges.remove(ex)
     r.refresh()
-    r.next_default = msgs[i].content
-    r.info(f"removed the last exchange ({len(msgs) - i} messages)")
+    r.next_default = ex.question
+    after = len(msgs) - at - 1
+    r.info("removed your last question" + (f" and {plural(after, 'message')} after it" if after else ""))
 
 
 _EXPORT_FORMATS = {"md": "markdown", "markdown": "markdown", "json": "json"}
@@ -214,6 +249,7 @@ def _clear(r: Repl, arg: str) -> None:
     if arg == "history":
         if r.session_id:
             r.client.clear_history(r.session_id)
+            r.exchanges = []
             r.refresh()
         r.info("session history cleared")
         return
