@@ -197,6 +197,26 @@ def test_single_line_breaks_in_an_answer_are_kept():
     assert any(line.endswith("code line 1") for line in lines) and any(line.endswith("code line 2") for line in lines)
 
 
+def test_code_blocks_copy_as_written_coloured_but_without_margin_or_padding():
+    """Fenced code was drawn in a box: a one-space margin and each line padded to the width,
+    so copying `def f():` out of the terminal gave ` def f():` and trailing blanks."""
+    import re
+
+    answer = "Run this:\n\n```python\ndef f():\n    return 1\n```\n\nand `pip install x`"
+    out = io.StringIO()
+    console = make_console(file=out, force_terminal=True)
+    console.size = (60, 20)
+    view = AnswerView(console)
+    view.start()
+    view.add(answer)
+    view.finish()
+    drawn = out.getvalue()
+    final = drawn[drawn.rindex("Run this"):]  # the last drawing
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", final).splitlines()
+    assert "def f():" in plain and "    return 1" in plain  # no margin, no trailing fill
+    assert re.search(r"\x1b\[[0-9;]+mdef\x1b", final)  # still highlighted
+
+
 def test_an_unwritable_input_history_is_one_note_not_a_traceback(tether_home, monkeypatch):
     from tether.repl_input import LockedFileHistory
 

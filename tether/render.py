@@ -6,6 +6,7 @@ that draw Markdown or a live answer.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -181,12 +182,35 @@ def make_console(file: IO[str] | None = None, force_terminal: bool | None = None
     return _Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
 
 
+@functools.cache
+def _markdown_class() -> type:
+    """rich's Markdown with code blocks that copy cleanly (made on first use: rich is heavy)."""
+    from rich.markdown import CodeBlock, Markdown
+    from rich.syntax import Syntax
+
+    class PlainCodeBlock(CodeBlock):
+        """rich draws code in a box: a one-space margin and every line padded with background-
+        coloured spaces to the full width, so copying `def f():` gave ` def f():` and trailing
+        blanks. Here the code is its highlighted text alone: colours kept, no margin, no fill."""
+
+        def __rich_console__(self, console: Console, options: Any) -> Any:
+            code = str(self.text).rstrip()
+            syntax = Syntax(code, self.lexer_name, theme=self.theme, padding=0, background_color="default")
+            text = syntax.highlight(code)
+            text.rstrip()
+            yield text
+
+    class CopyableMarkdown(Markdown):
+        elements = {**Markdown.elements, "fence": PlainCodeBlock, "code_block": PlainCodeBlock}
+
+    return CopyableMarkdown
+
+
 def markdown(text: str) -> Any:
     """Markdown whose single line breaks stay breaks: a poem, an address or a list written
-    without blank lines would otherwise be joined into one paragraph."""
-    from rich.markdown import Markdown
-
-    md = Markdown(printable(text))
+    without blank lines would otherwise be joined into one paragraph; code blocks are drawn
+    without margin or padding, so they copy as written."""
+    md = _markdown_class()(printable(text))
     for token in md.parsed:
         for child in token.children or ():
             if child.type == "softbreak":
