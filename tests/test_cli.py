@@ -414,3 +414,42 @@ def test_a_warning_from_another_thread_waits_for_the_chat_to_show_it(capsys):
     assert later == ["tether: summary failed"]
     err = capsys.readouterr().err
     assert "from the chat itself" in err and "summary failed" not in err
+
+
+def _in_a_terminal(home: Path, cols: int, *args: str) -> str:
+    """`tether ARGS` with stdout a pseudo-terminal `cols` wide; what it printed."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main_fd, child_fd = pty.openpty()
+    env = {**os.environ, "TETHER_HOME": str(home), "COLUMNS": str(cols), "LINES": "30"}
+    p = subprocess.Popen([sys.executable, "-m", "tether.cli", *args], stdout=child_fd, stderr=child_fd,
+                         stdin=subprocess.DEVNULL, env=env)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait(60)
+    os.close(main_fd)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_sessions_list_fits_the_terminal_and_keeps_whole_rows_for_a_pipe(tether_home):
+    """Rows were 118 columns in any terminal, so each wrapped in 80 or 100."""
+    title = "Plan a two-week kayaking trip along the Norwegian fjords in June, with a budget"
+    sid = make_session(title, ("user", "hi"))
+    Tether().pin_model(sid, "anthropic/claude-sonnet-4-5-20250929")
+    for cols in (80, 100):
+        lines = _in_a_terminal(tether_home, cols, "sessions", "list").splitlines()
+        assert len(lines) == 2 and max(len(line) for line in lines) <= cols, lines
+        assert sid in lines[1] and "Plan a two" in lines[1] and "anthropic/" in lines[1] and "…" in lines[1]
+    piped = ok("sessions", "list").output.splitlines()
+    assert title[:39] in piped[1] and "anthropic/claude-sonnet-4-5-20250929" in piped[1]  # as before

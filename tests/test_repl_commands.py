@@ -61,6 +61,27 @@ def test_new_sessions_and_switch(tether_home):
         assert "no session with id 'nosuchsession'" in out and c.repl.session_id == first
 
 
+def test_sessions_fits_the_chats_terminal(tether_home):
+    """/sessions printed rows of 118 columns whatever the terminal's width."""
+    import io
+    import re
+
+    from tether.render import make_console
+
+    with chat(tether_home) as c:
+        c.run("/title Plan a two-week kayaking trip along the Norwegian fjords in June\rhello\r")
+        out = io.StringIO()
+        c.repl.console = make_console(file=out, force_terminal=True)
+        for cols in (80, 100):
+            c.repl.console.size = (cols, 30)
+            c.run("/sessions\r")
+            table = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).splitlines()
+                     if c.repl.session_id in line and "Plan a" in line]
+            assert table and all(len(line) <= cols for line in table)
+            out.seek(0)
+            out.truncate()
+
+
 def test_model_shows_and_pins_models_lists(tether_home):
     with chat(tether_home) as c:
         assert "tether/echo (the default" in c.run("/model\r")

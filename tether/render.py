@@ -159,8 +159,37 @@ def _marked(title: str, status: Any) -> str:
     return f"[{status}] {title}" if status in ("archived", "closed") else title
 
 
-def sessions_table(summaries: list[Any]) -> str:
-    return table(SESSION_HEADERS, [session_row(s) for s in summaries], right={3, 4, 5})
+def terminal_width() -> int | None:
+    """Columns of the terminal stdout is, or None for a pipe or a file (whose lines are kept whole)."""
+    import shutil
+
+    try:
+        tty = sys.stdout is not None and sys.stdout.isatty()
+    except (ValueError, AttributeError):  # closed, or replaced by something without isatty
+        tty = False
+    return shutil.get_terminal_size().columns if tty else None
+
+
+MIN_TITLE, MIN_MODEL = 12, 12  # narrower than this, a row wraps rather than say nothing
+
+
+def sessions_table(summaries: list[Any], width: int | None = None) -> str:
+    """The listing; `width`: the columns it must fit (default: stdout's terminal, if it is one).
+    Rows wider than that wrapped into a mess, so the title shrinks first, then the model; a
+    pipe gets every row at its full width."""
+    rows = [session_row(s) for s in summaries]
+    limit = width or terminal_width()
+    if limit:
+        # title, then model, to a fair size; then both to the least that still says something
+        for col, least in ((1, 24), (2, 20), (1, MIN_TITLE), (2, MIN_MODEL)):
+            widths = [max([cells(SESSION_HEADERS[i])] + [cells(r[i]) for r in rows]) for i in range(len(SESSION_HEADERS))]
+            over = sum(widths) + 2 * (len(widths) - 1) - limit
+            if over <= 0:
+                break
+            fit = max(least, widths[col] - over)
+            for r in rows:
+                r[col] = shorten(r[col], fit)
+    return table(SESSION_HEADERS, rows, right={3, 4, 5})
 
 
 # -- rich output ---------------------------------------------------------------------

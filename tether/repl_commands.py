@@ -42,7 +42,8 @@ def _sessions(r: Repl, arg: str) -> None:
     if not rows:
         r.info("no sessions yet")
         return
-    r.console.print(sessions_table(rows), markup=False, highlight=False)
+    width = r.console.width if r.console.is_terminal else None  # the chat's console, which may be stderr
+    r.console.print(sessions_table(rows, width), markup=False, highlight=False)
     r.info("/switch ID (or a unique prefix) to continue one")
 
 
