@@ -256,3 +256,22 @@ def test_a_note_from_another_thread_is_said_even_when_the_chat_ends_with_ctrl_d(
     with chat(tether_home) as c:
         c.repl.note_later("tether: the summary of session x came back empty")
         assert "came back empty" in c.run("\x04")
+
+
+def test_a_restart_mid_answer_is_announced_once(tether_home, fake_server):
+    """One fallback printed two notices saying the same: "main failed mid-answer…; backup answers
+    from the start" as it happened, then "main was cut off mid-answer; backup answered instead"."""
+    from replkit import chat
+
+    def m(name: str) -> dict:
+        return {"model": f"openai/{name}", "api_base": fake_server.base, "api_key": "sk-test"}
+
+    cfg = {"default_model": "main", "fallbacks": ["backup"], "retries": 0, "timeout": 5, "breaker_failures": 0,
+           "models": {"main": m("main"), "backup": m("backup")}}
+    fake_server.fail("main", "cut")
+    with chat(tether_home, config=cfg) as c:
+        out = c.run("a long enough question to cut\r")
+        assert out.count("main failed mid-answer") == 1 and "backup answers from the start" in out
+        assert "answered instead" not in out
+        fake_server.fail("main", "500")  # a model failing before any text is still named after the turn
+        assert "main failed (server 500); backup answered instead" in c.run("and again\r")

@@ -118,6 +118,16 @@ def fallback_note(result: Any) -> str | None:
     return f"{name} {why}; {result.model} answered instead"
 
 
+def restart_announced(result: Any) -> bool:
+    """Whether a streamed turn already said why its first model gave way: that model was cut
+    off mid-answer, and the restart was announced as it happened ("main failed mid-answer…;
+    backup answers from the start"), so fallback_note() would only say it again."""
+    if not result.fallback_from or not getattr(result, "restarts", 0):
+        return False
+    tried = [a for a in result.attempts if a.model == result.fallback_from and a.kind != "circuit_open"]
+    return bool(tried) and tried[-1].kind == "mid_stream"
+
+
 # -- plain tables (no rich: listing must stay cheap) ---------------------------------
 def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     """Columns padded to their widest cell, in terminal columns (a CJK title is twice as wide

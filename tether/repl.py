@@ -20,7 +20,8 @@ from prompt_toolkit.input import Input
 from prompt_toolkit.output import Output
 
 from .errors import SessionNotFound, TetherError
-from .render import AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, notice, print_transcript
+from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, make_console, notice, print_transcript,
+                     restart_announced)
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
 if TYPE_CHECKING:
@@ -387,7 +388,7 @@ class Repl:
     def after_turn(self, result: Any) -> None:
         if result is None:
             return
-        note = fallback_note(result)
+        note = None if restart_announced(result) else fallback_note(result)
         if note:
             notice(self.notes, f"! {note}")
         if self.pinned and result.pinned_model != self.pinned:
