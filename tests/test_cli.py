@@ -109,6 +109,24 @@ def test_rename_and_delete():
     assert not Tether().session_exists(sid)
 
 
+def test_rename_refuses_a_blank_title():
+    """`rename ID ""` stored an empty title: the listing said "(untitled)", the command "renamed"."""
+    sid = make_session("Keep")
+    for blank in ("", "   "):
+        r = run("sessions", "rename", sid, blank)
+        assert r.exit_code == 2 and "a title cannot be blank" in r.output
+    assert Tether().load_session(sid).title == "Keep"
+    ok("sessions", "rename", sid, "  Spaced  ")
+    assert Tether().load_session(sid).title == "Spaced"
+
+
+def test_a_closed_session_names_the_shell_command_not_the_python_api():
+    sid = make_session("Done", ("user", "q"))
+    ok("sessions", "close", sid)
+    err = fails("ask", "--session", sid, "more?").stderr
+    assert f"tether sessions reopen {sid}" in err and "update_session" not in err
+
+
 def test_delete_asks_in_a_terminal(monkeypatch):
     sid = make_session("Keep me")
     monkeypatch.setattr("tether.cli_sessions.interactive", lambda: True)

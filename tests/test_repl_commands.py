@@ -205,6 +205,55 @@ def test_undo_when_the_other_terminals_answer_came_in_between(tether_home):
         assert len(b.messages()) == 4
 
 
+def test_clear_takes_history_or_nothing_and_asks_before_deleting(tether_home):
+    with chat(tether_home) as c:
+        c.run("one\rtwo\r")
+        out = c.run("/clear hist\rn\r")  # a prefix, as commands take; then "no" to the y/N question
+        assert "(kept)" in out and len(c.messages()) == 4
+        out = c.run("/clear bogus\r")
+        assert "/clear takes nothing (clear the screen) or history" in out and len(c.messages()) == 4
+        c.run("/CLEAR HISTORY\ry\r")
+        assert c.messages() == []
+
+
+def test_clear_history_from_a_pipe_has_no_one_to_ask(tether_home):
+    from tether.render import make_console
+    from tether.repl import Loader, Repl
+
+    import io
+
+    out = io.StringIO()
+    r = Repl(Loader(client=Tether(home=tether_home), preload=False), make_console(file=out), home=tether_home)
+    assert r.run_lines(["one\n", "/clear history\n"]) == 0
+    assert r.client.get_history(r.session_id) == []
+
+
+def test_commands_without_arguments_refuse_them(tether_home):
+    """`/tokens x`, `/models x`... did the command and silently dropped x."""
+    with chat(tether_home) as c:
+        c.run("hi\r")
+        for cmd in ("/tokens x", "/models all", "/help me", "/retry now", "/undo 2"):
+            out = c.run(cmd + "\r")
+            assert f"takes no arguments, not {cmd.split(' ', 1)[1]!r}" in out, out
+        assert len(c.messages()) == 2  # nothing retried or undone
+        out = c.run("/exit now\r\x04")
+        assert "takes no arguments" in out and c.repl.running
+
+
+def test_a_closed_session_keeps_the_message_and_names_the_shell_command(tether_home):
+    with chat(tether_home) as c:
+        c.run("first\r")
+        sid = c.repl.session_id
+        c.client.update_session(sid, status="closed")
+        c.repl.load(sid)
+        out = c.run("one more thing\r\x15")
+        assert f"tether sessions reopen {sid}" in out and "update_session" not in out
+        assert c.repl.next_default == "" and len(c.messages()) == 2  # nothing sent...
+        assert "your message is back in the prompt" in out  # ...and nothing lost
+        out = c.run("/retry\r")
+        assert f"tether sessions reopen {sid}" in out and "update_session" not in out
+
+
 def test_export_prints_or_writes(tether_home, tmp_path):
     with chat(tether_home) as c:
         c.run("export me\r")
@@ -231,7 +280,7 @@ def test_clear_history_empties_the_session(tether_home):
     with chat(tether_home) as c:
         c.run("forget me\r/clear\r")
         assert len(c.messages()) == 2  # /clear alone only clears the screen
-        c.run("/clear history\r")
+        c.run("/clear history\ry\r")  # y to the question it asks first
         assert c.messages() == []
 
 

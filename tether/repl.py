@@ -135,6 +135,7 @@ class Repl:
         self.pinned: str | None = None
         self.next_default = ""  # text to pre-fill the next prompt with (after /undo)
         self.exchanges: list[Exchange] = []  # of the current session, oldest first (see Exchange)
+        self.closed = False  # the current session's status was "closed" when last loaded
         self._watching = False
         self.running = True
         self._home, self._input, self._output = home, input, output
@@ -233,6 +234,7 @@ class Repl:
         self.session_id, self.pinned, self.model = sid, pinned, None
         self.title, self.system = title, system
         self.tokens, self.cost = tokens, cost
+        self.closed = status == "closed"
         if show:
             recent = messages[-show:]
             more = len(messages) - len(recent)
@@ -251,6 +253,7 @@ class Repl:
         self.session_id, self.pinned, self.title, self.system = None, None, None, self.given_system
         self.tokens, self.cost = 0, 0.0
         self.exchanges = []
+        self.closed = False
 
     def start_turn(self, text: str) -> Any:
         """Start a streamed turn. A new session is created by its first message, so an idle chat
@@ -320,6 +323,19 @@ class Repl:
             self.handle(line.rstrip("\n"))
         return 1 if self.errors else 0
 
+    def confirm(self, question: str, piped: bool) -> bool:
+        """A y/N question at the prompt before something that cannot be undone; a chat fed
+        from a pipe has no one to ask and gets `piped` (a script's line means what it says)."""
+        if self._session is None:  # no line editor: not an interactive chat
+            return piped
+        from prompt_toolkit import PromptSession
+
+        try:
+            answer = PromptSession(input=self._input, output=self._output).prompt(f"{question} [y/N] ")
+        except (KeyboardInterrupt, EOFError):
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
     def handle(self, text: str) -> None:
         if not text.strip():
             return
@@ -329,11 +345,17 @@ class Repl:
             try:
                 dispatch(self, text)
             except (TetherError, ValueError) as e:
-                self.error(str(e))
+                self.error(getattr(e, "cli_message", None) or str(e))  # SessionClosed: the shell's advice
             except OSError as e:  # /export to a missing folder, a directory...: say so, keep chatting
                 self.error(f"{e.strerror or e}: {e.filename}" if e.filename else str(e))
             except KeyboardInterrupt:
                 self.info("(cancelled)")
+            return
+        if self.closed and self.session_id:  # refused before anything is sent: keep what was typed
+            from .errors import SessionClosed
+
+            self.error(SessionClosed(self.session_id).cli_message + "; your message is back in the prompt")
+            self.next_default = text
             return
         self.send(as_message(text))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cli_util import resolve_session_id
+from .errors import SessionClosed
 from .render import fmt_circuit, fmt_cost, fmt_per_million, plural, sessions_table, shorten, table
 
 if TYPE_CHECKING:
@@ -19,6 +20,10 @@ class Command:
     usage: str
     help: str
     run: Callable[["Repl", str], None]
+
+    @property
+    def takes_arg(self) -> bool:
+        return " " in self.usage
 
 
 def _help(r: Repl, arg: str) -> None:
@@ -178,6 +183,8 @@ def _own_last(r: Repl, verb: str) -> tuple[Exchange, list[Any], int] | None:
 def _retry(r: Repl, arg: str) -> None:
     """Ask this chat's last question again, answered in place. The old answer is removed only
     once a new one is stored: when none arrives (every model failed, Ctrl-C), it stands."""
+    if r.closed and r.session_id:
+        raise SessionClosed(r.session_id)
     found = _own_last(r, "retry")
     if found is None:
         return
@@ -247,14 +254,25 @@ def _export(r: Repl, arg: str) -> None:
 
 
 def _clear(r: Repl, arg: str) -> None:
-    if arg == "history":
-        if r.session_id:
-            r.client.clear_history(r.session_id)
-            r.exchanges = []
-            r.refresh()
-        r.info("session history cleared")
+    """/clear: the screen; /clear history (or a prefix of it, as commands take): every message
+    of the session, after a y/N in a terminal as `tether sessions delete` asks."""
+    if not arg:
+        r.console.clear()
         return
-    r.console.clear()
+    if not "history".startswith(arg.lower()):
+        raise ValueError(f"/clear takes nothing (clear the screen) or history (delete this session's messages), "
+                         f"not {arg!r}")
+    if r.session_id is None:
+        r.info("no messages yet")
+        return
+    n = len(r.client.get_history(r.session_id))
+    if not r.confirm(f"delete all {plural(n, 'message')} of session {r.session_id}?", piped=True):
+        r.info("(kept)")
+        return
+    r.client.clear_history(r.session_id)
+    r.exchanges = []
+    r.refresh()
+    r.info("session history cleared")
 
 
 def _exit(r: Repl, arg: str) -> None:
@@ -272,8 +290,8 @@ COMMANDS: dict[str, Command] = {
     "/system": Command("/system [TEXT|off]", "show or set the system prompt", _system),
     "/context": Command("/context [TEXT]", "the window the next turn would send", _context),
     "/tokens": Command("/tokens", "this session's tokens and cost", _tokens),
-    "/retry": Command("/retry", "ask the last question again", _retry),
-    "/undo": Command("/undo", "remove the last question and answer", _undo),
+    "/retry": Command("/retry", "ask your last question again", _retry),
+    "/undo": Command("/undo", "remove your last question and answer", _undo),
     "/export": Command("/export [md|json] [FILE]", "print or save this session", _export),
     "/clear": Command("/clear [history]", "clear the screen (or the session's history)", _clear),
     "/exit": Command("/exit", "leave (or Ctrl-D)", _exit),
@@ -313,4 +331,6 @@ def dispatch(r: Repl, text: str) -> None:
             r.error(f"unknown command {typed}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)")
                     + f"; to send it as a message, start it with //")
             return
+    if arg.strip() and not cmd.takes_arg:  # `/tokens x` did /tokens, silently ignoring x
+        raise ValueError(f"{cmd.usage} takes no arguments, not {arg.strip()!r}")
     cmd.run(r, arg.strip())
