@@ -143,6 +143,24 @@ def test_rename_and_delete():
     assert not Tether().session_exists(sid)
 
 
+def test_rename_refuses_a_blank_title():
+    """`rename ID ""` stored an empty title: the listing said "(untitled)", the command "renamed"."""
+    sid = make_session("Keep")
+    for blank in ("", "   "):
+        r = run("sessions", "rename", sid, blank)
+        assert r.exit_code == 2 and "a title cannot be blank" in r.output
+    assert Tether().load_session(sid).title == "Keep"
+    ok("sessions", "rename", sid, "  Spaced  ")
+    assert Tether().load_session(sid).title == "Spaced"
+
+
+def test_a_closed_session_names_the_shell_command_not_the_python_api():
+    sid = make_session("Done", ("user", "q"))
+    ok("sessions", "close", sid)
+    err = fails("ask", "--session", sid, "more?").stderr
+    assert f"tether sessions reopen {sid}" in err and "update_session" not in err
+
+
 def test_delete_asks_in_a_terminal(monkeypatch):
     sid = make_session("Keep me")
     monkeypatch.setattr("tether.cli_sessions.interactive", lambda: True)
@@ -205,7 +223,7 @@ def test_undo_in_an_imported_session_with_duplicate_ids_removes_the_last_exchang
         {"id": "A", "role": "user", "content": "first question"}, {"id": "B", "role": "assistant", "content": "first answer"},
         {"id": "A", "role": "user", "content": "last question"}, {"id": "B", "role": "assistant", "content": "last answer"}]}))
     ok("sessions", "import", str(f))
-    assert "removed the last exchange (2 messages)" in ok("chat", "--session", "dup", input="/undo\n/exit\n").output
+    assert "removed your last question and 1 message after it" in ok("chat", "--session", "dup", input="/undo\n/exit\n").output
     assert [m.content for m in Tether().get_history("dup")] == ["first question", "first answer"]
 
 
@@ -473,3 +491,42 @@ def test_a_warning_from_another_thread_waits_for_the_chat_to_show_it(capsys):
     assert later == ["tether: summary failed"]
     err = capsys.readouterr().err
     assert "from the chat itself" in err and "summary failed" not in err
+
+
+def _in_a_terminal(home: Path, cols: int, *args: str) -> str:
+    """`tether ARGS` with stdout a pseudo-terminal `cols` wide; what it printed."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    main_fd, child_fd = pty.openpty()
+    env = {**os.environ, "TETHER_HOME": str(home), "COLUMNS": str(cols), "LINES": "30"}
+    p = subprocess.Popen([sys.executable, "-m", "tether.cli", *args], stdout=child_fd, stderr=child_fd,
+                         stdin=subprocess.DEVNULL, env=env)
+    os.close(child_fd)
+    chunks = []
+    while True:
+        try:
+            data = os.read(main_fd, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    p.wait(60)
+    os.close(main_fd)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_sessions_list_fits_the_terminal_and_keeps_whole_rows_for_a_pipe(tether_home):
+    """Rows were 118 columns in any terminal, so each wrapped in 80 or 100."""
+    title = "Plan a two-week kayaking trip along the Norwegian fjords in June, with a budget"
+    sid = make_session(title, ("user", "hi"))
+    Tether().pin_model(sid, "anthropic/claude-sonnet-4-5-20250929")
+    for cols in (80, 100):
+        lines = _in_a_terminal(tether_home, cols, "sessions", "list").splitlines()
+        assert len(lines) == 2 and max(len(line) for line in lines) <= cols, lines
+        assert sid in lines[1] and "Plan a two" in lines[1] and "anthropic/" in lines[1] and "…" in lines[1]
+    piped = ok("sessions", "list").output.splitlines()
+    assert title[:39] in piped[1] and "anthropic/claude-sonnet-4-5-20250929" in piped[1]  # as before

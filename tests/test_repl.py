@@ -199,6 +199,26 @@ def test_single_line_breaks_in_an_answer_are_kept():
     assert any(line.endswith("code line 1") for line in lines) and any(line.endswith("code line 2") for line in lines)
 
 
+def test_code_blocks_copy_as_written_coloured_but_without_margin_or_padding():
+    """Fenced code was drawn in a box: a one-space margin and each line padded to the width,
+    so copying `def f():` out of the terminal gave ` def f():` and trailing blanks."""
+    import re
+
+    answer = "Run this:\n\n```python\ndef f():\n    return 1\n```\n\nand `pip install x`"
+    out = io.StringIO()
+    console = make_console(file=out, force_terminal=True)
+    console.size = (60, 20)
+    view = AnswerView(console)
+    view.start()
+    view.add(answer)
+    view.finish()
+    drawn = out.getvalue()
+    final = drawn[drawn.rindex("Run this"):]  # the last drawing
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", final).splitlines()
+    assert "def f():" in plain and "    return 1" in plain  # no margin, no trailing fill
+    assert re.search(r"\x1b\[[0-9;]+mdef\x1b", final)  # still highlighted
+
+
 def test_an_unwritable_input_history_is_one_note_not_a_traceback(tether_home, monkeypatch):
     from tether.repl_input import LockedFileHistory
 
@@ -347,3 +367,22 @@ def test_a_resumed_session_says_when_it_was_last_used(tether_home):
         quick.repl.load_replay(*quick_resume(tether_home, sid, cont=False))
         for c in (full, quick):
             assert c.out.getvalue().splitlines()[0] == f"session {sid} · about kayaks · last used 3d ago"
+
+
+def test_a_restart_mid_answer_is_announced_once(tether_home, fake_server):
+    """One fallback printed two notices saying the same: "main failed mid-answer…; backup answers
+    from the start" as it happened, then "main was cut off mid-answer; backup answered instead"."""
+    from replkit import chat
+
+    def m(name: str) -> dict:
+        return {"model": f"openai/{name}", "api_base": fake_server.base, "api_key": "sk-test"}
+
+    cfg = {"default_model": "main", "fallbacks": ["backup"], "retries": 0, "timeout": 5, "breaker_failures": 0,
+           "models": {"main": m("main"), "backup": m("backup")}}
+    fake_server.fail("main", "cut")
+    with chat(tether_home, config=cfg) as c:
+        out = c.run("a long enough question to cut\r")
+        assert out.count("main failed mid-answer") == 1 and "backup answers from the start" in out
+        assert "answered instead" not in out
+        fake_server.fail("main", "500")  # a model failing before any text is still named after the turn
+        assert "main failed (server 500); backup answered instead" in c.run("and again\r")

@@ -21,9 +21,27 @@ def test_help_lists_every_command(tether_home):
 
 def test_unknown_command_and_literal_slash(tether_home):
     with chat(tether_home) as c:
-        out = c.run("/frobnicate\r//etc/hosts is a path\r")
-        assert "unknown command /frobnicate" in out
-        assert c.messages()[0].content == "/etc/hosts is a path"
+        # back in the prompt: Enter there sends it again (^U then clears the line so ^D can leave)
+        out = c.run("/frobnicate the logs\r\r\x15")
+        assert out.count("unknown command /frobnicate") == 2 and "start it with //" in out
+        assert c.repl.session_id is None  # nothing sent, and nothing lost
+        c.run("//frobnicate the logs\r")  # // sends /frobnicate as a message
+        assert [m.content for m in c.messages() if m.role == "user"] == ["/frobnicate the logs"]
+
+
+def test_text_starting_with_a_slash_is_a_message_unless_it_is_a_command_word(tether_home):
+    """A path, a pasted C comment or a `//` note is a message sent as typed; only one line whose
+    first word is / and letters is a command (in any case)."""
+    with chat(tether_home) as c:
+        out = c.run("/etc/hosts has a weird line, why?\r"
+                    "\x1b[200~/* main.c */\nint main(void) { return 0; }\x1b[201~\r"
+                    "// a note\r"
+                    "\x1b[200~/help\nwhat does this do?\x1b[201~\r"
+                    "/HELP\r")
+        asked = [m.content for m in c.messages() if m.role == "user"]
+        assert asked == ["/etc/hosts has a weird line, why?", "/* main.c */\nint main(void) { return 0; }",
+                         "// a note", "/help\nwhat does this do?"]
+        assert "unknown command" not in out and "commands:" in out
 
 
 def test_new_sessions_and_switch(tether_home):
@@ -41,6 +59,27 @@ def test_new_sessions_and_switch(tether_home):
         assert c.repl.session_id == first and "echo: in the first" in out
         out = c.run("/switch nosuchsession\r")
         assert "no session with id 'nosuchsession'" in out and c.repl.session_id == first
+
+
+def test_sessions_fits_the_chats_terminal(tether_home):
+    """/sessions printed rows of 118 columns whatever the terminal's width."""
+    import io
+    import re
+
+    from tether.render import make_console
+
+    with chat(tether_home) as c:
+        c.run("/title Plan a two-week kayaking trip along the Norwegian fjords in June\rhello\r")
+        out = io.StringIO()
+        c.repl.console = make_console(file=out, force_terminal=True)
+        for cols in (80, 100):
+            c.repl.console.size = (cols, 30)
+            c.run("/sessions\r")
+            table = [line for line in re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue()).splitlines()
+                     if c.repl.session_id in line and "Plan a" in line]
+            assert table and all(len(line) <= cols for line in table)
+            out.seek(0)
+            out.truncate()
 
 
 def test_model_shows_and_pins_models_lists(tether_home):
@@ -107,10 +146,112 @@ def test_undo_removes_the_last_exchange_and_puts_it_back_in_the_prompt(tether_ho
     with chat(tether_home) as c:
         c.run("keep\rdrop this\r")
         out = c.run("/undo\r\x03")  # Ctrl-C clears the pre-filled line so Ctrl-D can leave
-        assert "removed the last exchange" in out
+        assert "removed your last question and 1 message after it" in out
         assert [m.content.split(" [")[0] for m in c.messages()] == ["keep", "echo: keep"]
         c.run("/undo\r edited\r")  # the prompt was pre-filled with "keep"
         assert [m.content for m in c.messages() if m.role == "user"] == ["keep edited"]
+
+
+def _asked(c) -> list[str]:
+    return [m.content for m in c.messages() if m.role == "user"]
+
+
+def test_retry_and_undo_never_act_on_another_terminals_exchange(tether_home):
+    """Two chats on one session: B's /retry and /undo regenerated or removed A's newer exchange
+    (and put A's text in B's prompt). They act on B's own, and only while it is the session's last."""
+    with chat(tether_home) as b, chat(tether_home) as a:
+        b.run("B: my question\r")
+        sid = b.repl.session_id
+        a.repl.load(sid)
+        a.run("A: secret plan\r")
+        before = [m.id for m in b.messages()]
+        out = b.run("/retry\r")
+        assert "moved on since your question \u201cB: my question\u201d" in out
+        assert "the last question now being \u201cA: secret plan\u201d" in out
+        out = b.run("/undo\r\x15")  # (^U: a wrongly refilled prompt would keep ^D from leaving)
+        assert "moved on since your question" in out and "removed" not in out
+        assert [m.id for m in b.messages()] == before  # nothing regenerated, nothing removed
+        assert b.repl.next_default == ""  # A's words are not put in B's prompt
+
+        out = a.run("/undo\r\x15")  # A's own exchange is the last: A can take it back
+        assert "removed your last question" in out and _asked(a) == ["B: my question"]
+        b.run("/retry\r")  # and B's is the last again
+        msgs = b.messages()
+        assert [m.id for m in msgs][:1] == before[:1] and len(msgs) == 2 and msgs[1].id != before[1]
+
+        a.run("A: again\r")
+        assert "moved on" in b.run("/undo\r\x15")
+        b.run(f"/switch {sid}\r")  # B has now been shown A's exchange: /undo takes it back
+        out = b.run("/undo\r\x15")
+        assert "removed your last question" in out and _asked(b) == ["B: my question"]
+
+
+def test_undo_when_the_other_terminals_answer_came_in_between(tether_home):
+    """Interleaved: B asked, then A asked, then B's answer was stored. /undo in B deleted A's
+    question and answer and B's answer too; now both are refused: neither is the last exchange
+    alone (a message of the other's follows each question), and nothing is removed."""
+    with chat(tether_home) as b, chat(tether_home) as a:
+        b.run("B: first\r")
+        sid = b.repl.session_id
+        a.repl.load(sid)
+        a.run("A: second\r")
+        # B asked a question that the session answered after A's: put B's answer last
+        b_q, b_ans, a_q, a_ans = b.messages()
+        b.client.remove_message(sid, b_ans.id)
+        b.client.store.append_message(sid, b_ans)
+        assert [m.id for m in b.messages()] == [b_q.id, a_q.id, a_ans.id, b_ans.id]
+        assert "moved on" in b.run("/undo\r\x15")
+        assert "moved on" in a.run("/undo\r\x15")  # B's answer came after A's question
+        assert len(b.messages()) == 4
+
+
+def test_clear_takes_history_or_nothing_and_asks_before_deleting(tether_home):
+    with chat(tether_home) as c:
+        c.run("one\rtwo\r")
+        out = c.run("/clear hist\rn\r")  # a prefix, as commands take; then "no" to the y/N question
+        assert "(kept)" in out and len(c.messages()) == 4
+        out = c.run("/clear bogus\r")
+        assert "/clear takes nothing (clear the screen) or history" in out and len(c.messages()) == 4
+        c.run("/CLEAR HISTORY\ry\r")
+        assert c.messages() == []
+
+
+def test_clear_history_from_a_pipe_has_no_one_to_ask(tether_home):
+    from tether.render import make_console
+    from tether.repl import Loader, Repl
+
+    import io
+
+    out = io.StringIO()
+    r = Repl(Loader(client=Tether(home=tether_home), preload=False), make_console(file=out), home=tether_home)
+    assert r.run_lines(["one\n", "/clear history\n"]) == 0
+    assert r.client.get_history(r.session_id) == []
+
+
+def test_commands_without_arguments_refuse_them(tether_home):
+    """`/tokens x`, `/models x`... did the command and silently dropped x."""
+    with chat(tether_home) as c:
+        c.run("hi\r")
+        for cmd in ("/tokens x", "/models all", "/help me", "/retry now", "/undo 2"):
+            out = c.run(cmd + "\r")
+            assert f"takes no arguments, not {cmd.split(' ', 1)[1]!r}" in out, out
+        assert len(c.messages()) == 2  # nothing retried or undone
+        out = c.run("/exit now\r\x04")
+        assert "takes no arguments" in out and c.repl.running
+
+
+def test_a_closed_session_keeps_the_message_and_names_the_shell_command(tether_home):
+    with chat(tether_home) as c:
+        c.run("first\r")
+        sid = c.repl.session_id
+        c.client.update_session(sid, status="closed")
+        c.repl.load(sid)
+        out = c.run("one more thing\r\x15")
+        assert f"tether sessions reopen {sid}" in out and "update_session" not in out
+        assert c.repl.next_default == "" and len(c.messages()) == 2  # nothing sent...
+        assert "your message is back in the prompt" in out  # ...and nothing lost
+        out = c.run("/retry\r")
+        assert f"tether sessions reopen {sid}" in out and "update_session" not in out
 
 
 def test_export_prints_or_writes(tether_home, tmp_path):
@@ -139,7 +280,7 @@ def test_clear_history_empties_the_session(tether_home):
     with chat(tether_home) as c:
         c.run("forget me\r/clear\r")
         assert len(c.messages()) == 2  # /clear alone only clears the screen
-        c.run("/clear history\r")
+        c.run("/clear history\ry\r")  # y to the question it asks first
         assert c.messages() == []
 
 

@@ -47,7 +47,7 @@ class TetherGroup(click.Group):
 def describe(e: BaseException) -> str:
     """Our errors (and bad values, files) speak for themselves; anything else names its type and --debug."""
     if isinstance(e, (TetherError, ValueError, OSError)):
-        return str(e) or type(e).__name__
+        return getattr(e, "cli_message", None) or str(e) or type(e).__name__  # SessionClosed: no API advice
     return f"{type(e).__name__}: {e} (run with --debug for the traceback)"
 
 

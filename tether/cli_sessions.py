@@ -99,10 +99,13 @@ def show(session_id: str, as_json: bool) -> None:
 @click.argument("title", nargs=-1, required=True)
 def rename(session_id: str, title: tuple[str, ...]) -> None:
     """Give a session a new title."""
+    text = " ".join(title).strip()
+    if not text:  # `rename ID ""` stored an empty title, listed as "(untitled)" with no way to tell why
+        raise click.BadParameter("a title cannot be blank", param_hint="TITLE")
     c = client()
     sid = _resolve(c, session_id)
-    c.rename_session(sid, " ".join(title))
-    echo(f"renamed {sid}: {' '.join(title)}")
+    c.rename_session(sid, text)
+    echo(f"renamed {sid}: {text}")
 
 
 def _set_status(session_id: str, status: str, done: str) -> None:

@@ -49,6 +49,11 @@ class SessionClosed(TetherError, ValueError):
                          f"update_session({session_id!r}, status=\"active\") or `tether sessions reopen {session_id}`")
         self.session_id = session_id
 
+    @property
+    def cli_message(self) -> str:
+        """What the CLI and the chat say: their user has a shell, not the Python API."""
+        return f"session {self.session_id} is closed: `tether sessions reopen {self.session_id}` opens it again"
+
 
 class SessionCorrupt(TetherError):
     """A session file that cannot be read; the message names the file."""

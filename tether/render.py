@@ -6,6 +6,7 @@ that draw Markdown or a live answer.
 """
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -126,6 +127,16 @@ def fallback_note(result: Any) -> str | None:
     return f"{name} {why}; {result.model} answered instead"
 
 
+def restart_announced(result: Any) -> bool:
+    """Whether a streamed turn already said why its first model gave way: that model was cut
+    off mid-answer, and the restart was announced as it happened ("main failed mid-answer…;
+    backup answers from the start"), so fallback_note() would only say it again."""
+    if not result.fallback_from or not getattr(result, "restarts", 0):
+        return False
+    tried = [a for a in result.attempts if a.model == result.fallback_from and a.kind != "circuit_open"]
+    return bool(tried) and tried[-1].kind == "mid_stream"
+
+
 # -- plain tables (no rich: listing must stay cheap) ---------------------------------
 def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
     """Columns padded to their widest cell, in terminal columns (a CJK title is twice as wide
@@ -167,8 +178,37 @@ def _marked(title: str, status: Any) -> str:
     return f"[{status}] {title}" if status in ("archived", "closed") else title
 
 
-def sessions_table(summaries: list[Any]) -> str:
-    return table(SESSION_HEADERS, [session_row(s) for s in summaries], right={3, 4, 5})
+def terminal_width() -> int | None:
+    """Columns of the terminal stdout is, or None for a pipe or a file (whose lines are kept whole)."""
+    import shutil
+
+    try:
+        tty = sys.stdout is not None and sys.stdout.isatty()
+    except (ValueError, AttributeError):  # closed, or replaced by something without isatty
+        tty = False
+    return shutil.get_terminal_size().columns if tty else None
+
+
+MIN_TITLE, MIN_MODEL = 12, 12  # narrower than this, a row wraps rather than say nothing
+
+
+def sessions_table(summaries: list[Any], width: int | None = None) -> str:
+    """The listing; `width`: the columns it must fit (default: stdout's terminal, if it is one).
+    Rows wider than that wrapped into a mess, so the title shrinks first, then the model; a
+    pipe gets every row at its full width."""
+    rows = [session_row(s) for s in summaries]
+    limit = width or terminal_width()
+    if limit:
+        # title, then model, to a fair size; then both to the least that still says something
+        for col, least in ((1, 24), (2, 20), (1, MIN_TITLE), (2, MIN_MODEL)):
+            widths = [max([cells(SESSION_HEADERS[i])] + [cells(r[i]) for r in rows]) for i in range(len(SESSION_HEADERS))]
+            over = sum(widths) + 2 * (len(widths) - 1) - limit
+            if over <= 0:
+                break
+            fit = max(least, widths[col] - over)
+            for r in rows:
+                r[col] = shorten(r[col], fit)
+    return table(SESSION_HEADERS, rows, right={3, 4, 5})
 
 
 # -- rich output ---------------------------------------------------------------------
@@ -190,12 +230,35 @@ def make_console(file: IO[str] | None = None, force_terminal: bool | None = None
     return _Console(file=file or sys.stdout, force_terminal=force_terminal, highlight=False, soft_wrap=True)
 
 
+@functools.cache
+def _markdown_class() -> type:
+    """rich's Markdown with code blocks that copy cleanly (made on first use: rich is heavy)."""
+    from rich.markdown import CodeBlock, Markdown
+    from rich.syntax import Syntax
+
+    class PlainCodeBlock(CodeBlock):
+        """rich draws code in a box: a one-space margin and every line padded with background-
+        coloured spaces to the full width, so copying `def f():` gave ` def f():` and trailing
+        blanks. Here the code is its highlighted text alone: colours kept, no margin, no fill."""
+
+        def __rich_console__(self, console: Console, options: Any) -> Any:
+            code = str(self.text).rstrip()
+            syntax = Syntax(code, self.lexer_name, theme=self.theme, padding=0, background_color="default")
+            text = syntax.highlight(code)
+            text.rstrip()
+            yield text
+
+    class CopyableMarkdown(Markdown):
+        elements = {**Markdown.elements, "fence": PlainCodeBlock, "code_block": PlainCodeBlock}
+
+    return CopyableMarkdown
+
+
 def markdown(text: str) -> Any:
     """Markdown whose single line breaks stay breaks: a poem, an address or a list written
-    without blank lines would otherwise be joined into one paragraph."""
-    from rich.markdown import Markdown
-
-    md = Markdown(printable(text))
+    without blank lines would otherwise be joined into one paragraph; code blocks are drawn
+    without margin or padding, so they copy as written."""
+    md = _markdown_class()(printable(text))
     for token in md.parsed:
         for child in token.children or ():
             if child.type == "softbreak":

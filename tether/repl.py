@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from prompt_toolkit.output import Output
 from .errors import SessionNotFound, TetherError
 from .progress import Progress
 from .render import (AnswerView, fallback_note, fmt_cost, fmt_tokens, fmt_when, make_console, markdown, notice,
-                     print_transcript)
+                     print_transcript, restart_announced)
 from .repl_input import HISTORY_FILE, ChatCompleter, LockedFileHistory, key_bindings
 
 if TYPE_CHECKING:
@@ -94,6 +95,29 @@ class Loader:
         return self._client
 
 
+@dataclass
+class Exchange:
+    """A question and the answers to it this chat knows of: what it asked itself, or what its
+    session held when it was opened. /retry and /undo act on the last one, so a second terminal
+    on the same session cannot have its exchange regenerated or removed from this one."""
+
+    session_id: str
+    question_id: str
+    question: str
+    answers: set[str] = field(default_factory=set)
+
+    @classmethod
+    def split(cls, session_id: str, messages: Iterable[Any]) -> list[Exchange]:
+        """A session's messages cut at each question (whatever follows belongs to it)."""
+        out: list[Exchange] = []
+        for m in messages:
+            if m.role == "user":
+                out.append(cls(session_id, m.id, m.content))
+            elif out:
+                out[-1].answers.add(m.id)
+        return out
+
+
 class Repl:
     """One chat: the current session, its pinned model and running totals."""
 
@@ -114,6 +138,9 @@ class Repl:
         self.cost = 0.0
         self.pinned: str | None = None
         self.next_default = ""  # text to pre-fill the next prompt with (after /undo)
+        self.exchanges: list[Exchange] = []  # of the current session, oldest first (see Exchange)
+        self.closed = False  # the current session's status was "closed" when last loaded
+        self._watching = False
         self.running = True
         self._home, self._input, self._output = home, input, output
         self._session: PromptSession[str] | None = None
@@ -147,7 +174,19 @@ class Repl:
     # -- the client, loaded in the background ------------------------------------------
     @property
     def client(self) -> Tether:
-        return self.loader.client()
+        client = self.loader.client()
+        if not self._watching:  # every message this chat stores is its own: remember those exchanges
+            self._watching = True
+            client.on("message", self._on_message)
+        return client
+
+    def _on_message(self, event: dict[str, Any]) -> None:
+        """A message this chat's client stored: a question starts an exchange, an answer joins it."""
+        m, sid = event["message"], event["session_id"]
+        if m.role == "user":
+            self.exchanges.append(Exchange(sid, m.id, m.content))
+        elif self.exchanges and self.exchanges[-1].session_id == sid:
+            self.exchanges[-1].answers.add(m.id)
 
     def _first_render(self, _app: Any) -> None:
         self.session.app.after_render -= self._first_render
@@ -174,9 +213,12 @@ class Repl:
                 f" · session {_esc(sid)} · Alt-Enter: newline · /help")
         return HTML(text)
 
-    def load(self, session_id: str, show: int = RESUME_MESSAGES) -> None:
-        """Make `session_id` current and show its last few messages."""
+    def load(self, session_id: str, show: int = RESUME_MESSAGES, remember: bool = True) -> None:
+        """Make `session_id` current and show its last few messages. `remember`: take its
+        exchanges as known (opened, switched to), not when merely refreshing the totals."""
         s = self.client.load_session(session_id)
+        if remember:
+            self.exchanges = Exchange.split(s.id, s.messages)
         self._enter(s.id, s.pinned_model, s.title, s.system, s.totals.total_tokens, s.totals.cost_usd,
                     s.messages, show, s.status, s.updated_at)
 
@@ -187,6 +229,7 @@ class Repl:
 
         h = replay.header
         msgs = [SimpleNamespace(**{"model": None, "status": "ok", **m}) for m in replay.messages.values()]
+        self.exchanges = Exchange.split(session_id, msgs)
         tokens = sum((m.get("usage") or {}).get("total_tokens", 0) or 0 for m in replay.messages.values())
         cost = sum(m.get("cost_usd") or 0.0 for m in replay.messages.values())
         spent = h.get("discarded") or {}  # answers taken out were still paid for
@@ -201,6 +244,7 @@ class Repl:
         self.session_id, self.pinned, self.model = sid, pinned, None
         self.title, self.system = title, system
         self.tokens, self.cost = tokens, cost
+        self.closed = status == "closed"
         if show:
             recent = messages[-show:]
             more = len(messages) - len(recent)
@@ -215,11 +259,13 @@ class Repl:
 
     def refresh(self) -> None:
         if self.session_id:
-            self.load(self.session_id, show=0)
+            self.load(self.session_id, show=0, remember=False)  # what changed since is not this chat's
 
     def new_session(self) -> None:
         self.session_id, self.pinned, self.title, self.system = None, None, None, self.given_system
         self.tokens, self.cost = 0, 0.0
+        self.exchanges = []
+        self.closed = False
 
     def start_turn(self, text: str) -> Any:
         """Start a streamed turn. A new session is created by its first message, so an idle chat
@@ -350,16 +396,29 @@ class Repl:
             self.handle(line.rstrip("\n"))
         return 1 if self.errors else 0
 
+    def confirm(self, question: str, piped: bool) -> bool:
+        """A y/N question at the prompt before something that cannot be undone; a chat fed
+        from a pipe has no one to ask and gets `piped` (a script's line means what it says)."""
+        if self._session is None:  # no line editor: not an interactive chat
+            return piped
+        from prompt_toolkit import PromptSession
+
+        try:
+            answer = PromptSession(input=self._input, output=self._output).prompt(f"{question} [y/N] ")
+        except (KeyboardInterrupt, EOFError):
+            return False
+        return answer.strip().lower() in ("y", "yes")
+
     def handle(self, text: str) -> None:
         if not text.strip():
             return
-        if text.startswith("/") and not text.startswith("//"):
-            from .repl_commands import dispatch
+        from .repl_commands import as_message, dispatch, is_command
 
+        if is_command(text):
             try:
                 dispatch(self, text)
             except (TetherError, ValueError) as e:
-                self.error(str(e))
+                self.error(getattr(e, "cli_message", None) or str(e))  # SessionClosed: the shell's advice
             except BrokenPipeError:  # stdout's reader has gone: not the command's fault
                 raise
             except OSError as e:  # /export to a missing folder, a directory...: say so, keep chatting
@@ -367,7 +426,13 @@ class Repl:
             except KeyboardInterrupt:
                 self.info("(cancelled)")
             return
-        self.send(text[1:] if text.startswith("//") else text)
+        if self.closed and self.session_id:  # refused before anything is sent: keep what was typed
+            from .errors import SessionClosed
+
+            self.error(SessionClosed(self.session_id).cli_message + "; your message is back in the prompt")
+            self.next_default = text
+            return
+        self.send(as_message(text))
 
     def send(self, text: str, start: Callable[[], Any] | None = None) -> None:
         """One turn, streamed. Ctrl-C stops it; the partial answer is saved, marked interrupted.
@@ -493,7 +558,7 @@ class Repl:
     def after_turn(self, result: Any) -> None:
         if result is None:
             return
-        note = fallback_note(result)
+        note = None if restart_announced(result) else fallback_note(result)
         if note:
             notice(self.notes, f"! {note}")
         if self.pinned and result.pinned_model != self.pinned:

@@ -1,16 +1,18 @@
 """Slash commands of the chat. Each handler gets the Repl and the text after the command."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .cli_util import resolve_session_id
+from .errors import SessionClosed
 from .render import fmt_circuit, fmt_cost, fmt_per_million, plural, sessions_table, shorten, table
 
 if TYPE_CHECKING:
-    from .repl import Repl
+    from .repl import Exchange, Repl
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,15 @@ class Command:
     help: str
     run: Callable[["Repl", str], None]
 
+    @property
+    def takes_arg(self) -> bool:
+        return " " in self.usage
+
 
 def _help(r: Repl, arg: str) -> None:
     lines = [f"  {c.usage:<24} {c.help}" for c in COMMANDS.values()]
     keys = ["  Enter sends · Alt-Enter or Esc Enter inserts a newline · pasted newlines are kept",
-            "  Ctrl-C stops an answer or clears the line · Ctrl-D or /exit leaves · //text sends '/text'"]
+            "  Ctrl-C stops an answer or clears the line · Ctrl-D or /exit leaves · //word sends '/word' as a message"]
     r.console.print("\n".join(["commands:", *lines, "keys:", *keys]), markup=False, highlight=False)
 
 
@@ -41,7 +47,8 @@ def _sessions(r: Repl, arg: str) -> None:
     if not rows:
         r.info("no sessions yet")
         return
-    r.console.print(sessions_table(rows), markup=False, highlight=False)
+    width = r.console.width if r.console.is_terminal else None  # the chat's console, which may be stderr
+    r.console.print(sessions_table(rows, width), markup=False, highlight=False)
     r.info("/switch ID (or a unique prefix) to continue one")
 
 
@@ -140,40 +147,77 @@ def _tokens(r: Repl, arg: str) -> None:
                     markup=False, highlight=False)
 
 
-def _last_user(r: Repl) -> tuple[int, list]:
-    msgs = r.client.get_history(r.session_id) if r.session_id else []
-    for i in range(len(msgs) - 1, -1, -1):
-        if msgs[i].role == "user":
-            return i, msgs
-    return -1, msgs
+def _own_last(r: Repl, verb: str) -> tuple[Exchange, list[Any], int] | None:
+    """This chat's last exchange, the session's messages and where its question is, when the
+    exchange is still the session's last; else None, having said why. Another terminal on the
+    session may have asked since: /retry and /undo must not act on what this one never saw."""
+    if r.session_id is None:
+        r.info(f"nothing to {verb}")
+        return None
+    sid = r.session_id
+    msgs = r.client.get_history(sid)
+    mine = [e for e in r.exchanges if e.session_id == sid]
+    if not mine:
+        r.info(f"nothing to {verb}")
+        return None
+    ex = mine[-1]
+    at = next((i for i, m in enumerate(msgs) if m.id == ex.question_id), None)
+    if at is None:  # removed elsewhere (another terminal's /undo or /clear history)
+        r.exchanges.remove(ex)
+        r.error(f"your last question \u201c{shorten(ex.question, 50)}\u201d is no longer in the session "
+                f"(removed elsewhere): nothing to {verb}")
+        return None
+    newer = [m for m in msgs[at + 1:] if m.id not in ex.answers]
+    if newer:
+        asked = [m for m in newer if m.role == "user"]
+        now = f", the last question now being \u201c{shorten(asked[-1].content, 50)}\u201d" if asked else ""
+        why = ("/retry can only ask the session's last question again" if verb == "retry" else
+               "/undo takes back only the session's last exchange, not one that later messages followed")
+        r.error(f"not done: the session has moved on since your question \u201c{shorten(ex.question, 50)}\u201d "
+                f"({plural(len(newer), 'newer message')} from elsewhere{now}); {why}. "
+                f"/switch {sid} shows the session again, after which /{verb} acts on its last question")
+        return None
+    return ex, msgs, at
 
 
 def _retry(r: Repl, arg: str) -> None:
-    """Ask the last question again, answered in place. The old answer is removed only once a
-    new one is stored: when none arrives (every model failed, Ctrl-C), it stands."""
-    i, msgs = _last_user(r)
-    if i < 0:
-        r.info("nothing to retry")
+    """Ask this chat's last question again, answered in place. The old answer is removed only
+    once a new one is stored: when none arrives (every model failed, Ctrl-C), it stands."""
+    if r.closed and r.session_id:
+        raise SessionClosed(r.session_id)
+    found = _own_last(r, "retry")
+    if found is None:
         return
-    sid = r.session_id
-    r.send(msgs[i].content, start=lambda: r.client.retry_stream(sid, replace=True))
+    ex, msgs, at = found
+    sid = ex.session_id
+
+    def start() -> Any:
+        # the client retries the session's last question: refuse if another terminal asked in between
+        last = [m for m in r.client.get_history(sid) if m.role == "user"]
+        if not last or last[-1].id != ex.question_id:
+            raise ValueError(f"not done: another question was asked in session {sid} just now; /retry again to see")
+        return r.client.retry_stream(sid, replace=True)
+
+    r.send(ex.question, start=start)
     after = r.client.get_history(sid)
-    kept = [m.id for m in msgs[i + 1:] if m.role == "assistant" and m.status == "ok"]
+    kept = [m.id for m in msgs[at + 1:] if m.role == "assistant" and m.status == "ok"]
     if kept and kept[-1] in {m.id for m in after}:
         r.info("(the previous answer is kept)")
 
 
 def _undo(r: Repl, arg: str) -> None:
-    """Remove the last question and its answer; the question comes back in the prompt to edit."""
-    i, msgs = _last_user(r)
-    if i < 0:
-        r.info("nothing to undo")
+    """Remove this chat's last question and its answer; the question comes back in the prompt to edit."""
+    found = _own_last(r, "undo")
+    if found is None:
         return
-    for m in msgs[i:]:
-        r.client.remove_message(r.session_id, m.id)
+    ex, msgs, at = found
+    for m in msgs[at:]:
+        r.client.remove_message(ex.session_id, m.id)
+    r.exchanges.remove(ex)
     r.refresh()
-    r.next_default = msgs[i].content
-    r.info(f"removed the last exchange ({len(msgs) - i} messages)")
+    r.next_default = ex.question
+    after = len(msgs) - at - 1
+    r.info("removed your last question" + (f" and {plural(after, 'message')} after it" if after else ""))
 
 
 _EXPORT_FORMATS = {"md": "markdown", "markdown": "markdown", "json": "json"}
@@ -210,13 +254,25 @@ def _export(r: Repl, arg: str) -> None:
 
 
 def _clear(r: Repl, arg: str) -> None:
-    if arg == "history":
-        if r.session_id:
-            r.client.clear_history(r.session_id)
-            r.refresh()
-        r.info("session history cleared")
+    """/clear: the screen; /clear history (or a prefix of it, as commands take): every message
+    of the session, after a y/N in a terminal as `tether sessions delete` asks."""
+    if not arg:
+        r.console.clear()
         return
-    r.console.clear()
+    if not "history".startswith(arg.lower()):
+        raise ValueError(f"/clear takes nothing (clear the screen) or history (delete this session's messages), "
+                         f"not {arg!r}")
+    if r.session_id is None:
+        r.info("no messages yet")
+        return
+    n = len(r.client.get_history(r.session_id))
+    if not r.confirm(f"delete all {plural(n, 'message')} of session {r.session_id}?", piped=True):
+        r.info("(kept)")
+        return
+    r.client.clear_history(r.session_id)
+    r.exchanges = []
+    r.refresh()
+    r.info("session history cleared")
 
 
 def _exit(r: Repl, arg: str) -> None:
@@ -234,8 +290,8 @@ COMMANDS: dict[str, Command] = {
     "/system": Command("/system [TEXT|off]", "show or set the system prompt", _system),
     "/context": Command("/context [TEXT]", "the window the next turn would send", _context),
     "/tokens": Command("/tokens", "this session's tokens and cost", _tokens),
-    "/retry": Command("/retry", "ask the last question again", _retry),
-    "/undo": Command("/undo", "remove the last question and answer", _undo),
+    "/retry": Command("/retry", "ask your last question again", _retry),
+    "/undo": Command("/undo", "remove your last question and answer", _undo),
     "/export": Command("/export [md|json] [FILE]", "print or save this session", _export),
     "/clear": Command("/clear [history]", "clear the screen (or the session's history)", _clear),
     "/exit": Command("/exit", "leave (or Ctrl-D)", _exit),
@@ -243,8 +299,26 @@ COMMANDS: dict[str, Command] = {
 ALIASES = {"/quit": "/exit", "/q": "/exit", "/?": "/help"}
 
 
+# a command is one line whose first word is a slash and letters (or /?): `/etc/hosts is odd`,
+# `/* main.c */` or `// note` are messages, sent as typed
+_COMMAND = re.compile(r"/(?:[^\W\d_]+|\?)(?=\s|$)")
+
+
+def is_command(text: str) -> bool:
+    """Whether a line typed at the prompt is a slash command rather than a message."""
+    line = text.strip()
+    return "\n" not in line and text.startswith("/") and _COMMAND.match(line) is not None
+
+
+def as_message(text: str) -> str:
+    """The message a non-command line sends: `//word …` is the escape for `/word …`; any other
+    text, `// a comment` included, goes as typed."""
+    return text[1:] if text.startswith("//") and is_command(text[1:]) else text
+
+
 def dispatch(r: Repl, text: str) -> None:
     name, _, arg = text.strip().partition(" ")
+    typed, name = name, name.lower()
     name = ALIASES.get(name, name)
     cmd = COMMANDS.get(name)
     if cmd is None:
@@ -252,6 +326,11 @@ def dispatch(r: Repl, text: str) -> None:
         if len(hits) == 1:
             cmd = COMMANDS[hits[0]]
         else:
-            r.error(f"unknown command {name}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)"))
+            # what was typed comes back in the prompt: it may have been a message after all
+            r.next_default = text
+            r.error(f"unknown command {typed}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)")
+                    + f"; to send it as a message, start it with //")
             return
+    if arg.strip() and not cmd.takes_arg:  # `/tokens x` did /tokens, silently ignoring x
+        raise ValueError(f"{cmd.usage} takes no arguments, not {arg.strip()!r}")
     cmd.run(r, arg.strip())
