@@ -254,6 +254,16 @@ def test_a_closed_session_keeps_the_message_and_names_the_shell_command(tether_h
         assert f"tether sessions reopen {sid}" in out and "update_session" not in out
 
 
+def test_a_session_closed_by_another_process_mid_chat_names_the_shell_command(tether_home):
+    with chat(tether_home) as c:
+        c.run("first\r")
+        sid = c.repl.session_id
+        Tether(home=tether_home).update_session(sid, status="closed")  # the chat does not know
+        out = c.run("one more thing\r")
+        assert f"tether sessions reopen {sid}" in out and "update_session" not in out
+        assert len(c.messages()) == 2
+
+
 def test_export_prints_or_writes(tether_home, tmp_path):
     with chat(tether_home) as c:
         c.run("export me\r")

@@ -503,7 +503,7 @@ class Repl:
             self.info("(cancelled)")
             return
         except (TetherError, ValueError) as e:
-            self.error(str(e))
+            self.error(getattr(e, "cli_message", None) or str(e))  # closed by another process: the shell's advice
             return
         view = AnswerView(self.console, status=stream.waiting, notes=self._notes, hold=self._notes is not None)
         # the answer is held for the pipe: the terminal says what the turn waits for meanwhile
