@@ -482,3 +482,21 @@ def test_text_utf8_cannot_carry_is_a_bad_request_naming_the_cause(fake_server):
                              messages=[{"role": "user", "content": "caf\udce9"}])
     c = classify(e.value)
     assert (c.kind, c.status) == ("bad_request", None) and "surrogates not allowed" in c.message
+
+
+@pytest.mark.parametrize("where", ["system", "context", "retried question"])
+def test_a_lone_surrogate_outside_the_history_is_sent_repaired_too(make_tether, fake_server, where):
+    t = make_tether()
+    fake_server.reset()
+    if where == "system":
+        sid = t.create_session(system="r\udce9ponds")
+        t.chat_once("hello", session_id=sid)
+    elif where == "context":
+        sid = t.create_session(context={"city": "Montr\udce9al"})
+        t.chat_once("hello", session_id=sid)
+    else:
+        sid = t.create_session()
+        t.add_message(sid, "user", "caf\udce9?")
+        t.retry(sid)  # answers the stored question
+    sent = " ".join(m["content"] for m in fake_server.calls()[0]["messages"])
+    assert "\ufffd" in sent and "\udce9" not in sent

@@ -104,8 +104,8 @@ class Window:
             head.append(SUMMARY_HEAD + self.summary_text)
         if markers and self.dropped and self.budget > 0:  # its tokens come out of the history budget
             head.append(OMITTED_NOTE.format(n=self.dropped))
-        if head:
-            out.append({"role": "system", "content": "\n\n".join(head)})
+        if head:  # a system prompt or context typed in a non-UTF-8 locale: see well_formed
+            out.append({"role": "system", "content": well_formed("\n\n".join(head))})
         if markers and self.opens_mid_turn:  # not for a chat that opens with the assistant's greeting
             out.append({"role": "user", "content": ORPHAN_MARKER})
         for m in self.messages:
@@ -128,8 +128,8 @@ class Window:
                     if val:
                         d[key] = val
             out.append(d)
-        if query_text:
-            out.append({"role": "user", "content": query_text})
+        if query_text:  # a retried question stored before questions were repaired
+            out.append({"role": "user", "content": well_formed(query_text)})
         return out
 
     def summary(self) -> dict[str, Any]:
