@@ -72,3 +72,16 @@ def test_a_live_answer_on_a_terminal_shows_the_escape():
     view.add("ok \x1b]52;c;eA==\x07")
     view.finish()
     assert "␛]52;c;eA==␇" in buf.getvalue() and "\x1b]52" not in buf.getvalue()
+
+
+def test_the_waiting_line_draws_a_hostile_model_name():
+    """The status line names models, and an imported session's pin can be any text."""
+    from tether.progress import Progress
+    from tether.render import _Answer
+
+    evil = "waiting for openai/x\x1b]52;c;ZXZpbA==\x1b\\"
+    for line in (lambda con: _Answer("", status=lambda: evil), lambda con: Progress(con, lambda: evil)):
+        buf = io.StringIO()
+        con = make_console(file=buf, force_terminal=True)
+        con.print(line(con))  # what Live redraws a few times a second
+        assert "\x1b]52" not in buf.getvalue() and "␛]52" in buf.getvalue()

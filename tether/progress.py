@@ -40,8 +40,10 @@ class Progress:
     def __rich_console__(self, console: Console, options: Any) -> Any:
         from rich.text import Text
 
-        waited = time.monotonic() - self.since
-        hint = "  (Ctrl-C to stop)" if waited >= 3 else ""
+        from .render import waiting_line
+
         got = self.got()
-        what = f"answering… {got:,} characters (written to stdout when complete)" if got else f"{self.status()}…"
-        yield Text(f"{what} {waited:.0f}s{hint}", style="dim")
+        waited = time.monotonic() - self.since
+        line = (waiting_line(f"answering… {got:,} characters (written to stdout when complete)", waited, dots="")
+                if got else waiting_line(self.status(), waited))
+        yield Text(line, style="dim")

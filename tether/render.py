@@ -266,6 +266,13 @@ def markdown(text: str) -> Any:
     return md
 
 
+def waiting_line(status: str, waited: float, dots: str = "…") -> str:
+    """"waiting for main… 4s" while a turn has nothing to show; the status names models, which
+    a session file may hold (an imported pin), so it is drawn, never obeyed."""
+    hint = "  (Ctrl-C to stop)" if waited >= 3 else ""
+    return f"{printable(status, one_line=True)}{dots} {waited:.0f}s{hint}"
+
+
 def notice(console: Console, text: str, style: str = "yellow") -> None:
     """A one-line notice (fallback, pin change, interruption) that stands apart from answers."""
     console.print(text, style=style, markup=False, highlight=False)
@@ -321,9 +328,7 @@ class _Answer:
         from rich.text import Text
 
         if not self.text and self.status is not None:  # redrawn by Live while nothing has arrived
-            waited = time.monotonic() - self.since
-            hint = "  (Ctrl-C to stop)" if waited >= 3 else ""
-            yield Text(f"{self.status()}… {waited:.0f}s{hint}", style="dim")
+            yield Text(waiting_line(self.status(), time.monotonic() - self.since), style="dim")
             return
 
         options = options.update(no_wrap=False, overflow="fold")
