@@ -231,3 +231,40 @@ def test_a_home_owned_by_another_user_is_warned_about(tmp_path, warnings_logged)
     os.chown(home, 4242, -1)
     tether.Tether(home=home)
     assert any(f"home folder {home} is owned by another user (uid 4242)" in w for w in warnings_logged)
+
+
+def _run(home: Path, code: str) -> str:
+    """In a child process: a read that hangs on a FIFO fails the test by its timeout, not the suite."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "TETHER_HOME": str(home)})
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip()
+
+
+def test_a_fifo_or_link_planted_as_the_listing_index_is_not_read(client, outside):
+    client.create_session(title="mine")
+    index = sessions_dir(client) / ".index.json"
+    index.unlink(missing_ok=True)
+    os.mkfifo(index)
+    assert _run(client.home, "import tether; print([s.title for s in tether.Tether().list_sessions()])") == "['mine']"
+    index.unlink(missing_ok=True)
+    outside.write_text('{"version": 1, "entries": {}}')
+    index.symlink_to(outside)
+    assert _run(client.home, "import tether; print([s.title for s in tether.Tether().list_sessions()])") == "['mine']"
+    assert outside.read_text() == '{"version": 1, "entries": {}}'  # rewritten in place of the link, not through it
+
+
+def test_the_quick_resume_never_reads_through_a_link_or_from_a_fifo(client, outside):
+    sid = client.create_session(title="linked")
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    outside.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(outside)
+    code = f"from tether.cli_util import quick_resume; from pathlib import Path; print(quick_resume(Path({str(client.home)!r}), {sid!r}, cont=False))"
+    assert _run(client.home, code) == "None"  # the full load then names the link
+    path.unlink()
+    os.mkfifo(path)
+    assert _run(client.home, code) == "None"

@@ -88,7 +88,7 @@ def quick_resume(home: Path, session_id: str | None, cont: bool) -> tuple[str, A
     the full path, which also reports errors properly.
     """
     from .sessions.indexfile import SUFFIX, fresh_rows, select_rows
-    from .sessions.replay import Replay, split_records
+    from .sessions.replay import Replay, read_regular, split_records
 
     root = home / "sessions"
     if cont:
@@ -106,7 +106,7 @@ def quick_resume(home: Path, session_id: str | None, cont: bool) -> tuple[str, A
         from .sessions.ids import validate_id
 
         validate_id(sid)
-        records, _ = split_records(path.read_bytes(), path)
+        records, _ = split_records(read_regular(path), path)  # a link or FIFO: the full load names it
         replay = Replay(path, records)
         return (sid, replay) if replay.header.get("id") == sid else None
     except (OSError, TetherError, ValueError, KeyError, TypeError, AttributeError):

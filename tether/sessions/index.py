@@ -124,16 +124,11 @@ class SessionIndex:
 
 
 def _full(path: Path, st: os.stat_result) -> dict[str, Any]:
-    from .replay import check_file_id, split_records
+    from .replay import check_file_id, read_session_file, split_records
 
     if not stat.S_ISREG(st.st_mode):  # a link or a FIFO planted under a session's name: never read through
         raise SessionCorrupt(path, "not a regular file")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
+    data = read_session_file(path)  # and not if one is swapped in since the listing's lstat
     records, end = split_records(data, path)
     try:
         summary = Fold(path, records).summary()

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .replay import time_key
+from .replay import read_regular, time_key
 
 INDEX_NAME = ".index.json"
 INDEX_VERSION = 1
@@ -33,7 +33,7 @@ def session_files(root: Path) -> Iterator[tuple[str, os.stat_result]]:
 
 def read_entries(root: Path) -> dict[str, Any]:
     """The index's entries; raises OSError/ValueError if it is missing or unreadable."""
-    data = json.loads((root / INDEX_NAME).read_bytes())
+    data = json.loads(read_regular(root / INDEX_NAME))  # a planted FIFO would hang every listing
     if not isinstance(data, dict) or data.get("version") != INDEX_VERSION or not isinstance(data.get("entries"), dict):
         raise ValueError("unknown index format")
     return data["entries"]

@@ -28,7 +28,7 @@ from .index import SessionIndex
 from .indexfile import SUFFIX
 from .models import Message, Session, SessionEvent, SessionSummary, utcnow
 from .records import Fold, at_default, edit_record, message_record, record_json, session_records, update_record
-from .replay import check_file_id, is_record, split_records
+from .replay import LINK_REFUSED, check_file_id, is_record, read_session_file, split_records
 from .store import SessionStore, search_session
 
 log = logging.getLogger("tether.sessions")
@@ -41,8 +41,6 @@ COMPACT_MIN_DEAD = 256  # dead records tolerated before load() compacts a file
 # only where nothing is (O_EXCL). A session file is a regular file, never a link, even one that
 # points inside the folder (its header would name another id anyway).
 _APPEND = os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # O_NONBLOCK: a planted FIFO must not hang a read
-LINK_REFUSED = "a symbolic link, which tether does not follow in its folders (it could point anywhere): remove it"
 
 
 def private_dir(path: Path) -> Path:
@@ -109,24 +107,6 @@ def _refused(path: str | Path, e: OSError) -> Exception:
     if isinstance(e, IsADirectoryError):
         return SessionCorrupt(path, "not a regular file")
     return e
-
-
-def read_session_file(path: Path) -> bytes:
-    """A session file's bytes, never read through a link nor from anything but a regular file;
-    FileNotFoundError if there is none, SessionCorrupt if it cannot be read."""
-    try:
-        fd = os.open(path, _READ)
-    except FileNotFoundError:
-        raise
-    except OSError as e:
-        raise SessionCorrupt(path, LINK_REFUSED if os.path.islink(path) else f"cannot be read ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise SessionCorrupt(path, "not a regular file")
-            return f.read()
-    except OSError as e:
-        raise SessionCorrupt(path, f"cannot be read ({e.strerror})") from None
 
 
 def _fsync_dir(path: Path) -> None:

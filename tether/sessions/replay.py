@@ -6,12 +6,44 @@ session before pydantic and the client have loaded; `records.Fold` builds on thi
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..errors import SessionCorrupt
+
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK  # O_NONBLOCK: a planted FIFO must not hang a read
+LINK_REFUSED = "a symbolic link, which tether does not follow in its folders (it could point anywhere): remove it"
+
+
+class NotRegular(OSError):
+    """A folder, FIFO or device where a file tether reads should be."""
+
+
+def read_regular(path: Path) -> bytes:
+    """A file's bytes, never read through a link nor from a FIFO or device (which could point
+    anywhere, or hang): OSError otherwise (ELOOP for a link, NotRegular)."""
+    fd = os.open(path, _READ)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise NotRegular(f"{path} is not a regular file")
+        return f.read()
+
+
+def read_session_file(path: Path) -> bytes:
+    """A session file's bytes by read_regular; FileNotFoundError if there is none, SessionCorrupt
+    naming the file if it is a link, not a regular file or cannot be read."""
+    try:
+        return read_regular(path)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        why = (LINK_REFUSED if os.path.islink(path) else "not a regular file" if isinstance(e, (NotRegular, IsADirectoryError))
+               else f"cannot be read ({e.strerror})")
+        raise SessionCorrupt(path, why) from None
 
 
 def split_records(data: bytes, path: object) -> tuple[list[dict[str, Any]], int]:
