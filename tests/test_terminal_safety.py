@@ -85,3 +85,23 @@ def test_the_waiting_line_draws_a_hostile_model_name():
         con = make_console(file=buf, force_terminal=True)
         con.print(line(con))  # what Live redraws a few times a second
         assert "\x1b]52" not in buf.getvalue() and "␛]52" in buf.getvalue()
+
+
+def test_json_output_keeps_the_text_whole_and_the_terminal_safe():
+    """JSON to stdout is data (`export > backup.json` is re-imported): DEL and C1 characters,
+    which json leaves raw, were drawn as ␡/� and the backup silently changed."""
+    t = Tether()
+    text = "a\x7fb\x85c\x9bd\x1be"
+    sid = t.create_session(title=text)
+    t.add_message(sid, "user", text)
+    run = CliRunner().invoke
+    for args in (["sessions", "show", sid, "--json"], ["sessions", "export", sid], ["sessions", "list", "--json"],
+                 ["sessions", "search", "a", "--json"]):
+        out = run(main, args).stdout
+        assert clean(out) and "\x85" not in out, args
+        doc = json.loads(out)
+        row = doc[0] if isinstance(doc, list) else doc
+        assert row["title"] == text, args
+    doc = json.loads(run(main, ["sessions", "export", sid]).stdout)
+    doc["id"] = "restored"
+    assert Tether().load_session(Tether().import_session(doc)).messages[0].content == text

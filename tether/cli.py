@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from ._text import printable
-from .cli_util import client, echo
+from .cli_util import client, echo, echo_json
 from .errors import TetherError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -234,7 +234,7 @@ def ask(prompt: tuple[str, ...], session_id: str | None, cont: bool, model: str 
     if as_json or no_stream:
         result = c.chat_once(text, session_id=sid, model=model)
         if as_json:
-            echo(json.dumps(result.to_dict(), indent=2, default=str))
+            echo_json(json.dumps(result.to_dict(), indent=2, default=str))
         else:
             _write(result.text + "\n")
     else:
@@ -352,7 +352,7 @@ def models(as_json: bool) -> None:
 
     rows = client().models()
     if as_json:
-        echo(json.dumps(rows, indent=2, default=str))
+        echo_json(json.dumps(rows, indent=2, default=str))
         return
     out = []
     for m in rows:
@@ -377,7 +377,7 @@ def config(as_json: bool) -> None:
     if as_json:
         data = {"home": str(home), "path": str(rep.path), "exists": rep.exists, "valid": rep.valid,
                 "error": rep.error, **({"config": cfg.describe()} if cfg else {})}
-        echo(json.dumps(data, indent=2, default=str))
+        echo_json(json.dumps(data, indent=2, default=str))
     else:
         echo(f"home:          {home}")
         echo(f"config file:   {rep.path}" + ("" if rep.exists else " (not present: using defaults)"))

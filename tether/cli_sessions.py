@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from .cli_util import client, echo
+from .cli_util import client, echo, echo_json
 
 STATUSES = ("active", "archived", "closed")  # sessions.models.STATUSES, without importing pydantic for --help
 
@@ -50,7 +50,7 @@ def list_(as_json: bool, limit: int | None, user_id: str | None, status: str | N
     c = client()
     rows = c.list_sessions(limit=limit, user_id=user_id, status=status)
     if as_json:
-        echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        echo_json(json.dumps([r.to_dict() for r in rows], indent=2))
         return
     if not rows:
         echo(none)
@@ -76,7 +76,7 @@ def show(session_id: str, as_json: bool) -> None:
     c = client()
     sid = _resolve(c, session_id)
     if as_json:
-        echo(c.export_session(sid, "json"))
+        echo_json(c.export_session(sid, "json"))
         return
     from .render import fmt_cost, local_time, make_console, print_transcript
 
@@ -167,7 +167,7 @@ def export(session_id: str, fmt: str | None, output: Path | None) -> None:
     if not text.endswith("\n"):
         text += "\n"
     if output is None:
-        echo(text, nl=False)
+        (echo_json if fmt == "json" else echo)(text, nl=False)
     else:
         from .cli_util import write_export
 
@@ -209,7 +209,7 @@ def search(text: tuple[str, ...], limit: int | None, as_json: bool) -> None:
     query = " ".join(text)
     hits = client().search_sessions(query, limit=limit)
     if as_json:
-        echo(json.dumps([{**s.to_dict(), "matches": [m.to_dict() for m in ms]} for s, ms in hits],
+        echo_json(json.dumps([{**s.to_dict(), "matches": [m.to_dict() for m in ms]} for s, ms in hits],
                               indent=2, default=str))
         return
     if not hits:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,15 @@ def echo(text: str = "", **kwargs: Any) -> None:
     click.echo(printable(text), **kwargs)
 
 
+def echo_json(text: str, **kwargs: Any) -> None:
+    """JSON output whole: json escapes C0 controls itself; DEL and C1, which it leaves raw, are
+    escaped here as \\u007f.. (the same data, re-importable), not drawn as echo() would."""
+    import click
+
+    click.echo(_RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text), **kwargs)
+
+
+_RAW_IN_JSON = re.compile("[\x7f-\x9f]")
 _EXPORT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "markdown", ".json": "json"}
 
 
