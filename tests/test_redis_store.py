@@ -122,6 +122,23 @@ def test_contract_answers_taken_out_stay_in_the_spend(client):
     assert spend(client.import_session(copy)) == (1, 12, 0.875)
 
 
+def test_contract_a_record_nested_too_deeply_is_named_and_the_rest_still_list(client):
+    good = client.create_session(title="good")
+    bad = client.create_session(title="bad")
+    client.list_sessions()  # the listing's cache holds both: the deep record arrives as an append
+    line = '{"type":"event","event":{"type":"x","deep":' + "[" * 5000 + "]" * 5000 + "}}"
+    st = client.store
+    if isinstance(st, RedisStore):
+        st.r.rpush(st._log(bad), line)
+    else:
+        with open(st.path(bad), "a") as f:
+            f.write(line + "\n")
+    assert [s.id for s in client.list_sessions()] == [good]
+    assert "nested too deeply" in st.problems[bad]
+    with pytest.raises(SessionCorrupt, match="nested too deeply"):
+        client.load_session(bad)
+
+
 def test_contract_ids_duplicates_export(client):
     client.create_session(session_id="same")
     with pytest.raises(SessionExists):

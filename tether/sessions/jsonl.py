@@ -208,6 +208,9 @@ class JsonlStore(SessionStore):
         check_file_id(path, fold.header.get("id"))
         return fold
 
+    def has_message(self, session_id: str, message_id: str) -> bool:
+        return message_id in self.read_fold(session_id).messages  # the records only: no models built
+
     def load(self, session_id: str) -> Session:
         fold = self.read_fold(session_id)
         session = fold.session(self.path(session_id))

@@ -110,6 +110,8 @@ class RedisStore(SessionStore):
         try:
             records = [json.loads(x) for x in raw]
             return Fold(self._label(sid), records), len(raw)
+        except RecursionError:  # as the file store says: one such session must not stop a listing
+            raise SessionCorrupt(self._label(sid), "a record is nested too deeply") from None
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise SessionCorrupt(self._label(sid), f"malformed record ({type(e).__name__})") from None
 
@@ -120,6 +122,9 @@ class RedisStore(SessionStore):
             self._compact(keys=[self._log(session_id), self._gen(session_id)],
                           args=[n, *(record_json(r) for r in fold.records())])
         return session
+
+    def has_message(self, session_id: str, message_id: str) -> bool:
+        return message_id in self._fold(session_id)[0].messages
 
     def exists(self, session_id: str) -> bool:
         return bool(self.r.exists(self._log(session_id)))
@@ -230,7 +235,7 @@ class RedisStore(SessionStore):
         if entry and entry["gen"] == gen and entry["n"] < n:
             try:
                 tail = [json.loads(x) for x in self.r.lrange(self._log(sid), entry["n"], n - 1)]
-            except ValueError:  # reported by the full fold below, naming the key
+            except (ValueError, RecursionError):  # reported by the full fold below, naming the key
                 tail = None
             s = extend_summary(entry["s"], tail) if tail is not None else None
             if s is not None:

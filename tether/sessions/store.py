@@ -78,6 +78,11 @@ class SessionStore(ABC):
         """
         return [hit for hit in (search_session(self, row, text) for row in self.list()) if hit][:limit]
 
+    def has_message(self, session_id: str, message_id: str) -> bool:
+        """Whether the session holds a message with this id (SessionNotFound if there is no
+        session). Generic version: loads it; backends read their records without the models."""
+        return any(m.id == message_id for m in self.load(session_id).messages)
+
     def compact(self, session_id: str) -> None:
         """Rewrite storage without dead records, if the backend has any."""
 
