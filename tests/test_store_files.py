@@ -215,3 +215,24 @@ def test_importing_a_jsonl_file_keeps_a_last_line_without_newline(client, tmp_pa
     other = tether.Tether(home=tmp_path / "h2")
     new = other.import_session(f)
     assert [m.content for m in other.load_session(new).messages] == ["question", "answer"]
+
+
+def test_a_header_with_a_malformed_spend_is_named_by_every_reader(client, tmp_path):
+    """The spend of removed answers lives in the header: a damaged one must read as a corrupt
+    file everywhere (the chat's quick resume failed with an AttributeError naming nothing)."""
+    import json as _json
+
+    from tether.cli_util import quick_resume
+    from tether.errors import SessionCorrupt
+
+    sid = client.create_session(title="x")
+    client.add_message(sid, "user", "hi")
+    path = sessions_dir(client) / f"{sid}.jsonl"
+    lines = path.read_text().splitlines()
+    head = _json.loads(lines[0])
+    head["session"]["discarded"] = "lots"
+    path.write_text("\n".join([_json.dumps(head), *lines[1:]]) + "\n")
+    with pytest.raises(SessionCorrupt, match="discarded"):
+        client.load_session(sid)
+    assert [s.id for s in client.list_sessions()] == [] and "discarded" in client.store.problems[sid]
+    assert quick_resume(client.home, sid, cont=False) is None  # the full load then names the file

@@ -354,12 +354,9 @@ def _load(home: Path, config: dict[str, Any] | str | os.PathLike[str] | None,
     except RecursionError:  # tomllib recurses per nesting level
         raise ConfigError(f"config file {path}: nested too deeply") from None
     except ValueError as e:  # int() refuses a number of more than 4300 digits, in words about Python
-        import sys
+        from ..sessions.replay import json_problem  # the same words as for a session file
 
-        why = str(e)
-        if "integer string conversion" in why:
-            why = f"a number has more than {sys.get_int_max_str_digits()} digits"
-        raise ConfigError(f"config file {path}: {why}") from None
+        raise ConfigError(f"config file {path}: {json_problem(e)}") from None
     try:
         cfg = parse_config(raw, path=path, source="file")
         if check:

@@ -155,6 +155,10 @@ class Replay:
         if not records or records[0].get("type") != "header" or not isinstance(records[0].get("session"), dict):
             raise SessionCorrupt(path, "missing header record")
         self.header: dict[str, Any] = dict(records[0]["session"])
+        spent = self.header.get("discarded")
+        if spent is not None and not (isinstance(spent, dict) and all(
+                isinstance(spent.get(k, 0), (int, float)) for k in DISCARDED_FIELDS)):
+            raise SessionCorrupt(path, "invalid header: 'discarded' is not a record of tokens and cost")
         self.messages: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.unknown: list[dict[str, Any]] = []
