@@ -7,6 +7,7 @@ offline model tether/echo or the local fake OpenAI server.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,10 +25,25 @@ class Chat:
     def __init__(self, repl: Repl, pipe, out: io.StringIO) -> None:
         self.repl, self.pipe, self.out = repl, pipe, out
 
-    def run(self, keys: str) -> str:
+    def run(self, keys: str, timeout: float = 60.0) -> str:
         start = self.out.tell()
         self.pipe.send_text(keys if keys.endswith("\x04") or "/exit" in keys else keys + "\x04")
-        assert self.repl.run() == 0
+        # a chat still waiting for keys (text put back in the prompt, where Ctrl-D does not end
+        # it) would hang the suite: after `timeout` the line is cleared and the chat ended
+        fired: list[bool] = []
+
+        def unstick() -> None:
+            fired.append(True)
+            self.pipe.send_text("\x15\x04" * 3)
+
+        stuck = threading.Timer(timeout, unstick)
+        stuck.start()
+        try:
+            code = self.repl.run()
+        finally:
+            stuck.cancel()
+        assert not fired, f"the chat still waited for keys after {timeout:.0f}s: {self.out.getvalue()[start:][-300:]!r}"
+        assert code == 0
         self.repl.running = True
         return self.out.getvalue()[start:]
 

@@ -255,8 +255,8 @@ def test_a_piped_chat_writes_only_answers_to_stdout_even_after_a_restart(tether_
         srv.fail("main", "cut")
         p = tether(tether_home, "chat", input="first\n")
         assert p.stdout == "backup says: first (1 messages)\n"  # not main's cut text, not notices
-        assert "main failed mid-answer (the connection dropped)" in p.stderr
-        assert "main was cut off mid-answer; backup answered instead" in p.stderr
+        assert p.stderr.count("main failed mid-answer (the connection dropped)") == 1
+        assert "answered instead" not in p.stderr  # the restart notice said it already
     finally:
         srv.stop()
 

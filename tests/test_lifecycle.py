@@ -132,7 +132,7 @@ def test_the_chat_says_a_resumed_session_is_closed(tether_home):
     with chat(tether_home) as c:
         c.repl.load(sid)
         assert f"session {sid} is closed" in c.out.getvalue()
-        out = c.run("more?\r")
+        out = c.run("more?\r\x15")  # the refused text comes back in the prompt: Ctrl-U clears it
         assert "is closed" in out and "reopen" in out
     assert len(t.get_history(sid)) == 2
 
