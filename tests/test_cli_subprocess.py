@@ -377,7 +377,8 @@ def test_chat_into_tee_shows_progress_and_outlives_ctrl_c_killing_tee(tether_hom
         child.expect("answering… [0-9,]+ characters")  # progress on the terminal while the pipe waits
         child.sendintr()  # ends tee as well
         child.expect(r"stdout closed: answers are shown here")
-        child.expect("word0 word1 word2")  # the partial answer, which tee could not take any more
+        # the partial answer shows here too, unless tee took it from the pipe just before it died
+        # (on a loaded machine it lives that long): either way it is saved, as checked below
         child.expect("interrupted: the partial answer is saved")
         child.expect("›")
         srv.fixed.clear()
