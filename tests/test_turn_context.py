@@ -65,12 +65,18 @@ def test_policy_option_changes_the_window(make_tether):
     assert newest and newest == [m.id for m in t.load_session(sid).messages[-len(newest):]]
 
 
-def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
+def _due_for_a_summary(make_tether):  # type: ignore[no-untyped-def]
+    """A client with summaries on, and a session whose next turn leaves out enough to summarise."""
     t = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
                     models={"mid": {"context_window": 1500}})
     sid = t.create_session(model="mid")
     for i in range(24):
         t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    return t, sid
+
+
+def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
+    t, sid = _due_for_a_summary(make_tether)
     fake_server.reset()
     fake_server.fixed["mid"] = "Facts 0-9 were filler."
     t.chat_once("first new question", session_id=sid)
@@ -90,11 +96,7 @@ def test_rolling_summary_made_stored_and_sent(make_tether, fake_server):
 
 def test_closing_the_client_waits_for_a_summary_being_made(make_tether, fake_server):
     """An app shutting a client down (or `with Tether() as t`) gets the summary it paid for."""
-    t = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
-                    models={"mid": {"context_window": 1500}})
-    sid = t.create_session(model="mid")
-    for i in range(24):
-        t.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    t, sid = _due_for_a_summary(make_tether)
     fake_server.reset()
     fake_server.fail("mid", "slow:0", "slow:0.4")  # the answer at once, the summary later
     with t:
@@ -106,11 +108,7 @@ def test_closing_the_client_waits_for_a_summary_being_made(make_tether, fake_ser
 async def test_async_client_closes_as_a_context_manager(make_tether, fake_server, tether_home):
     from tether import AsyncTether
 
-    sync = make_tether(context={"summary": True, "summary_every": 4, "summary_words": 20},
-                       models={"mid": {"context_window": 1500}})
-    sid = sync.create_session(model="mid")
-    for i in range(24):
-        sync.add_message(sid, "user" if i % 2 == 0 else "assistant", f"fact {i} " + "filler words here " * 30)
+    sync, sid = _due_for_a_summary(make_tether)
     fake_server.reset()
     fake_server.fail("mid", "slow:0", "slow:0.4")
     async with AsyncTether(home=tether_home, config=sync._config_source) as t:

@@ -329,7 +329,7 @@ def dispatch(r: Repl, text: str) -> None:
             # what was typed comes back in the prompt: it may have been a message after all
             r.next_default = text
             r.error(f"unknown command {typed}" + (f" (did you mean {', '.join(hits)}?)" if hits else " (try /help)")
-                    + f"; to send it as a message, start it with //")
+                    + "; to send it as a message, start it with //")
             return
     if arg.strip() and not cmd.takes_arg:  # `/tokens x` did /tokens, silently ignoring x
         raise ValueError(f"{cmd.usage} takes no arguments, not {arg.strip()!r}")
