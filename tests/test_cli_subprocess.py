@@ -23,6 +23,21 @@ def env(home: Path, **extra: str) -> dict[str, str]:
     return e
 
 
+def quit_chat(child) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-D at the chat's prompt, and the process gone."""
+    import pexpect
+
+    child.expect("›")
+    child.sendcontrol("d")
+    child.expect(pexpect.EOF)
+
+
+def only_session_history() -> list:
+    """The messages of the one session the test's chat made (it fails if there is not one)."""
+    (s,) = Tether().list_sessions()
+    return Tether().get_history(s.id)
+
+
 def tether(home: Path, *args: str, input: str = "", check: bool = True) -> subprocess.CompletedProcess[str]:
     p = subprocess.run([TETHER, *args], input=input, capture_output=True, text=True, env=env(home), timeout=120)
     if check:
@@ -100,8 +115,7 @@ def test_the_turn_is_saved_when_stdout_closes_early(tether_home):
                           env=env(tether_home), timeout=120)
     os.close(w)
     assert "Traceback" not in proc.stderr and proc.returncode == 0, proc.stderr
-    (s,) = Tether().list_sessions()
-    msgs = Tether().get_history(s.id)
+    msgs = only_session_history()
     assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
     assert msgs[1].content.startswith("echo: a question nobody reads [")
 
@@ -111,8 +125,7 @@ def test_the_turn_is_saved_when_there_is_no_stdout_at_all(tether_home):
     proc = subprocess.run([TETHER, "ask", "nobody hears this"], stderr=subprocess.PIPE, text=True,
                           env=env(tether_home), timeout=120, preexec_fn=lambda: os.close(1))
     assert "Traceback" not in proc.stderr and "error" not in proc.stderr and proc.returncode == 0, proc.stderr
-    (s,) = Tether().list_sessions()
-    msgs = Tether().get_history(s.id)
+    msgs = only_session_history()
     assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "ok")]
     assert msgs[1].content.startswith("echo: nobody hears this [")
 
@@ -145,9 +158,7 @@ def test_chat_in_a_real_terminal_then_resume(tether_home):
         child.expect("›")
         child.send("hello from a pty\r")
         child.expect("echo: hello from a pty")
-        child.expect("›")
-        child.sendcontrol("d")
-        child.expect(pexpect.EOF)
+        quit_chat(child)
     finally:
         child.close()
     assert child.exitstatus == 0
@@ -194,14 +205,11 @@ def test_ctrl_c_in_a_real_terminal_stops_a_waiting_answer_and_the_chat_goes_on(t
         child.expect("›")
         child.send("still usable?\r")
         child.expect("backup says: still usable")
-        child.expect("›")
-        child.sendcontrol("d")
-        child.expect(pexpect.EOF)
+        quit_chat(child)
     finally:
         child.close()
         srv.stop()
-    (s,) = Tether().list_sessions()
-    msgs = Tether().get_history(s.id)
+    msgs = only_session_history()
     assert [(m.role, m.status) for m in msgs] == [("user", "unanswered"), ("user", "ok"), ("assistant", "ok")]
 
 
@@ -278,9 +286,7 @@ def test_chat_into_a_pipe_keeps_the_prompt_on_the_terminal(tether_home, tmp_path
             if out.exists() and "echo: hello there" in out.read_text():
                 break
             child.expect([pexpect.TIMEOUT], timeout=0.05)
-        child.expect("›")
-        child.sendcontrol("d")
-        child.expect(pexpect.EOF)
+        quit_chat(child)
     finally:
         child.close()
     assert out.read_text().startswith("echo: hello there")
@@ -347,14 +353,11 @@ def test_keys_typed_while_an_answer_streams_wait_for_the_next_prompt_unechoed(te
         srv.fixed.clear()
         child.send("\r")
         child.expect("main says: kept")
-        child.expect("›")
-        child.sendcontrol("d")
-        child.expect(pexpect.EOF)
+        quit_chat(child)
     finally:
         child.close()
         srv.stop()
-    (s,) = Tether().list_sessions()
-    users = [m.content for m in Tether().get_history(s.id) if m.role == "user"]
+    users = [m.content for m in only_session_history() if m.role == "user"]
     assert users == ["story", "typed ahead", "again", "kept"]
 
 
@@ -385,16 +388,13 @@ def test_chat_into_tee_shows_progress_and_outlives_ctrl_c_killing_tee(tether_hom
         srv.fixed.clear()
         child.send("still there?\r")
         child.expect("main says: still there")  # answers now come to the terminal...
-        child.expect("›")
-        child.sendcontrol("d")
-        child.expect(pexpect.EOF)
+        quit_chat(child)
     finally:
         child.close()
         srv.stop()
     assert "stdout closed: answers are shown here" in seen.getvalue()  # ...and the chat said why
     assert "Traceback" not in seen.getvalue()
-    (s,) = Tether().list_sessions()
-    msgs = Tether().get_history(s.id)
+    msgs = only_session_history()
     assert [(m.role, m.status) for m in msgs] == [("user", "ok"), ("assistant", "interrupted"), ("user", "ok"),
                                                   ("assistant", "ok")]
 
@@ -416,8 +416,7 @@ def test_ask_with_a_latin1_file_on_stdin_sends_its_bad_bytes_as_replacement_char
     assert p.returncode == 0, p.stderr
     assert p.stdout.decode() == "main says: translate this\n\ncaf\ufffd cr\ufffdme (1 messages)\n"
     assert p.stderr.decode().splitlines()[0] == "tether: 2 bytes of stdin are not UTF-8: sent as \ufffd"
-    (s,) = Tether().list_sessions()
-    assert Tether().get_history(s.id)[0].content == "translate this\n\ncaf\ufffd cr\ufffdme"
+    assert only_session_history()[0].content == "translate this\n\ncaf\ufffd cr\ufffdme"
 
 
 def test_ask_and_chat_with_stdin_closed(tether_home):
