@@ -230,11 +230,7 @@ class Repl:
         h = replay.header
         msgs = [SimpleNamespace(**{"model": None, "status": "ok", **m}) for m in replay.messages.values()]
         self.exchanges = Exchange.split(session_id, msgs)
-        tokens = sum((m.get("usage") or {}).get("total_tokens", 0) or 0 for m in replay.messages.values())
-        cost = sum(m.get("cost_usd") or 0.0 for m in replay.messages.values())
-        spent = h.get("discarded") or {}  # answers taken out were still paid for
-        tokens += spent.get("total_tokens", 0) or 0
-        cost += spent.get("cost_usd", 0.0) or 0.0
+        tokens, cost = replay.spent()  # answers taken out were still paid for
         self._enter(session_id, h.get("pinned_model"), h.get("title"), h.get("system"), tokens, cost, msgs, show,
                     h.get("status"), h.get("updated_at"))
 

@@ -148,6 +148,18 @@ def time_key(ts: str) -> str:
     return t.isoformat(timespec="microseconds") + "Z"
 
 
+def _spend(messages: Any) -> list[Any]:
+    """[prompt, completion, total tokens, cost] of message dicts, in DISCARDED_FIELDS' order."""
+    spent: list[Any] = [0, 0, 0, 0.0]
+    for m in messages:
+        u = m.get("usage") or {}
+        spent[0] += u.get("prompt_tokens", 0) or 0
+        spent[1] += u.get("completion_tokens", 0) or 0
+        spent[2] += u.get("total_tokens", 0) or 0
+        spent[3] += m.get("cost_usd") or 0.0
+    return spent
+
+
 class Replay:
     """Replays a file's records into the session's state, as plain dicts (fast)."""
 
@@ -212,18 +224,19 @@ class Replay:
     def _discard(self, messages: Any) -> None:
         """Messages taken out were still paid for: their tokens and cost go to the header's
         `discarded`, which compaction keeps, so the session's totals never shrink."""
-        spent = [0, 0, 0, 0.0]
-        for m in messages:
-            u = m.get("usage") or {}
-            spent[0] += u.get("prompt_tokens", 0) or 0
-            spent[1] += u.get("completion_tokens", 0) or 0
-            spent[2] += u.get("total_tokens", 0) or 0
-            spent[3] += m.get("cost_usd") or 0.0
+        spent = _spend(messages)
         if any(spent):
             d = dict(self.header.get("discarded") or {})
             for k, v in zip(DISCARDED_FIELDS, spent):
                 d[k] = (d.get(k) or 0) + v
             self.header["discarded"] = d
+
+    def spent(self) -> tuple[int, float]:
+        """Total tokens and cost of the session: its messages and those taken out (a resumed
+        chat's toolbar, drawn before the models load)."""
+        held = _spend(self.messages.values())
+        gone = self.header.get("discarded") or {}
+        return held[2] + (gone.get("total_tokens") or 0), held[3] + (gone.get("cost_usd") or 0.0)
 
     def records(self) -> list[dict[str, Any]]:
         """The minimal records that rebuild this state (for compaction)."""
